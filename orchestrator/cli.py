@@ -1,0 +1,187 @@
+"""`orchestrate`: the command line. The only place errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import BudgetExceeded, OrchestratorError
+
+READERS = ("show", "report", "review", "import")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="any litellm model name (live aider); default: the idea's transcript")
+    p.add_argument("--python", help="the experiment's interpreter (default: an environment built from the template's requirements.txt)")
+    p.add_argument("--max-runs", type=int)
+    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--budget-usd", type=float)
+    p.add_argument("--stages", help="comma-separated: experiments,plots,writeup,compile,review")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrate", description="Run experiment ideas with a coding agent; report only runs that did their work.")
+    parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run an idea in a new workspace")
+    p.add_argument("idea", type=Path)
+    p.add_argument("--idea", dest="idea_name", help="pick one idea from an AI Scientist ideas.json list")
+    p.add_argument("--template", help="template name or folder (overrides the idea's)")
+    p.add_argument("--sandbox", type=Path, default=Path("sandbox"), help="where workspaces are made (default: ./sandbox)")
+    p.add_argument("--isolation", choices=["auto", "none", "bwrap"])
+    p.add_argument("--timeout", type=float, dest="full_timeout_s", help="full-run time limit, seconds")
+    p.add_argument("--smoke-timeout", type=float, dest="smoke_timeout_s")
+    _run_args(p)
+
+    p = sub.add_parser("resume", help="continue a workspace after a crash or Ctrl-C")
+    p.add_argument("workspace", type=Path)
+    _run_args(p)
+
+    p = sub.add_parser("check", help="validate an idea spec and its template without running anything")
+    p.add_argument("idea", type=Path)
+    p.add_argument("--idea", dest="idea_name")
+    p.add_argument("--template")
+
+    p = sub.add_parser("replay", help="re-execute a workspace or transcript with its recorded replies; report metric deltas")
+    p.add_argument("source", type=Path, help="a workspace folder or a transcript .jsonl")
+    p.add_argument("--idea-file", type=Path, help="the idea spec, for a transcript whose idea file is not beside it")
+    p.add_argument("--sandbox", type=Path, default=Path("sandbox"))
+    p.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance for a metric to count as reproduced")
+    p.add_argument("--python")
+    p.add_argument("--stages")
+
+    p = sub.add_parser("export", help="write a workspace's exchanges as a transcript")
+    p.add_argument("workspace", type=Path)
+    p.add_argument("-o", "--output", type=Path)
+
+    for name in READERS:
+        try:
+            mod = importlib.import_module(f"orchestrator.commands.{name}_cmd")
+        except ModuleNotFoundError:
+            continue
+        mod.add_arguments(sub.add_parser(name, help=mod.HELP))
+    return parser
+
+
+def _opts(args: argparse.Namespace):
+    from .pipeline import RunOptions
+
+    return RunOptions(
+        model=getattr(args, "model", None), template=getattr(args, "template", None), python=getattr(args, "python", None),
+        idea_name=getattr(args, "idea_name", None), max_runs=getattr(args, "max_runs", None),
+        max_attempts=getattr(args, "max_attempts", None), budget_usd=getattr(args, "budget_usd", None),
+        stages=[s.strip() for s in args.stages.split(",") if s.strip()] if getattr(args, "stages", None) else None,
+        sandbox=getattr(args, "sandbox", Path("sandbox")), isolation=getattr(args, "isolation", None),
+        full_timeout_s=getattr(args, "full_timeout_s", None), smoke_timeout_s=getattr(args, "smoke_timeout_s", None),
+    )
+
+
+def _drive(ctx, stages) -> int:
+    from .events import RunRecorded
+    from .pipeline import execute
+    from .progress import Progress
+
+    prog = Progress(max_runs=ctx.limits.max_runs, max_attempts=ctx.limits.max_attempts, isolation=ctx.isolation)
+    prog.seed(ctx.journal.events)
+    ctx.journal.listeners.append(prog)
+    try:
+        with prog:
+            execute(ctx, stages)
+    except KeyboardInterrupt:
+        from .events import Message
+
+        ctx.journal.append(Message(level="warning", text="interrupted by the user"))
+        print(f"interrupted; continue with: orchestrate resume {ctx.ws.root}", file=sys.stderr)
+        return 130
+    except BudgetExceeded as exc:
+        from .events import Message
+
+        ctx.journal.append(Message(level="warning", text=str(exc)))
+        print(f"{exc}\nworkspace: {ctx.ws.root}", file=sys.stderr)
+        return exc.exit_code
+    recs = ctx.journal.of(RunRecorded)
+    ok = sum(1 for r in recs if r.status == "ok")
+    print(f"done: {ok} of {len(recs)} run(s) are results; workspace: {ctx.ws.root}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .pipeline import start
+
+    ctx, stages = start(args.idea, _opts(args), log=lambda s: print(s, flush=True))
+    return _drive(ctx, stages)
+
+
+def cmd_resume(args) -> int:
+    from .pipeline import reopen
+
+    ctx, stages = reopen(args.workspace, _opts(args), log=lambda s: print(s, flush=True))
+    print(f"resuming {ctx.ws.root}: stages left: {', '.join(stages) or 'none'}")
+    return _drive(ctx, stages)
+
+
+def cmd_check(args) -> int:
+    from .pipeline import RunOptions, prepare
+
+    opts = RunOptions(idea_name=args.idea_name, template=args.template, model="(check)")
+    loaded, template, limits, _model, _t, stages = prepare(args.idea, opts)
+    if loaded.transcript_path:
+        from .agents.replay import load_transcript
+
+        t = load_transcript(loaded.transcript_path)
+        tinfo = f", transcript {len(t.lines)} line(s){' (scripted)' if t.scripted else ''}"
+    else:
+        tinfo = ""
+    print(f"ok: idea {loaded.idea.name!r} on template {template.manifest.name!r} ({template.root}); "
+          f"{limits.max_runs} runs x {limits.max_attempts} attempts; stages {', '.join(stages)}{tinfo}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from .replay import replay
+
+    return replay(args)
+
+
+def cmd_export(args) -> int:
+    from .agents.replay import export_transcript
+    from .events import Exchange, WorkspaceCreated
+    from .workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    head = ws.journal.events[0]
+    assert isinstance(head, WorkspaceCreated)
+    text = export_transcript(ws.journal.of(Exchange), idea=head.idea["name"], template=head.template,
+                             note=f"recorded from {head.agent}" + (" (scripted)" if head.scripted else ""))
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    args = build_parser().parse_args(argv)
+    handler = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "replay": cmd_replay, "export": cmd_export}.get(args.command)
+    try:
+        if handler is None:
+            mod = importlib.import_module(f"orchestrator.commands.{args.command}_cmd")
+            return mod.main(args)
+        return handler(args)
+    except OrchestratorError as exc:
+        print(f"orchestrate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""What every stage gets: the workspace, its settings, the agent, and how to run processes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .agents.aider import Budget, RetryPolicy
+from .agents.replay import TranscriptSource
+from .settings import Limits
+from .spec import Idea
+from .workspace import Workspace
+
+
+@dataclass
+class Context:
+    ws: Workspace
+    idea: Idea
+    limits: Limits
+    python: str
+    isolation: str
+    model: str | None  # None: replies come from the transcript
+    transcript: TranscriptSource | None
+    budget: Budget
+    cache_dir: Path
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    stop: threading.Event = field(default_factory=threading.Event)
+    tex_available: bool = True
+    tex_missing: str = ""
+
+    @property
+    def journal(self):
+        return self.ws.journal
+
+    @property
+    def manifest(self):
+        return self.ws.manifest

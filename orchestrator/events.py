@@ -1,0 +1,163 @@
+"""The journal's records: one typed event per thing that happened. Readers (resume, replay, show,
+report) depend only on these models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+Stage = Literal["experiments", "plots", "writeup", "compile", "review"]
+STAGES: tuple[str, ...] = ("experiments", "plots", "writeup", "compile", "review")
+VerdictStatus = Literal["ok", "failed", "degenerate", "tampered", "timeout", "interrupted"]
+Phase = Literal["smoke", "full", "plot", "latex", "chktex"]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = 0
+    ts: float = 0.0
+
+
+class WorkspaceCreated(_Event):
+    type: Literal["workspace_created"] = "workspace_created"
+    idea: dict[str, Any]
+    idea_path: str
+    template: str
+    template_root: str
+    limits: dict[str, Any]
+    agent: str  # "aider:<model>" or "transcript:<path>"
+    scripted: bool = False
+    python: str | None = None
+    isolation: str = "none"
+    imported_from: str | None = None
+
+
+class StageStarted(_Event):
+    type: Literal["stage_started"] = "stage_started"
+    stage: str
+
+
+class StageFinished(_Event):
+    type: Literal["stage_finished"] = "stage_finished"
+    stage: str
+    status: Literal["done", "failed", "skipped"]
+    summary: str = ""
+    commit: str | None = None
+
+
+class Exchange(_Event):
+    """One model call: what was asked, what came back, what it cost."""
+
+    type: Literal["exchange"] = "exchange"
+    stage: str
+    run: int | None = None
+    attempt: int | None = None
+    step: str = "edit"  # what the exchange was for: edit, fix, notes, section:<name>, review ...
+    prompt: str
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    response: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    transcript_line: int | None = None
+    scripted: bool = False
+
+
+class EditApplied(_Event):
+    """The edits of one exchange, applied (or not) and committed in the workspace's repo."""
+
+    type: Literal["edit_applied"] = "edit_applied"
+    stage: str
+    run: int | None = None
+    attempt: int | None = None
+    step: str = "edit"
+    commit: str
+    files: list[str] = Field(default_factory=list)
+    diff: str = ""
+    added: int = 0
+    removed: int = 0
+    refused: list[str] = Field(default_factory=list)
+    failed: str | None = None  # aider's message when blocks did not apply
+    done: bool = False  # the agent declared the stage finished
+
+
+class RunStarted(_Event):
+    type: Literal["run_started"] = "run_started"
+    run: int
+    attempt: int
+    phase: Phase
+    out_dir: str
+    commit: str | None = None
+    job_id: str | None = None
+
+
+class RunFinished(_Event):
+    type: Literal["run_finished"] = "run_finished"
+    run: int
+    attempt: int
+    phase: Phase
+    out_dir: str
+    status: VerdictStatus
+    reasons: list[str] = Field(default_factory=list)
+    exit_code: int | None = None
+    wall_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    timed_out: bool = False
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    feedback: str = ""
+    log_dir: str = ""
+    commit: str | None = None  # full runs that are results are committed before this is written
+
+
+class RunRecorded(_Event):
+    """A run's final verdict after its attempts: what notes, tables and the paper may use."""
+
+    type: Literal["run_recorded"] = "run_recorded"
+    run: int
+    status: VerdictStatus
+    attempts: int
+    reasons: list[str] = Field(default_factory=list)
+    commit: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class Message(_Event):
+    """Something the user should see in the timeline (resumed, budget stop, tools missing ...)."""
+
+    type: Literal["message"] = "message"
+    level: Literal["info", "warning", "error"] = "info"
+    text: str
+    stage: str | None = None
+
+
+class Artifact(_Event):
+    """A file a stage produced (figure, paper, review)."""
+
+    type: Literal["artifact"] = "artifact"
+    stage: str
+    kind: str
+    path: str
+    ok: bool = True
+    detail: str = ""
+
+
+Event = Annotated[
+    Union[
+        WorkspaceCreated,
+        StageStarted,
+        StageFinished,
+        Exchange,
+        EditApplied,
+        RunStarted,
+        RunFinished,
+        RunRecorded,
+        Message,
+        Artifact,
+    ],
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

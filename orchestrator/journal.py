@@ -1,0 +1,105 @@
+"""The workspace's append-only event log: fsync'd JSONL, crash-safe.
+
+A torn last line (power cut, kill -9 mid-write) is detected on open, moved aside and never fatal.
+A failed write (a full disk) is rolled back so the file stays a sequence of whole records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from .errors import JournalError, WorkspaceError
+from .events import EVENT_ADAPTER, Event, _Event
+
+E = TypeVar("E", bound=_Event)
+
+
+class Journal:
+    """Append and read the events of one workspace."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.events: list[Event] = []
+        self.torn: bytes = b""
+        self.listeners: list = []  # called with each appended event (the progress view)
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        good_end = 0
+        pos = 0
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            if nl == -1:
+                break  # no newline: the last write was torn
+            line = data[pos:nl]
+            if line.strip():
+                try:
+                    self.events.append(EVENT_ADAPTER.validate_json(line))
+                except (ValidationError, ValueError):
+                    if data[nl + 1 :].strip():
+                        raise WorkspaceError(self.path, f"corrupt record at byte {pos} (not the last one)") from None
+                    break
+            pos = nl + 1
+            good_end = pos
+        if good_end < len(data):
+            self.torn = data[good_end:]
+            # Keep the torn bytes for forensics, then cut them so appends start on a clean line.
+            with open(self.path.with_suffix(".torn"), "ab") as fh:
+                fh.write(self.torn + b"\n")
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_end)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def append(self, event: E) -> E:
+        event.seq = len(self.events) + 1
+        event.ts = time.time()
+        line = (event.model_dump_json() + "\n").encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            before = os.fstat(fd).st_size
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, before)
+                except OSError:
+                    pass
+                raise JournalError(f"{self.path}: cannot write the journal: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        self.events.append(event)  # type: ignore[arg-type]
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def of(self, kind: type[E], **match: object) -> list[E]:
+        """Events of one type whose fields equal `match`."""
+        return [
+            e
+            for e in self.events
+            if isinstance(e, kind) and all(getattr(e, k) == v for k, v in match.items())
+        ]
+
+    def last(self, kind: type[E], **match: object) -> E | None:
+        found = self.of(kind, **match)
+        return found[-1] if found else None
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+
+def dump_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

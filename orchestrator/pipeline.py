@@ -1,0 +1,177 @@
+"""Start a workspace from an idea, or pick one up again, and run its stages in order.
+
+Stages are resumable from the journal: a finished stage is skipped, a started one re-walks its steps,
+each served from the journal when it was already done."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import sandbox as sandbox_mod
+from .agents.aider import Budget
+from .agents.replay import TranscriptSource, load_transcript
+from .agents.hermetic import cache_home
+from .context import Context
+from .conversation import Conversations
+from .errors import InputError, TranscriptError
+from .events import STAGES, Exchange, Message, StageFinished, StageStarted, WorkspaceCreated
+from .pyenv import experiment_python
+from .settings import Limits
+from .spec import Idea, load_idea
+from .template import Template, find_template, load_template
+from .workspace import Workspace, create
+
+
+@dataclass
+class RunOptions:
+    model: str | None = None
+    template: str | None = None
+    python: str | None = None
+    idea_name: str | None = None
+    max_runs: int | None = None
+    max_attempts: int | None = None
+    budget_usd: float | None = None
+    stages: list[str] | None = None
+    sandbox: Path = Path("sandbox")
+    isolation: str | None = None
+    full_timeout_s: float | None = None
+    smoke_timeout_s: float | None = None
+
+
+def import_stages() -> None:
+    """Register every stage module that exists (the paper stages arrive as their own modules)."""
+    import importlib
+
+    for name in STAGES:
+        try:
+            importlib.import_module(f"orchestrator.stages.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"orchestrator.stages.{name}":
+                raise
+
+
+def selected_stages(requested: list[str] | None) -> list[str]:
+    from .stages import REGISTRY
+
+    import_stages()
+    names = requested or [s for s in STAGES if s in REGISTRY]
+    for n in names:
+        if n not in REGISTRY:
+            raise InputError(None, f"--stages: unknown or unavailable stage {n!r} (have: {', '.join(s for s in STAGES if s in REGISTRY)})")
+    return [s for s in STAGES if s in names]
+
+
+def resolve_limits(template: Template, idea: Idea, opts: RunOptions) -> Limits:
+    """Defaults, then the template's timeouts, then the idea's limits, then the command line."""
+    t = template.manifest.timeouts
+    limits = Limits().merged(full_timeout_s=t.full_s, smoke_timeout_s=t.smoke_s, plot_timeout_s=t.plot_s)
+    limits = limits.merged(max_runs=idea.max_runs, **idea.limits.model_dump())
+    return limits.merged(
+        max_runs=opts.max_runs, max_attempts=opts.max_attempts, budget_usd=opts.budget_usd,
+        isolation=opts.isolation, full_timeout_s=opts.full_timeout_s, smoke_timeout_s=opts.smoke_timeout_s,
+    )
+
+
+def configured_model(opts: RunOptions) -> str | None:
+    return opts.model or os.environ.get("ORCHESTRATE_MODEL") or None
+
+
+def prepare(idea_path: Path, opts: RunOptions) -> tuple:
+    """Validate everything a run needs before anything is made. Raises InputError (exit 2)."""
+    loaded = load_idea(idea_path, idea_name=opts.idea_name, template=opts.template)
+    template = load_template(find_template(loaded.idea.template, near=loaded.path.parent))
+    limits = resolve_limits(template, loaded.idea, opts)
+    model = configured_model(opts)
+    transcript = None
+    if model is None:
+        if loaded.transcript_path is None:
+            raise InputError(idea_path, "no model configured and the idea names no transcript: "
+                             "pass --model NAME (e.g. --model anthropic/claude-sonnet-4-5, or "
+                             "--model openai/<name> with OPENAI_API_BASE for a local server) or set ORCHESTRATE_MODEL")
+        transcript = load_transcript(loaded.transcript_path)
+        h = transcript.header
+        if h.idea and h.idea != loaded.idea.name:
+            raise TranscriptError(loaded.transcript_path, f"header: transcript is for idea {h.idea!r}, not {loaded.idea.name!r}")
+        if h.template and h.template != template.manifest.name:
+            raise TranscriptError(loaded.transcript_path, f"header: transcript is for template {h.template!r}, not {template.manifest.name!r}")
+    stages = selected_stages(opts.stages)
+    return loaded, template, limits, model, transcript, stages
+
+
+def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[str]]:
+    loaded, template, limits, model, transcript, stages = prepare(idea_path, opts)
+    cache = cache_home()
+    python = experiment_python(template, cache, override=opts.python, log=log)
+    isolation = sandbox_mod.resolve(limits.isolation)
+    if transcript is not None:
+        kind = "scripted (hand-written)" if transcript.scripted else "recorded"
+        log(f"replaying the {kind} transcript {transcript.path} — no model configured")
+        agent = f"transcript:{transcript.path}"
+    else:
+        log(f"agent: aider with {model}")
+        agent = f"aider:{model}"
+    ws = create(loaded, template, sandbox=opts.sandbox, header=dict(
+        idea=loaded.idea.model_dump(), idea_path=str(loaded.path), template=template.manifest.name,
+        template_root=str(template.root), limits=limits.model_dump(), agent=agent,
+        scripted=bool(transcript and transcript.scripted), python=python, isolation=isolation,
+    ))
+    log(f"workspace: {ws.root}")
+    ctx = Context(
+        ws=ws, idea=loaded.idea, limits=limits, python=python, isolation=isolation, model=model,
+        transcript=TranscriptSource(transcript) if transcript else None,
+        budget=Budget(limits.budget_usd), cache_dir=cache / "data" / template.manifest.name,
+    )
+    ws.lock()
+    return ctx, stages
+
+
+def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[str]]:
+    """A context for an existing workspace; the tree is put back at the last commit the journal vouches for."""
+    ws = Workspace(root)
+    head = ws.journal.events[0] if ws.journal.events else None
+    if not isinstance(head, WorkspaceCreated):
+        raise InputError(root, "the journal does not start with workspace_created")
+    if head.imported_from:
+        raise InputError(root, "an imported workspace is read-only: show or report it instead")
+    ws.lock()
+    idea = Idea.model_validate(head.idea)
+    limits = Limits.model_validate(head.limits).merged(budget_usd=opts.budget_usd, max_runs=opts.max_runs,
+                                                     max_attempts=opts.max_attempts)
+    model = None
+    transcript = None
+    if head.agent.startswith("aider:"):
+        model = opts.model or head.agent.split(":", 1)[1]
+    else:
+        t = load_transcript(ws.state / "transcript.jsonl")
+        lines = [e.transcript_line for e in ws.journal.of(Exchange) if e.transcript_line is not None]
+        src = TranscriptSource(t)
+        src.pos = src.numbers.index(lines[-1]) + 1 if lines else 0
+        transcript = src
+    python = opts.python or head.python or experiment_python(load_template(Path(head.template_root)), cache_home(), log=log)
+    ws.reset_to(ws.last_recorded_commit())
+    spent = sum(e.cost_usd for e in ws.journal.of(Exchange))
+    ctx = Context(
+        ws=ws, idea=idea, limits=limits, python=python, isolation=head.isolation, model=model,
+        transcript=transcript, budget=Budget(limits.budget_usd, spent),
+        cache_dir=cache_home() / "data" / head.template,
+    )
+    done = {e.stage for e in ws.journal.of(StageFinished)}
+    stages = [s for s in selected_stages(opts.stages) if s not in done]
+    ws.journal.append(Message(text=f"resumed; stages left: {', '.join(stages) or 'none'}"))
+    return ctx, stages
+
+
+def execute(ctx: Context, stages: list[str]) -> None:
+    from .stages import REGISTRY
+
+    conv = Conversations(ctx)
+    j = ctx.journal
+    for name in stages:
+        if j.last(StageFinished, stage=name):
+            continue
+        if not j.last(StageStarted, stage=name):
+            j.append(StageStarted(stage=name))
+        summary = REGISTRY[name](ctx, conv)
+        j.append(StageFinished(stage=name, status="done", summary=summary or "", commit=ctx.ws.commit(f"stage {name}: done")))

@@ -1,0 +1,62 @@
+"""Validated limits and settings. Defaults here; an idea and a command line may override them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Isolation = Literal["auto", "none", "bwrap"]
+
+
+class Limits(BaseModel):
+    """How much the pipeline may spend. Lives outside the workspace, so an agent edit cannot change it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_runs: int = Field(5, ge=1, le=100)
+    max_attempts: int = Field(4, ge=1, le=50)
+    full_timeout_s: float = Field(7200, gt=0)
+    smoke_timeout_s: float = Field(120, gt=0)
+    plot_timeout_s: float = Field(600, gt=0)
+    latex_timeout_s: float = Field(180, gt=0)
+    max_plot_attempts: int = Field(3, ge=1, le=20)
+    max_compile_attempts: int = Field(3, ge=1, le=20)
+    log_cap_bytes: int = Field(5_000_000, ge=10_000)
+    budget_usd: float | None = Field(None, ge=0)
+    # Resource limits applied to every experiment process, whatever the isolation level.
+    memory_mb: int | None = Field(None, ge=64)
+    cpu_time_s: int | None = Field(None, ge=1)
+    max_processes: int = Field(512, ge=8)
+    max_file_mb: int = Field(4096, ge=1)
+    max_written_mb: int = Field(8192, ge=1)
+    max_open_files: int = Field(1024, ge=16)
+    isolation: Isolation = "auto"
+
+    def merged(self, **overrides: object) -> Limits:
+        """A copy with the non-None overrides applied (and validated)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return Limits.model_validate(data)
+
+
+class LimitOverrides(BaseModel):
+    """The part of Limits an idea spec may set; every field optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_runs: int | None = Field(None, ge=1, le=100)
+    max_attempts: int | None = Field(None, ge=1, le=50)
+    full_timeout_s: float | None = Field(None, gt=0)
+    smoke_timeout_s: float | None = Field(None, gt=0)
+    plot_timeout_s: float | None = Field(None, gt=0)
+    latex_timeout_s: float | None = Field(None, gt=0)
+    max_plot_attempts: int | None = Field(None, ge=1, le=20)
+    max_compile_attempts: int | None = Field(None, ge=1, le=20)
+    budget_usd: float | None = Field(None, ge=0)
+    memory_mb: int | None = Field(None, ge=64)
+    cpu_time_s: int | None = Field(None, ge=1)
+    max_processes: int | None = Field(None, ge=8)
+    max_file_mb: int | None = Field(None, ge=1)
+    max_written_mb: int | None = Field(None, ge=1)
+    isolation: Isolation | None = None

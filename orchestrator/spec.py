@@ -1,0 +1,113 @@
+"""Idea specs: our JSON format, and AI Scientist's `ideas.json` accepted as it is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import SpecError
+from .settings import LimitOverrides
+from .validation import first_problem
+
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
+
+
+class Idea(BaseModel):
+    """One research idea: what to try, on which template, within which limits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=SLUG, description="short identifier, used in the workspace's folder name")
+    title: str = Field(min_length=1)
+    template: str = Field(min_length=1, description="a template name under templates/, or a path")
+    experiment: str = Field(min_length=1, description="what to do, in prose")
+    implementation_plan: str | None = None
+    max_runs: int | None = Field(None, ge=1, le=100)
+    transcript: str | None = Field(None, description="a transcript file, relative to the idea file")
+    template_config: dict[str, Any] = Field(default_factory=dict)
+    limits: LimitOverrides = Field(default_factory=LimitOverrides)
+    # Kept from AI Scientist's format, shown in notes and reports, never acted on.
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoadedIdea(BaseModel):
+    """An idea with where it came from (so relative paths resolve against its file)."""
+
+    idea: Idea
+    path: Path
+    transcript_path: Path | None
+
+
+def _from_ai_scientist(entry: dict[str, Any], path: Path, template: str | None) -> dict[str, Any]:
+    """Map one AI Scientist ideas.json entry (Name, Title, Experiment, ...) onto our fields."""
+    if template is None:
+        # AI Scientist keeps ideas.json inside templates/<name>/: that names the template.
+        if path.resolve().parent.parent.name == "templates":
+            template = path.resolve().parent.name
+        else:
+            raise SpecError(path, "AI Scientist ideas name no template: pass --template NAME")
+    known = {"Name", "Title", "Experiment"}
+    missing = [k for k in ("Name", "Title", "Experiment") if k not in entry]
+    if missing:
+        raise SpecError(path, f"{missing[0]}: field required (AI Scientist format)")
+    return {
+        "name": entry["Name"],
+        "title": entry["Title"],
+        "template": template,
+        "experiment": entry["Experiment"],
+        "extra": {k: v for k, v in entry.items() if k not in known},
+    }
+
+
+def load_idea(path: Path | str, *, idea_name: str | None = None, template: str | None = None) -> LoadedIdea:
+    """Read and validate an idea file. Raises SpecError with a one-line message on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(path, "no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SpecError(path, f"cannot read: {exc.__class__.__name__}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+    if isinstance(raw, list):
+        entries = [e for e in raw if isinstance(e, dict)]
+        if len(entries) != len(raw) or not entries:
+            raise SpecError(path, "an ideas list must hold one or more objects")
+        names = [str(e.get("Name", e.get("name", ""))) for e in entries]
+        if idea_name is None:
+            if len(entries) > 1:
+                raise SpecError(path, f"holds {len(entries)} ideas: pick one with --idea NAME ({', '.join(names[:5])})")
+            chosen = entries[0]
+        else:
+            if idea_name not in names:
+                raise SpecError(path, f"no idea named {idea_name!r} (have: {', '.join(names[:8])})")
+            chosen = entries[names.index(idea_name)]
+        raw = _from_ai_scientist(chosen, path, template) if "Name" in chosen else chosen
+    elif isinstance(raw, dict):
+        if "Name" in raw and "name" not in raw:
+            raw = _from_ai_scientist(raw, path, template)
+        if idea_name is not None and raw.get("name") != idea_name:
+            raise SpecError(path, f"no idea named {idea_name!r} (have: {raw.get('name')!r})")
+    else:
+        raise SpecError(path, "an idea file must be a JSON object or a list of objects")
+
+    if template is not None:
+        raw = {**raw, "template": template}
+    try:
+        idea = Idea.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(path, first_problem(path, exc)) from None
+
+    transcript_path = None
+    if idea.transcript:
+        transcript_path = (path.parent / idea.transcript).resolve()
+        if not transcript_path.is_file():
+            raise SpecError(path, f"transcript: no such file {idea.transcript!r}")
+    return LoadedIdea(idea=idea, path=path.resolve(), transcript_path=transcript_path)

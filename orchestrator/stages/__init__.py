@@ -1,0 +1,15 @@
+"""Pipeline stages, each resumable from the journal. `REGISTRY` maps a stage name to its function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+REGISTRY: dict[str, Callable] = {}
+
+
+def stage(name: str):
+    def register(fn: Callable) -> Callable:
+        REGISTRY[name] = fn
+        return fn
+
+    return register

@@ -1,0 +1,138 @@
+"""The experiments stage: agent edit, smoke run, full run, validation — per run, with attempts."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from .. import prompts
+from ..context import Context
+from ..conversation import Conversations
+from ..events import EditApplied, Message, RunFinished, RunRecorded
+from ..notes import metric_rows, run_section
+from ..results import flatten
+from . import stage
+
+STAGE = "experiments"
+
+
+def experiment_files(ctx: Context) -> list[str]:
+    """The editable files the agent works on in this stage: the command's script and other code, and notes."""
+    m = ctx.manifest
+    script = next((p for p in shlex.split(m.command) if p.endswith(".py")), None)
+    plot = next((p for p in shlex.split(m.plot_command or "") if p.endswith(".py")), None)
+    files = [f for f in m.editable if f != plot and not any(c in f for c in "*?[")]
+    if script and script in files:
+        files.remove(script)
+        files.insert(0, script)
+    return files
+
+
+def _baseline(ctx: Context) -> dict[str, Any]:
+    path = ctx.ws.root / "run_0" / ctx.manifest.results_file
+    return json.loads(path.read_text())
+
+
+def _check_texts(ctx: Context) -> list[str]:
+    out = []
+    for c in ctx.manifest.checks:
+        parts = [c.path]
+        if c.min is not None:
+            parts.append(f">= {c.min}")
+        if c.max is not None:
+            parts.append(f"<= {c.max}")
+        if c.finite:
+            parts.append("finite")
+        out.append(" ".join(parts))
+    if ctx.manifest.compare.keys:
+        out.append(f"{', '.join(ctx.manifest.compare.keys)} differ from the baseline's and the previous run's")
+    return out
+
+
+def _feedback_prompt(ctx: Context, files: list[str], fin: RunFinished) -> str:
+    fb = json.loads(fin.feedback) if fin.feedback else {}
+    what = {"failed": "failed", "degenerate": "finished but its results are degenerate",
+            "timeout": "ran out of time", "tampered": "changed a protected file"}.get(fin.status, fin.status)
+    return prompts.render(
+        "experiments_feedback", run=fin.run, attempt=fin.attempt, max_attempts=ctx.limits.max_attempts,
+        phase=fin.phase, what=what, reasons=fin.reasons, traceback=fb.get("traceback"),
+        stderr_tail=fb.get("stderr_tail", ""), stdout_tail=fb.get("stdout_tail", ""), files=files,
+        command=ctx.manifest.command.format(out_dir=f"run_{fin.run}"),
+    )
+
+
+@stage(STAGE)
+def run_stage(ctx: Context, conv: Conversations) -> str:
+    m = ctx.manifest
+    files = experiment_files(ctx)
+    baseline = _baseline(ctx)
+    flat_base = flatten(baseline)
+    j = ctx.journal
+    max_runs, max_attempts = ctx.limits.max_runs, ctx.limits.max_attempts
+    prompt = prompts.render(
+        "experiments_first", idea=ctx.idea, max_runs=max_runs, files=files,
+        baseline={k: flat_base[k] for k in m.key_metrics if k in flat_base},
+        command=m.command.format(out_dir="run_i"), protected=m.protected, checks=_check_texts(ctx),
+    )
+    results = 0
+    for run in range(1, max_runs + 1):
+        status, attempts, reasons, metrics = "failed", 0, ["no attempt"], {}
+        for attempt in range(1, max_attempts + 1):
+            attempts = attempt
+            outcome = conv.ask(STAGE, prompt, files=files, run=run, attempt=attempt)
+            if outcome.done and results > 0:
+                j.append(Message(stage=STAGE, text=f"the agent ended the experiments before run {run}"))
+                return f"{results} result(s); the agent ended the experiments"
+            if not outcome.changed:
+                reasons = ["the reply changed no file"]
+                prompt = prompts.render(
+                    "edit_not_applied", run=run, attempt=attempt, max_attempts=max_attempts,
+                    failed=outcome.edit.failed, refused=outcome.edit.refused, files=files,
+                    decision=outcome.done,
+                )
+                continue
+            smoke = _execute(ctx, run, attempt, "smoke")
+            if smoke.status != "ok":
+                status, reasons = smoke.status, smoke.reasons
+                prompt = _feedback_prompt(ctx, files, smoke)
+                continue
+            full = _execute(ctx, run, attempt, "full")
+            status, reasons, metrics = full.status, full.reasons, full.metrics
+            if full.status == "ok":
+                break
+            prompt = _feedback_prompt(ctx, files, full)
+        rec = _record(ctx, run, status, attempts, reasons, metrics, flat_base)
+        if rec.status == "ok":
+            results += 1
+        runs_left = max_runs - run
+        prompt = prompts.render(
+            "experiments_next", run=run, status=rec.status, reasons=rec.reasons,
+            metrics=metric_rows(m.key_metrics, rec.metrics, baseline), runs_left=runs_left, next_run=run + 1,
+        )
+    return f"{results} result(s) of {max_runs} run(s)"
+
+
+def _execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
+    from ..execution import execute
+
+    return execute(ctx, run, attempt, phase)
+
+
+def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[str], metrics: dict, flat_base: dict) -> RunRecorded:
+    """A run's final verdict, its notes section and its commit — once."""
+    j = ctx.journal
+    done = j.last(RunRecorded, run=run)
+    if done is not None:
+        return done
+    edits = [e for e in j.of(EditApplied, stage=STAGE, run=run)]
+    rec = RunRecorded(run=run, status=status, attempts=attempts, reasons=[] if status == "ok" else reasons,
+                      metrics=metrics if status == "ok" else {})
+    notes = ctx.ws.root / "notes.txt"
+    if "notes.txt" in ctx.manifest.editable:
+        text = notes.read_text() if notes.exists() else ""
+        rec_for_notes = rec.model_copy(update={"commit": ctx.ws.head()})
+        base = _baseline(ctx)
+        notes.write_text(text.rstrip("\n") + "\n\n" + run_section(rec_for_notes, edits, ctx.manifest.key_metrics, base, ctx.limits.max_attempts))
+    rec.commit = ctx.ws.commit(f"run {run}: {status} after {attempts} attempt(s)")
+    return j.append(rec)

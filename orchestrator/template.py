@@ -1,0 +1,142 @@
+"""Experiment templates: a folder with `template.toml`, the code, and the `run_0` baseline."""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import TemplateError
+from .validation import first_problem
+
+MANIFEST = "template.toml"
+BASELINE_RUN = "run_0"
+
+
+class Timeouts(BaseModel):
+    """Per-template time limits (seconds). Settings and the command line may lower or raise them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_s: float = Field(7200, gt=0)
+    smoke_s: float = Field(120, gt=0)
+    plot_s: float = Field(600, gt=0)
+
+
+class Check(BaseModel):
+    """A degenerate-result check on one metric. min/max: a number or an expression over final_info paths."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1)
+    min: float | str | None = None
+    max: float | str | None = None
+    finite: bool = False
+    reason: str | None = None
+    smoke: bool = True
+
+
+class Compare(BaseModel):
+    """Metrics that must move: identical to the baseline's or the previous run's means a no-op run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[str] = Field(default_factory=list)
+
+
+class Manifest(BaseModel):
+    """`templates/<t>/template.toml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    command: str = Field(min_length=1)
+    plot_command: str | None = None
+    editable: list[str] = Field(min_length=1)
+    protected: list[str] = Field(default_factory=list)
+    results_file: str = "final_info.json"
+    required_keys: list[str] = Field(default_factory=list)
+    key_metrics: list[str] = Field(default_factory=list)
+    figures: list[str] = Field(default_factory=lambda: ["*.png"])
+    requirements: str = "requirements.txt"
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    checks: list[Check] = Field(default_factory=list)
+    compare: Compare = Field(default_factory=Compare)
+
+    @field_validator("command")
+    @classmethod
+    def _has_out_dir(cls, v: str) -> str:
+        if "{out_dir}" not in v:
+            raise ValueError("must contain {out_dir}")
+        return v
+
+    @field_validator("editable", "protected")
+    @classmethod
+    def _relative(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if p.startswith("/") or ".." in Path(p).parts:
+                raise ValueError(f"{p!r} must be a path inside the template")
+        return v
+
+    def is_editable(self, rel: str) -> bool:
+        return any(fnmatch.fnmatch(rel, pat) for pat in self.editable)
+
+
+class Template(BaseModel):
+    """A loaded, checked template."""
+
+    root: Path
+    manifest: Manifest
+
+    @property
+    def baseline_dir(self) -> Path:
+        return self.root / BASELINE_RUN
+
+    @property
+    def requirements_file(self) -> Path | None:
+        p = self.root / self.manifest.requirements
+        return p if p.is_file() else None
+
+
+def find_template(name_or_path: str, *, near: Path | None = None) -> Path:
+    """Resolve a template name or path: a path as given, else `templates/<name>` near the idea, here, or in the checkout."""
+    cand = Path(name_or_path)
+    if cand.is_dir() and (cand / MANIFEST).is_file():
+        return cand.resolve()
+    places = []
+    if near is not None:
+        places += [near / "templates", near.parent / "templates"]
+    places += [Path.cwd() / "templates", Path(__file__).resolve().parent.parent / "templates"]
+    for base in places:
+        if (base / name_or_path / MANIFEST).is_file():
+            return (base / name_or_path).resolve()
+    raise TemplateError(name_or_path, f"unknown template (looked in {', '.join(str(p) for p in places[:3])})")
+
+
+def load_template(root: Path) -> Template:
+    """Read and check a template: its manifest parses, named files exist, the baseline has results."""
+    root = Path(root)
+    mpath = root / MANIFEST
+    try:
+        data = tomllib.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TemplateError(mpath, "no such file (a template needs a template.toml)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateError(mpath, f"not valid TOML: {exc}") from None
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise TemplateError(mpath, first_problem(mpath, exc)) from None
+    for rel in manifest.protected:
+        if not (root / rel).exists():
+            raise TemplateError(mpath, f"protected: {rel!r} does not exist in the template")
+    for rel in manifest.editable:
+        if not any(c in rel for c in "*?[") and not (root / rel).exists():
+            raise TemplateError(mpath, f"editable: {rel!r} does not exist in the template")
+    base = root / BASELINE_RUN / manifest.results_file
+    if not base.is_file():
+        raise TemplateError(base, "missing baseline: the template must ship run_0 with its results")
+    return Template(root=root.resolve(), manifest=manifest)
