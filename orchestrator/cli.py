@@ -29,8 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run an idea in a new workspace")
-    p.add_argument("idea", type=Path)
+    p.add_argument("idea", type=Path, nargs="+", help="idea file(s); several files, or --all, run many ideas")
     p.add_argument("--idea", dest="idea_name", help="pick one idea from an AI Scientist ideas.json list")
+    p.add_argument("--all", action="store_true", help="run every idea of an ideas list, each in its own workspace")
+    p.add_argument("--parallel", type=int, default=1, help="ideas at a time (with --all or several files)")
+    p.add_argument("--gpus", help="GPUs to hand out, e.g. 0,1 (default: all visible; none on a CPU machine)")
+    p.add_argument("--executor", choices=["local", "slurm"], default="local")
+    p.add_argument("--slurm-config", type=Path, help="TOML with partition, time, cpus, mem, gpus for --executor slurm")
     p.add_argument("--template", help="template name or folder (overrides the idea's)")
     p.add_argument("--sandbox", type=Path, default=Path("sandbox"), help="where workspaces are made (default: ./sandbox)")
     p.add_argument("--isolation", choices=["auto", "none", "bwrap"])
@@ -113,7 +118,11 @@ def _drive(ctx, stages) -> int:
 def cmd_run(args) -> int:
     from .pipeline import start
 
-    ctx, stages = start(args.idea, _opts(args), log=lambda s: print(s, flush=True))
+    if args.all or len(args.idea) > 1 or args.parallel > 1 or args.executor != "local" or args.gpus:
+        from .fleet import run_many  # many ideas, GPU slots, executors (scale-out)
+
+        return run_many(args, _opts(args))
+    ctx, stages = start(args.idea[0], _opts(args), log=lambda s: print(s, flush=True))
     return _drive(ctx, stages)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .agents.aider import Budget, RetryPolicy
 from .agents.replay import TranscriptSource
+from .executors import Executor, LocalExecutor
 from .settings import Limits
 from .spec import Idea
 from .workspace import Workspace
@@ -28,6 +29,7 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     tex_available: bool = True
     tex_missing: str = ""
+    executor: Executor = field(default_factory=LocalExecutor)
 
     @property
     def journal(self):

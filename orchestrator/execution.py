@@ -80,11 +80,11 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
     j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head()))
     smoke = phase == "smoke"
     timeout = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
-    record = runner.run(
+    record = ctx.executor.run(
         runner.command_argv(m.command, ctx.python, out_dir=rel),
         cwd=ws.root, log_dir=log_dir, timeout_s=timeout, env=experiment_env(ctx, smoke=smoke),
         limits=ctx.limits, isolation=ctx.isolation, writable=[ctx.cache_dir], watch_dir=ws.root,
-        stop=ctx.stop,
+        stop=ctx.stop, key=f"run_{run}/attempt_{attempt}/{phase}",
     )
     verdict, status = judge(ctx, record, out, run=run, smoke=smoke)
     tb, err_tail, out_tail = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(ws.root))

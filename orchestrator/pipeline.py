@@ -67,7 +67,7 @@ def resolve_limits(template: Template, idea: Idea, opts: RunOptions) -> Limits:
     """Defaults, then the template's timeouts, then the idea's limits, then the command line."""
     t = template.manifest.timeouts
     limits = Limits().merged(full_timeout_s=t.full_s, smoke_timeout_s=t.smoke_s, plot_timeout_s=t.plot_s)
-    limits = limits.merged(max_runs=idea.max_runs, **idea.limits.model_dump())
+    limits = limits.merged(**idea.limits.model_dump()).merged(max_runs=idea.max_runs)
     return limits.merged(
         max_runs=opts.max_runs, max_attempts=opts.max_attempts, budget_usd=opts.budget_usd,
         isolation=opts.isolation, full_timeout_s=opts.full_timeout_s, smoke_timeout_s=opts.smoke_timeout_s,

@@ -108,7 +108,7 @@ def find_template(name_or_path: str, *, near: Path | None = None) -> Path:
         return cand.resolve()
     places = []
     if near is not None:
-        places += [near / "templates", near.parent / "templates"]
+        places += [near / "templates", near.parent / "templates", near]
     places += [Path.cwd() / "templates", Path(__file__).resolve().parent.parent / "templates"]
     for base in places:
         if (base / name_or_path / MANIFEST).is_file():

@@ -137,7 +137,7 @@ def _litellm_errors():
         litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError, litellm.InternalServerError,
         litellm.ServiceUnavailableError, litellm.BadGatewayError,
     )
-    auth = (litellm.AuthenticationError, litellm.PermissionDeniedError)
+    auth = tuple(getattr(litellm, n) for n in ("AuthenticationError", "PermissionDeniedError") if hasattr(litellm, n))
     return retry, auth
 
 
@@ -151,6 +151,16 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
         scripted: bool = False
 
         def send_completion(self, messages, functions, stream, temperature=None):
+            try:
+                return self._send(messages, functions, stream, temperature)
+            except Exception as exc:
+                # aider swallows exceptions from here; keep ours so ask() can raise it
+                if self.fatal is None:
+                    self.fatal = exc if isinstance(exc, (AgentError, BudgetExceeded)) else AgentError(
+                        f"{name}: {exc.__class__.__name__}: {str(exc)[:300]}")
+                raise
+
+        def _send(self, messages, functions, stream, temperature):
             if not self.scripted:
                 budget.check(self.estimate_cost(messages))
             retryable, auth = _litellm_errors()
@@ -177,7 +187,7 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
             tokens = self.token_count(messages)
             return tokens * inp + 2000 * out
 
-    return OrchestratedModel(name, weak_model=False, editor_model=False)
+    return OrchestratedModel(name, weak_model=name, editor_model=False)
 
 
 class AiderSession:
