@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,8 @@ class Context:
     transcript: TranscriptSource | None
     budget: Budget
     cache_dir: Path
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = field(default_factory=RetryPolicy.from_env)
+    stream: bool = field(default_factory=lambda: os.environ.get("ORCHESTRATE_STREAM") == "1")
     stop: threading.Event = field(default_factory=threading.Event)
     tex_available: bool = True
     tex_missing: str = ""

@@ -67,7 +67,7 @@ class Conversations:
             **key, prompt=prompt, messages=reply.messages, response=reply.response, model=reply.model,
             prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
             cost_usd=reply.cost_usd, latency_s=reply.latency_s, transcript_line=reply.transcript_line,
-            scripted=reply.scripted,
+            scripted=reply.scripted, retries=reply.retries,
         )
 
     def _commit(self, reply: Reply, **key) -> EditApplied:

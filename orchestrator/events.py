@@ -65,6 +65,7 @@ class Exchange(_Event):
     latency_s: float = 0.0
     transcript_line: int | None = None
     scripted: bool = False
+    retries: int = 0  # provider errors retried before this reply came
 
 
 class EditApplied(_Event):

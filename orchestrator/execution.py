@@ -27,6 +27,7 @@ def experiment_env(ctx: Context, *, smoke: bool) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     env.update(
         ORCHESTRATE_CACHE_DIR=str(ctx.cache_dir),
+        ORCHESTRATE_WORKSPACE=str(ctx.ws.root),
         HOME=str(home),
         XDG_CACHE_HOME=str(home / ".cache"),
         MPLCONFIGDIR=str(home / ".mpl"),

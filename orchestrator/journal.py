@@ -83,6 +83,7 @@ class Journal:
         self.events.append(event)  # type: ignore[arg-type]
         for listener in self.listeners:
             listener(event)
+        _fault_point(event.type, sum(1 for e in self.events if e.type == event.type))
         return event
 
     def of(self, kind: type[E], **match: object) -> list[E]:
@@ -99,6 +100,18 @@ class Journal:
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
+
+
+def _fault_point(kind: str, count: int) -> None:
+    """Fault injection for crash tests: ORCHESTRATE_FAULT=after:<event type>:<n> kills this process
+    with SIGKILL right after the n-th event of that type is on disk — a real kill -9 at an exact point."""
+    spec = os.environ.get("ORCHESTRATE_FAULT", "")
+    if spec.startswith("after:"):
+        _, want, n = spec.split(":")
+        if want == kind and int(n) == count:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def dump_jsonl(path: Path, rows: list[dict]) -> None:

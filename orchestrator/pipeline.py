@@ -150,6 +150,10 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
         src.pos = src.numbers.index(lines[-1]) + 1 if lines else 0
         transcript = src
     python = opts.python or head.python or experiment_python(load_template(Path(head.template_root)), cache_home(), log=log)
+    # a killed orchestrator may leave its experiment running (isolation none): end it first
+    from .runner import kill_marked
+
+    kill_marked("ORCHESTRATE_WORKSPACE", str(ws.root))
     ws.reset_to(ws.last_recorded_commit())
     spent = sum(e.cost_usd for e in ws.journal.of(Exchange))
     ctx = Context(

@@ -4,6 +4,21 @@ Every child gets its own process group and a unique token in its environment, so
 kills the whole tree — grandchildren that left the group (setsid, double fork) included. Output
 goes to capped files in the run's log folder; wall time, exit code and peak resident memory (of
 the whole tree) are measured; the environment is scrubbed of secrets.
+
+Limits, in layers (each works where the one before it is unavailable):
+
+- isolation `bwrap` (sandbox.py): no network, read-only file system but the workspace, the
+  workspace's record and yardstick read-only, own pid namespace.
+- a per-run cgroup (cgroup.py): `memory.max` / `memory.limit_in_bytes` on resident memory, and
+  `pids.max` on the number of tasks — the only process cap that also binds root.
+- watchdogs, polled every 0.1 s over the run's processes (found by cgroup and by token): resident
+  memory of the tree, number of processes, bytes written to the workspace, wall time.
+- rlimits: CPU time, file size, open files, core dumps, processes (RLIMIT_NPROC, for non-root only:
+  the kernel ignores it for root, and it counts *all* the user's tasks, so the cap is set to the
+  user's present count plus `max_processes`). Address space (RLIMIT_AS) only when
+  `limits.address_space_mb` is set, never by default: CUDA, JAX and many BLAS builds reserve
+  terabytes of virtual memory they never touch, so an address-space cap kills healthy programs;
+  resident memory is what the cgroup and the watchdog cap instead.
 """
 
 from __future__ import annotations
@@ -20,13 +35,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from . import sandbox
+from . import cgroup, sandbox
 from .settings import Limits
 
 TOKEN_VAR = "ORCHESTRATE_RUN_TOKEN"
-_SECRET = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|SESSION|COOKIE|PRIVATE)", re.I)
+_SECRET = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|SESSION|COOKIE|PRIVATE)", re.IGNORECASE)
 _SECRET_NAMES = {"OPENAI_API_BASE", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "AWS_ACCESS_KEY_ID"}
 _POLL_S = 0.1
 
@@ -40,13 +55,17 @@ class RunRecord(BaseModel):
     wall_s: float
     peak_rss_mb: float
     timed_out: bool = False
-    killed: str | None = None  # why we killed it: timeout, memory, written-bytes, interrupted
+    # Which limit ended it: timeout, memory, processes, written-bytes, file-size, cpu-time, interrupted.
+    killed: str | None = None
+    limit_detail: str | None = None  # the same, in words the agent can act on
     stdout_path: str
     stderr_path: str
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     isolation: str = "none"
     leftover_killed: int = 0  # processes of the tree still alive after it ended, and killed
+    containment: list[str] = Field(default_factory=list)  # the layers that applied: bwrap, cgroup-memory ...
+    signal: int | None = None  # the signal that ended the child (bwrap's 128+N unwrapped)
 
     @property
     def ok(self) -> bool:
@@ -83,6 +102,19 @@ def tree_pids(token: str) -> list[int]:
     needle = f"{TOKEN_VAR}={token}".encode()
     me = os.getpid()
     return [pid for pid, env in _proc_tokens().items() if needle in env and pid != me]
+
+
+def kill_marked(name: str, value: str) -> int:
+    """Kill every process whose environment carries name=value (leftovers of a killed orchestrator)."""
+    needle = f"{name}={value}".encode()
+    me = os.getpid()
+    pids = [pid for pid, env in _proc_tokens().items() if needle in env.split(b"\0") and pid != me]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(pids)
 
 
 def _rss_kb(pid: int) -> int:
@@ -168,8 +200,29 @@ class _CappedSink(threading.Thread):
         self.pipe.close()
 
 
-def _preexec(limits: Limits | None):
+def _user_tasks(uid: int) -> int:
+    """How many tasks (threads included) the user runs now: what RLIMIT_NPROC counts against."""
+    n = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            if int(fields["Uid"].split()[0]) == uid:
+                n += int(fields["Threads"])
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return n
+
+
+def _preexec(limits: Limits | None, join: list[str]):
+    uid = os.getuid()
+    nproc = limits.max_processes + _user_tasks(uid) if limits is not None and uid != 0 else None
+    address_space = getattr(limits, "address_space_mb", None) if limits is not None else None
+
     def setup() -> None:
+        cgroup.join(join)  # first: every descendant is born inside the run's cgroup
         os.setsid()
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if limits is None:
@@ -179,9 +232,44 @@ def _preexec(limits: Limits | None):
         fsize = limits.max_file_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        if address_space:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space * 2**20, address_space * 2**20))
 
     return setup
+
+
+def _largest_file(path: Path, at_least: int) -> Path | None:
+    """A file under `path` of `at_least` bytes (the file-size cap reached), if any."""
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                        elif entry.stat(follow_symlinks=False).st_size >= at_least:
+                            return Path(entry.path)
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return None
+
+
+def _limit_detail(killed: str, limits: Limits | None, timeout_s: float) -> str:
+    lim = limits or Limits()
+    return {
+        "timeout": f"it ran past its time limit of {timeout_s:g} s",
+        "memory": f"it used more than its memory limit of {lim.memory_mb} MB of resident memory",
+        "processes": f"it tried to run more than {lim.max_processes} processes/threads at once",
+        "written-bytes": f"it wrote more than {lim.max_written_mb} MB into the workspace",
+        "file-size": f"it wrote a file larger than the limit of {lim.max_file_mb} MB",
+        "cpu-time": f"it used more than its CPU time limit of {lim.cpu_time_s} s",
+        "interrupted": "the orchestrator was interrupted",
+    }.get(killed, killed)
 
 
 def run(
@@ -196,8 +284,12 @@ def run(
     writable: Sequence[Path] = (),
     watch_dir: Path | None = None,
     stop: threading.Event | None = None,
+    read_only: Sequence[Path] | None = None,
 ) -> RunRecord:
-    """Run argv to completion or until a limit ends it; never raises for the child's failures."""
+    """Run argv to completion or until a limit ends it; never raises for the child's failures.
+
+    `read_only`: paths inside `writable` that stay read-only under bwrap; None means, when `cwd` is a
+    workspace, its `.orchestrate/`, `.git/` and protected files."""
     log_dir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     child_env = scrub_env(os.environ if env is None else env)
@@ -205,8 +297,15 @@ def run(
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     cap = limits.log_cap_bytes if limits else 5_000_000
     full_argv = list(argv)
+    containment: list[str] = []
     if isolation == "bwrap":
-        full_argv = sandbox.bwrap_argv(full_argv, cwd=cwd, writable=[cwd, *writable])
+        ro = sandbox.workspace_read_only(cwd) if read_only is None else list(read_only)
+        full_argv = sandbox.bwrap_argv(full_argv, cwd=cwd, writable=[cwd, *writable], read_only=ro)
+        containment.append("bwrap")
+    cg = None
+    if limits is not None:
+        cg = cgroup.make(token, memory_mb=limits.memory_mb, max_tasks=limits.max_processes)
+    containment += [f"cgroup-{c}" for c in (cg.controllers if cg else [])]
     stdout_path, stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
     start = time.monotonic()
     try:
@@ -217,16 +316,21 @@ def run(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=_preexec(limits),
+            preexec_fn=_preexec(limits, cg.join_files() if cg else []),  # noqa: PLW1509 (no other way to join a cgroup before exec)
             close_fds=True,
         )
     except OSError as exc:
+        if cg is not None:
+            cg.remove()
         stdout_path.write_bytes(b"")
         stderr_path.write_text(f"cannot start {full_argv[0]}: {exc.strerror}\n")
         return RunRecord(
             argv=full_argv, cwd=str(cwd), exit_code=127, wall_s=0.0, peak_rss_mb=0.0,
             stdout_path=str(stdout_path), stderr_path=str(stderr_path), isolation=isolation,
+            containment=containment,
         )
+    if cg is not None and proc.pid not in cg.pids() and proc.poll() is None:
+        containment = [c for c in containment if not c.startswith("cgroup-")]  # the join failed
     sinks = [_CappedSink(proc.stdout, stdout_path, cap), _CappedSink(proc.stderr, stderr_path, cap)]
     for s in sinks:
         s.start()
@@ -234,7 +338,9 @@ def run(
     peak_kb = 0
     killed: str | None = None
     mem_cap_kb = limits.memory_mb * 1024 if limits and limits.memory_mb else None
+    max_procs = limits.max_processes if limits else None
     written_cap = limits.max_written_mb * 1024 * 1024 if limits else None
+    containment.append("watchdog")
     next_du = 0.0
     while True:
         try:
@@ -243,12 +349,15 @@ def run(
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
-        rss = sum(_rss_kb(p) for p in tree_pids(token))
+        pids = set(tree_pids(token)) | (cg.pids() if cg else set())
+        rss = sum(_rss_kb(p) for p in pids)
         peak_kb = max(peak_kb, rss)
         if now - start > timeout_s:
             killed = "timeout"
-        elif mem_cap_kb and rss > mem_cap_kb:
+        elif (cg is not None and cg.oom_kills()) or (mem_cap_kb and rss > mem_cap_kb):
             killed = "memory"
+        elif (cg is not None and cg.pid_limit_hits()) or (max_procs and len(pids) > max_procs):
+            killed = "processes"
         elif stop is not None and stop.is_set():
             killed = "interrupted"
         elif watch_dir is not None and written_cap and now >= next_du:
@@ -256,14 +365,32 @@ def run(
             if dir_bytes(watch_dir) > written_cap:
                 killed = "written-bytes"
         if killed:
+            if cg is not None:
+                cg.kill_all()
             _kill_all(pgid, token)
             proc.wait()
             break
     leftover = _kill_all(pgid, token)
+    if cg is not None:
+        leftover += cg.kill_all()
+        if killed is None and cg.oom_kills():
+            killed = "memory"  # the kernel ended a process between two polls
+        elif killed is None and cg.pid_limit_hits():
+            killed = "processes"
+        cg.remove()
     for s in sinks:
         s.join(timeout=5)
     wall = time.monotonic() - start
     code = proc.returncode
+    sig = -code if code is not None and code < 0 else None
+    if isolation == "bwrap" and code is not None and code > 128:
+        sig = code - 128  # bwrap reports a child's death by signal N as exit code 128+N
+    if killed is None and limits is not None:
+        if sig == signal.SIGXCPU:
+            killed = "cpu-time"
+        elif sig == signal.SIGXFSZ or (code and watch_dir is not None
+                                       and _largest_file(watch_dir, limits.max_file_mb * 2**20)):
+            killed = "file-size"  # Python ignores SIGXFSZ: its write fails (EFBIG) and it exits 1
     return RunRecord(
         argv=full_argv,
         cwd=str(cwd),
@@ -272,12 +399,15 @@ def run(
         peak_rss_mb=round(peak_kb / 1024, 1),
         timed_out=killed == "timeout",
         killed=killed,
+        limit_detail=_limit_detail(killed, limits, timeout_s) if killed else None,
         stdout_path=str(stdout_path),
         stderr_path=str(stderr_path),
         stdout_truncated=sinks[0].truncated,
         stderr_truncated=sinks[1].truncated,
         isolation=isolation,
         leftover_killed=leftover,
+        containment=containment,
+        signal=sig,
     )
 
 
@@ -293,7 +423,7 @@ def tool(argv: Sequence[str], *, cwd: Path | None = None, timeout_s: float = 60,
     """A short helper command (git, pdftotext ...) whose output we need in memory."""
     try:
         cp = subprocess.run(
-            list(argv), cwd=cwd, env=None if env is None else dict(env), input=input_text,
+            list(argv), check=False, cwd=cwd, env=None if env is None else dict(env), input=input_text,
             capture_output=True, text=True, timeout=timeout_s, start_new_session=True,
         )
     except FileNotFoundError:

@@ -67,12 +67,21 @@ class Reply(BaseModel):
     latency_s: float = 0.0
     scripted: bool = False
     transcript_line: int | None = None
+    retries: int = 0
 
 
 class RetryPolicy(BaseModel):
-    tries: int = 6
-    base_delay_s: float = 1.0
-    max_delay_s: float = 30.0
+    """Bounded exponential backoff for provider errors (rate limit, timeout, 5xx, connection refused)."""
+
+    tries: int = Field(6, ge=1, le=20)
+    base_delay_s: float = Field(1.0, ge=0)
+    max_delay_s: float = Field(30.0, ge=0)
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        import os
+
+        return cls(base_delay_s=float(os.environ.get("ORCHESTRATE_RETRY_BASE_S", 1.0)))
 
 
 class Budget:
@@ -149,6 +158,7 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
     class OrchestratedModel(Model):
         fatal: Exception | None = None
         scripted: bool = False
+        retries: int = 0
 
         def send_completion(self, messages, functions, stream, temperature=None):
             try:
@@ -172,6 +182,7 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
                     self.fatal = AuthenticationFailed(f"{name}: the provider rejected the credentials ({exc.__class__.__name__})")
                     raise self.fatal from None
                 except retryable as exc:
+                    self.retries += 1
                     if attempt == retry.tries:
                         self.fatal = AgentError(f"{name}: gave up after {attempt} tries: {exc.__class__.__name__}: {str(exc)[:200]}")
                         raise self.fatal from None
@@ -230,7 +241,9 @@ class AiderSession:
         coder = self.coder
         self.model.fatal = None
         self.model.scripted = scripted is not None
-        self.model.extra_params = {"mock_response": scripted.text} if scripted else {}
+        self.model.retries = 0
+        # live: our RetryPolicy is the only retry loop (the SDK's own hidden retries are off)
+        self.model.extra_params = {"mock_response": scripted.text} if scripted else {"max_retries": 0}
         self.io.captured.clear()
         self.io.questions.clear()
         sent0, recv0, cost0 = coder.total_tokens_sent, coder.total_tokens_received, coder.total_cost
@@ -268,6 +281,7 @@ class AiderSession:
             latency_s=round(latency, 3),
             scripted=scripted is not None,
             transcript_line=scripted.line if scripted else None,
+            retries=self.model.retries,
         )
 
 
