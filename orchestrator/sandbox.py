@@ -1,40 +1,84 @@
-"""Isolation levels for experiment processes: `bwrap` (bubblewrap) where it works, else `none`."""
+"""Isolation levels for experiment processes: `bwrap` (bubblewrap) where it works, else `none`.
+
+`bwrap`: the whole file system read-only, a private `/tmp`, no network (own network namespace: even
+127.0.0.1 is a different, empty loopback), own pid, ipc and uts namespaces, the process dies with the
+orchestrator. Writable: the workspace and the experiment's cache folder only — and inside the
+workspace the orchestrator's state (`.orchestrate/`: journal, hashes, pristine copies), its history
+(`.git/`) and the manifest's protected files are bound read-only again on top, so a run cannot rewrite
+its own record or its yardstick. `none`: no namespaces; the runner's rlimits, cgroup and watchdogs
+still apply, and a changed protected file is caught afterwards (verdict `tampered`).
+"""
 
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from .errors import InputError
+
+LEVELS = ("none", "bwrap")
+STATE_DIR = ".orchestrate"  # workspace.STATE_DIR (not imported: workspace imports the runner)
+
 
 @functools.cache
-def bwrap_available() -> bool:
-    """True when bubblewrap exists and can make the namespaces we need on this machine."""
+def bwrap_problem() -> str | None:
+    """None when bubblewrap exists and can make the namespaces we need here, else why not."""
     exe = shutil.which("bwrap")
     if not exe:
-        return False
+        return "bubblewrap (bwrap) is not installed"
     try:
         cp = subprocess.run(
-            [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
-             "--die-with-parent", "--", "/bin/true"],
-            capture_output=True, timeout=10,
+            [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--unshare-all",
+             "--die-with-parent", "--new-session", "--", "/bin/true"],
+            check=False, capture_output=True, timeout=10,
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return cp.returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap could not be started: {exc}"
+    if cp.returncode != 0:
+        err = cp.stderr.decode(errors="replace").strip().splitlines()
+        return f"bwrap cannot make namespaces here: {err[-1] if err else 'exit code ' + str(cp.returncode)}"
+    return None
+
+
+def bwrap_available() -> bool:
+    return bwrap_problem() is None
 
 
 def resolve(level: str) -> str:
-    """`auto` becomes `bwrap` where it works, else `none`; an explicit level is kept."""
+    """`auto` becomes `bwrap` where it works, else `none`; an explicit `bwrap` that cannot work is an error."""
     if level == "auto":
         return "bwrap" if bwrap_available() else "none"
+    if level == "bwrap" and not bwrap_available():
+        raise InputError(None, f"isolation bwrap was asked for, but {bwrap_problem()} (use --isolation none or auto)")
+    if level not in LEVELS:
+        raise InputError(None, f"unknown isolation level {level!r} (have: auto, {', '.join(LEVELS)})")
     return level
 
 
-def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path]) -> list[str]:
-    """Wrap argv: read-only root, private /tmp, no network, own pid namespace, only `writable` writable."""
+def workspace_read_only(cwd: Path) -> list[Path]:
+    """What must stay read-only inside a workspace: its state, its history, its protected files.
+
+    Empty when `cwd` is not a workspace (no `.orchestrate/protected.json`)."""
+    root = Path(cwd).resolve()
+    state = root / STATE_DIR
+    try:
+        protected = json.loads((state / "protected.json").read_text())
+    except (OSError, ValueError):
+        return []
+    out = [state]
+    if (root / ".git").exists():
+        out.append(root / ".git")
+    out += [root / rel for rel in protected if (root / rel).exists()]
+    return out
+
+
+def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], read_only: Sequence[Path] = ()) -> list[str]:
+    """Wrap argv: read-only root, private /tmp, no network, own pid namespace, only `writable` writable,
+    and `read_only` (paths inside the writable ones) bound read-only on top of them."""
     out = [
         "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
         "--unshare-all", "--die-with-parent", "--new-session",
@@ -43,5 +87,9 @@ def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path]) -> l
         p = Path(path).resolve()
         p.mkdir(parents=True, exist_ok=True)
         out += ["--bind", str(p), str(p)]
+    for path in read_only:  # after the writable binds: a later mount covers an earlier one
+        p = Path(path).resolve()
+        if p.exists():
+            out += ["--ro-bind", str(p), str(p)]
     out += ["--chdir", str(Path(cwd).resolve()), "--", *argv]
     return out
