@@ -1,0 +1,229 @@
+"""The terminal views of a timeline: rich renderables, nothing printed here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from .timeline import RunView, Timeline, delta, fmt_num, fmt_tokens, fmt_wall, log_tail, run_diff
+from .workspace import Workspace
+
+STYLE = {
+    "ok": "bold green", "degenerate": "bold yellow", "failed": "bold red", "tampered": "bold magenta",
+    "timeout": "bold red", "interrupted": "bold cyan", "unfinished": "cyan", "no edit": "yellow",
+    "done": "blue", "not run": "dim", "running": "cyan", "not started": "dim", "skipped": "dim",
+    "finished": "bold green", "imported": "bold blue",
+}
+
+
+def verdict(status: str) -> Text:
+    return Text(status, style=STYLE.get(status, ""))
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def header(tl: Timeline) -> Panel:
+    c = tl.created
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="dim")
+    t.add_column()
+    t.add_row("idea", Text(f"{tl.idea.get('name', '?')} — {tl.title}", style="bold"))
+    exp = str(tl.idea.get("experiment", "")).strip()
+    if exp:
+        t.add_row("experiment", exp if len(exp) <= 400 else exp[:400] + " …")
+    t.add_row("template", c.template)
+    t.add_row("agent", c.agent + (" (scripted)" if c.scripted else ""))
+    t.add_row("workspace", str(tl.root))
+    t.add_row("started", _when(tl.first_ts))
+    state = Text.assemble(verdict(tl.state), f"  {tl.state_detail}")
+    t.add_row("state", state)
+    return Panel(t, title="orchestrate show", title_align="left")
+
+
+def runs_table(tl: Timeline) -> Table:
+    t = Table(title="Runs", title_justify="left", show_lines=False, expand=False)
+    t.add_column("run", justify="right")
+    t.add_column("att", justify="right")
+    t.add_column("verdict")
+    t.add_column("reason", overflow="fold", max_width=60)
+    t.add_column("wall", justify="right")
+    t.add_column("exit", justify="right")
+    t.add_column("diff", justify="right")
+    t.add_column("tokens", justify="right")
+    for r in tl.runs:
+        last = len(r.attempts) - 1
+        for i, a in enumerate(r.attempts):
+            t.add_row(
+                str(r.run) if i == 0 else "", str(a.attempt), verdict(a.verdict), a.reason, fmt_wall(a.wall_s) if a.phases else "-",
+                "-" if a.exit_code is None else str(a.exit_code), f"+{a.added} -{a.removed}" if a.edits else "-",
+                fmt_tokens(a.tokens) if a.tokens else "-", end_section=(i == last),
+            )
+        if not r.attempts:
+            t.add_row(str(r.run), "-", verdict(r.status), "; ".join(r.reasons), "-", "-", "-", "-", end_section=True)
+        t.rows[-1].end_section = True
+        summary = Text.assemble(("→ ", "dim"), verdict(r.status))
+        if r.recorded is not None:
+            note = f"after {r.recorded.attempts} attempt(s)"
+        elif r.status == "unfinished":
+            note = "no verdict in the journal"
+        elif r.status == "not run":
+            note = "the agent ended the stage before it"
+        else:
+            note = ""
+        if r.status not in ("ok", "not run") and r.reasons:
+            note = (note + ": " if note else "") + "; ".join(r.reasons[:2])
+        t.add_row("", "", summary, Text(note, style="dim"), fmt_wall(r.wall_s) if r.wall_s else "", "",
+                  f"+{r.added} -{r.removed}" if r.edits else "", "", end_section=True)
+    return t
+
+
+def metrics_table(tl: Timeline) -> Table | Text:
+    rows = tl.metric_rows()
+    results = tl.results
+    if not rows or not results:
+        return Text("No run is a result: no metrics to compare with the baseline.", style="yellow")
+    t = Table(title="Key metrics (results only) vs baseline", title_justify="left")
+    t.add_column("metric")
+    t.add_column("baseline", justify="right")
+    for r in results:
+        t.add_column(f"run {r.run}", justify="right")
+    for row in rows:
+        cells = []
+        for r in results:
+            v = row.values.get(r.run)
+            d = delta(v, row.baseline)
+            cells.append(f"{fmt_num(v)}" + (f" ({d})" if d else ""))
+        t.add_row(row.key, fmt_num(row.baseline), *cells)
+    return t
+
+
+def stages_table(tl: Timeline) -> Table:
+    t = Table(title="Stages", title_justify="left")
+    t.add_column("stage")
+    t.add_column("status")
+    t.add_column("summary", overflow="fold", max_width=50)
+    t.add_column("wall", justify="right")
+    t.add_column("calls", justify="right")
+    t.add_column("tokens in/out", justify="right")
+    t.add_column("cost", justify="right")
+    for s in tl.stages:
+        extra = f" [{len(s.artifacts)} artifact(s)]" if s.artifacts else ""
+        t.add_row(s.name, verdict(s.status), s.summary + extra, fmt_wall(s.wall_s), str(s.exchanges),
+                  f"{fmt_tokens(s.prompt_tokens)}/{fmt_tokens(s.completion_tokens)}", f"${s.cost_usd:.4f}")
+    t.add_row(Text("total", style="bold"), "", "", fmt_wall(tl.wall_s), str(sum(s.exchanges for s in tl.stages)),
+              f"{fmt_tokens(tl.prompt_tokens)}/{fmt_tokens(tl.completion_tokens)}", Text(f"${tl.cost_usd:.4f}", style="bold"))
+    return t
+
+
+def messages_view(tl: Timeline) -> RenderableType | None:
+    shown = [m for m in tl.messages if m.level != "info" or "interrupt" in m.text or "ended" in m.text]
+    if not shown:
+        return None
+    t = Table.grid(padding=(0, 1))
+    for m in shown:
+        style = {"warning": "yellow", "error": "red"}.get(m.level, "dim")
+        t.add_row(Text(m.level, style=style), Text(f"[{m.stage}]" if m.stage else "", style="dim"), m.text)
+    return Panel(t, title="messages", title_align="left")
+
+
+def totals(tl: Timeline) -> Text:
+    c = tl.counts
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "no runs"
+    return Text.assemble(
+        ("Totals: ", "bold"), f"{len(tl.runs)} run(s) ({parts}), {tl.attempts} attempt(s); ",
+        f"wall {fmt_wall(tl.wall_s)} (experiments {fmt_wall(tl.run_wall_s)}); ",
+        f"tokens {tl.prompt_tokens:,} in / {tl.completion_tokens:,} out; ", (f"cost ${tl.cost_usd:.4f}", "bold"),
+    )
+
+
+def overview(tl: Timeline) -> Group:
+    """`orchestrate show WORKSPACE`."""
+    parts: list[RenderableType] = [header(tl)]
+    if tl.runs:
+        parts.append(runs_table(tl))
+    else:
+        parts.append(Text("No run yet.", style="dim"))
+    parts.append(metrics_table(tl))
+    parts.append(stages_table(tl))
+    msgs = messages_view(tl)
+    if msgs is not None:
+        parts.append(msgs)
+    parts.append(totals(tl))
+    return Group(*parts)
+
+
+def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail: int = 15) -> Group:
+    """`orchestrate show WORKSPACE --run N`: the run's diff, its logs' tails and its results."""
+    parts: list[RenderableType] = []
+    title = Text.assemble((f"Run {run.run}: ", "bold"), verdict(run.status))
+    if run.recorded is not None:
+        title.append(f" after {run.recorded.attempts} attempt(s)")
+    if run.code_commit:
+        title.append(f"  code {run.code_commit[:10]}", style="dim")
+    parts.append(Panel(title))
+    diff = run_diff(tl, run, ws)
+    parts.append(Text("Change to experiment.py against the previous run", style="bold underline"))
+    if diff.strip():
+        parts.append(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
+    else:
+        parts.append(Text("(no change recorded)", style="dim"))
+    for a in run.attempts:
+        head = Text.assemble((f"Attempt {a.attempt}: ", "bold"), verdict(a.verdict))
+        if a.reason:
+            head.append(f" — {a.reason}")
+        if a.files:
+            head.append(f"  [{', '.join(a.files)} +{a.added} -{a.removed}]", style="dim")
+        parts.append(head)
+        for p in a.phases:
+            parts.append(Text.assemble(
+                f"  {p.phase} run ({p.out_dir}): ", verdict(p.status),
+                f"  wall {fmt_wall(p.wall_s)}  exit {p.exit_code if p.exit_code is not None else '-'}",
+                f"  peak {p.peak_rss_mb:.0f} MB" if p.peak_rss_mb else "",
+            ))
+            for why in p.reasons:
+                parts.append(Text(f"    - {why}", style="yellow"))
+            shown = False
+            for name in ("stdout.txt", "stderr.txt"):
+                text = log_tail(tl.root, p.log_dir, name, tail)
+                if text:
+                    shown = True
+                    parts.append(Panel(Text(text), title=f"{p.log_dir}/{name} (last {tail} lines)", title_align="left",
+                                       border_style="dim"))
+            if not shown and p.feedback:
+                fb = p.feedback.get("traceback") or p.feedback.get("stderr_tail") or p.feedback.get("stdout_tail")
+                if fb:
+                    parts.append(Panel(Text(str(fb)), title="recorded error", title_align="left", border_style="dim"))
+    parts.append(Text("Results", style="bold underline"))
+    metrics = run.metrics
+    if metrics:
+        t = Table(show_header=True)
+        t.add_column("metric")
+        t.add_column("baseline", justify="right")
+        t.add_column(f"run {run.run}", justify="right")
+        t.add_column("change", justify="right")
+        keys = [k for k in tl.key_metrics if k in metrics] + [k for k in metrics if k not in tl.key_metrics]
+        for k in keys:
+            base = tl.baseline.get(k)
+            v = metrics[k]
+            t.add_row(k, fmt_num(base), fmt_num(v), delta(v if isinstance(v, (int, float)) else None,
+                                                          base if isinstance(base, (int, float)) else None))
+        parts.append(t)
+        if not run.is_result:
+            parts.append(Text("These are reported numbers, not a result: the run was not validated as ok.", style="yellow"))
+    else:
+        parts.append(Text("(no results)", style="dim"))
+    for why in run.reasons:
+        parts.append(Text(f"- {why}", style="yellow"))
+    return Group(*parts)
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
