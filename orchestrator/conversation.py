@@ -36,7 +36,7 @@ class Conversations:
         if stage not in self.sessions:
             self.sessions[stage] = AiderSession(
                 self.ctx.ws.root, files, self.ctx.model or SCRIPTED_MODEL, budget=self.ctx.budget,
-                retry=self.ctx.retry, read_only=read_only,
+                retry=self.ctx.retry, read_only=read_only, stream=self.ctx.stream,
             )
         return self.sessions[stage]
 

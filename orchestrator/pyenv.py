@@ -58,3 +58,28 @@ def experiment_python(template: Template, cache: Path, *, override: str | None =
         shutil.copy2(req, target / "requirements.txt")
         ready.write_text("ok\n")
     return str(python)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m orchestrator.pyenv TEMPLATE_DIR`: build (or find) the template's environment, print its python."""
+    import argparse
+    import sys as _sys
+
+    from .agents.hermetic import cache_home
+    from .errors import OrchestratorError
+    from .template import find_template, load_template
+
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.pyenv")
+    parser.add_argument("template")
+    args = parser.parse_args(argv)
+    try:
+        template = load_template(find_template(args.template))
+        print(experiment_python(template, cache_home(), log=lambda s: print(s, file=_sys.stderr)))
+    except OrchestratorError as exc:
+        print(f"orchestrate: {exc}", file=_sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -54,14 +54,23 @@ def exp(run: int, attempt: int, response: str) -> dict:
     return {"stage": "experiments", "run": run, "attempt": attempt, "response": response}
 
 
+def _stages(args: tuple) -> list[str]:
+    """run/resume/replay default to the experiments stage here: these tests are about the backbone,
+    the paper stages have their own tests."""
+    out = [str(a) for a in args]
+    if out and out[0] in ("run", "resume", "replay") and "--stages" not in out:
+        out += ["--stages", "experiments"]
+    return out
+
+
 def run_cli(*args: str | Path) -> int:
     from orchestrator.cli import main
 
-    return main([str(a) for a in args])
+    return main(_stages(args))
 
 
 def cli_subprocess(*args: str | Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *_stages(args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
 
 

@@ -159,6 +159,7 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
         fatal: Exception | None = None
         scripted: bool = False
         retries: int = 0
+        last_messages: list = []
 
         def send_completion(self, messages, functions, stream, temperature=None):
             try:
@@ -171,6 +172,10 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
                 raise
 
         def _send(self, messages, functions, stream, temperature):
+            self.last_messages = [
+                {"role": m.get("role"), "content": m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content"))}
+                for m in messages
+            ]
             if not self.scripted:
                 budget.check(self.estimate_cost(messages))
             retryable, auth = _litellm_errors()
@@ -248,10 +253,7 @@ class AiderSession:
         self.io.questions.clear()
         sent0, recv0, cost0 = coder.total_tokens_sent, coder.total_tokens_received, coder.total_cost
         before = {f: _read(self.root / f) for f in self.files}
-        messages_sent = [
-            {"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else str(m["content"])}
-            for m in coder.done_messages
-        ] + [{"role": "user", "content": prompt}]
+        self.model.last_messages = []
         t0 = time.monotonic()
         with contextlib.chdir(self.root), contextlib.redirect_stdout(io.StringIO()):
             coder.run(with_message=prompt, preproc=False)
@@ -269,7 +271,7 @@ class AiderSession:
         refused = [r for r in refused if r]
         return Reply(
             response=response,
-            messages=messages_sent,
+            messages=self.model.last_messages,  # exactly what was sent: system prompt, files, history
             edited=edited,
             refused=refused,
             failed=coder.reflected_message,

@@ -38,9 +38,28 @@ def prepare() -> None:
     _DONE = True
 
 
+def local_metadata(name: str) -> dict | None:
+    """Metadata the user gives for a model (prices, context size): $ORCHESTRATE_MODEL_METADATA or
+    <ORCHESTRATE_HOME>/models.json, a JSON object keyed by model name."""
+    import json
+
+    path = Path(os.environ.get("ORCHESTRATE_MODEL_METADATA", cache_home() / "models.json"))
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        from ..errors import InputError
+
+        raise InputError(path, "model metadata is not valid JSON") from None
+    entry = data.get(name) if isinstance(data, dict) else None
+    return entry if isinstance(entry, dict) else None
+
+
 def register_model(name: str, metadata: dict | None = None) -> None:
     """Make `name` known locally so that neither aider nor litellm fetches model information."""
     prepare()
+    metadata = metadata or local_metadata(name)
     import litellm
     from aider import models
 

@@ -1,0 +1,159 @@
+"""`orchestrate replay`: re-execute a workspace (or a transcript) with its recorded replies in a fresh
+workspace, through the same aider edit path, and compare every run's metrics with the recording."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from .agents.replay import export_transcript, load_transcript
+from .errors import InputError, TranscriptError
+from .events import EditApplied, Exchange, RunRecorded, WorkspaceCreated
+from .workspace import Workspace
+
+# Metrics that measure the machine, not the experiment: never a divergence.
+VOLATILE = ("wall_time", "wall_s", "time_s", "seconds", "throughput", "per_sec", "env.", "datetime", "timestamp")
+
+
+class Delta(BaseModel):
+    run: int
+    metric: str
+    recorded: float | None
+    replayed: float | None
+    abs_diff: float | None
+    rel_diff: float | None
+    ok: bool
+
+
+class ReplayReport(BaseModel):
+    workspace: str
+    deltas: list[Delta]
+    divergences: list[str]
+
+
+def _runs(ws: Workspace) -> dict[int, RunRecorded]:
+    return {r.run: r for r in ws.journal.of(RunRecorded)}
+
+
+def compare(recorded: dict[int, RunRecorded], replayed: dict[int, RunRecorded], keys: list[str] | None, rtol: float) -> ReplayReport:
+    deltas: list[Delta] = []
+    div: list[str] = []
+    for run in sorted(set(recorded) | set(replayed)):
+        a, b = recorded.get(run), replayed.get(run)
+        if a is None or b is None:
+            div.append(f"run {run}: {'not in the recording' if a is None else 'not reached by the replay'}")
+            continue
+        if a.status != b.status:
+            div.append(f"run {run}: recorded {a.status}, now {b.status}" + (f" ({b.reasons[0]})" if b.reasons else ""))
+        names = keys or sorted(set(a.metrics) | set(b.metrics))
+        for k in names:
+            if any(v in k for v in VOLATILE):
+                continue
+            x, y = a.metrics.get(k), b.metrics.get(k)
+            if x is None and y is None:
+                continue
+            if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
+                deltas.append(Delta(run=run, metric=k, recorded=x, replayed=y, abs_diff=None, rel_diff=None, ok=False))
+                div.append(f"run {run}: {k} is {'missing' if y is None else 'new'} in the replay")
+                continue
+            d = abs(float(y) - float(x))
+            rel = d / abs(x) if x else (0.0 if d == 0 else math.inf)
+            ok = d <= rtol * max(abs(x), abs(y)) or d < 1e-12
+            deltas.append(Delta(run=run, metric=k, recorded=x, replayed=y, abs_diff=d, rel_diff=rel, ok=ok))
+            if not ok:
+                div.append(f"run {run}: {k} moved from {x:.6g} to {y:.6g} (relative {rel:.2%} > {rtol:.2%})")
+    return ReplayReport(workspace="", deltas=deltas, divergences=div)
+
+
+def _source(args) -> tuple[Path, Path, dict[int, RunRecorded], list[EditApplied], Path]:
+    """(idea file, transcript file, recorded runs, recorded edits, a scratch dir) for a workspace or a transcript."""
+    scratch = Path(tempfile.mkdtemp(prefix="replay_"))
+    src = Path(args.source)
+    if src.is_dir():
+        ws = Workspace(src)
+        head = ws.journal.events[0]
+        if not isinstance(head, WorkspaceCreated):
+            raise InputError(src, "the journal does not start with workspace_created")
+        idea = dict(head.idea)
+        idea["template"] = head.template_root
+        idea.pop("transcript", None)
+        idea_file = scratch / f"{idea['name']}.json"
+        idea_file.write_text(json.dumps(idea))
+        transcript = scratch / "recorded.transcript.jsonl"
+        transcript.write_text(export_transcript(ws.journal.of(Exchange), idea=idea["name"], template=head.template,
+                                                note=f"recorded from {head.agent}" + (" (scripted)" if head.scripted else "")))
+        return idea_file, transcript, _runs(ws), ws.journal.of(EditApplied), scratch
+    if not src.is_file():
+        raise InputError(src, "neither a workspace folder nor a transcript file")
+    t = load_transcript(src)
+    idea_file = args.idea_file or (src.parent / f"{t.header.idea}.json" if t.header.idea else None)
+    if idea_file is None or not Path(idea_file).is_file():
+        raise InputError(src, "cannot find the idea spec for this transcript: pass --idea-file")
+    return Path(idea_file), src, {}, [], scratch
+
+
+def replay(args) -> int:
+    from .cli import _drive
+    from .pipeline import RunOptions, start
+
+    idea_file, transcript, recorded, recorded_edits, _scratch = _source(args)
+    opts = RunOptions(transcript=transcript, sandbox=args.sandbox, python=args.python,
+                      stages=[s for s in args.stages.split(",")] if args.stages else ["experiments"])
+    ctx, stages = start(idea_file, opts, log=lambda s: print(s, flush=True))
+    divergence = None
+    try:
+        rc = _drive(ctx, stages)
+    except TranscriptError as exc:
+        divergence = str(exc)
+        rc = 1
+    replayed = _runs(ctx.ws)
+    report = compare(recorded, replayed, None, args.rtol) if recorded else ReplayReport(workspace="", deltas=[], divergences=[])
+    report.workspace = str(ctx.ws.root)
+    if divergence:
+        report.divergences.insert(0, f"a response no longer applies: {divergence}")
+    # an edit that applied when recorded and fails now is a divergence even if the run recovers
+    now_edits = {(e.stage, e.run, e.attempt, e.step): e for e in ctx.journal.of(EditApplied)}
+    for e in recorded_edits:
+        n = now_edits.get((e.stage, e.run, e.attempt, e.step))
+        if n is not None and (n.files != e.files or bool(n.failed) != bool(e.failed)):
+            report.divergences.append(f"{e.stage} run {e.run} attempt {e.attempt}: the edit now touches {n.files or 'nothing'} "
+                                      f"(recorded: {e.files or 'nothing'})")
+    _print(report, replayed, bool(recorded))
+    (ctx.ws.state / "replay.json").write_text(report.model_dump_json(indent=2))
+    if report.divergences:
+        return 1
+    return rc
+
+
+def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recording: bool) -> None:
+    console = Console()
+    table = Table(title="recorded vs replayed" if have_recording else "replayed runs", show_lines=False)
+    for col in ("run", "metric", "recorded", "replayed", "abs diff", "rel diff", ""):
+        table.add_column(col, justify="right" if col not in ("metric", "") else "left", no_wrap=col == "metric")
+
+    def f(v: Any) -> str:
+        return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+    if have_recording:
+        for d in report.deltas:
+            table.add_row(str(d.run), d.metric, f(d.recorded), f(d.replayed), f(d.abs_diff),
+                          "-" if d.rel_diff is None else f"{d.rel_diff:.2%}", "ok" if d.ok else "MOVED")
+    else:
+        for run, r in sorted(replayed.items()):
+            for k, v in sorted(r.metrics.items())[:12]:
+                table.add_row(str(run), k, "-", f(v), "-", "-", r.status)
+    console.print(table)
+    if report.divergences:
+        console.print(f"[bold red]{len(report.divergences)} divergence(s):[/]")
+        for d in report.divergences:
+            console.print(f"  - {d}")
+    else:
+        console.print("replay reproduced every run" + (" within tolerance" if have_recording else ""))
+    console.print(f"replay workspace: {report.workspace}")
