@@ -62,7 +62,7 @@ def runs_table(tl: Timeline) -> Table:
         last = len(r.attempts) - 1
         for i, a in enumerate(r.attempts):
             t.add_row(
-                str(r.run) if i == 0 else "", str(a.attempt), verdict(a.verdict), a.reason, fmt_wall(a.wall_s) if a.phases else "-",
+                str(r.run) if i == 0 else "", str(a.attempt), verdict(a.verdict), a.reason, fmt_wall(a.wall_s) if a.phases and not tl.imported else "-",
                 "-" if a.exit_code is None else str(a.exit_code), f"+{a.added} -{a.removed}" if a.edits else "-",
                 fmt_tokens(a.tokens) if a.tokens else "-", end_section=(i == last),
             )
@@ -80,7 +80,7 @@ def runs_table(tl: Timeline) -> Table:
             note = ""
         if r.status not in ("ok", "not run") and r.reasons:
             note = (note + ": " if note else "") + "; ".join(r.reasons[:2])
-        t.add_row("", "", summary, Text(note, style="dim"), fmt_wall(r.wall_s) if r.wall_s else "", "",
+        t.add_row("", "", summary, Text(note, style="dim"), fmt_wall(r.wall_s) if r.wall_s and not tl.imported else "", "",
                   f"+{r.added} -{r.removed}" if r.edits else "", "", end_section=True)
     return t
 
@@ -185,7 +185,7 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
         for p in a.phases:
             parts.append(Text.assemble(
                 f"  {p.phase} run ({p.out_dir}): ", verdict(p.status),
-                f"  wall {fmt_wall(p.wall_s)}  exit {p.exit_code if p.exit_code is not None else '-'}",
+                f"  wall {fmt_wall(None if tl.imported else p.wall_s)}  exit {p.exit_code if p.exit_code is not None else '-'}",
                 f"  peak {p.peak_rss_mb:.0f} MB" if p.peak_rss_mb else "",
             ))
             for why in p.reasons:

@@ -281,14 +281,14 @@ class Timeline:
         return sum(s.cost_usd for s in self.stages)
 
     @property
-    def wall_s(self) -> float:
-        """Clock time from the workspace's creation to its last event."""
-        return max(0.0, self.last_ts - self.first_ts)
+    def wall_s(self) -> float | None:
+        """Clock time from the workspace's creation to its last event (None for an import: not measured)."""
+        return None if self.imported else max(0.0, self.last_ts - self.first_ts)
 
     @property
-    def run_wall_s(self) -> float:
-        """Time spent running experiments (all phases, all attempts)."""
-        return sum(r.wall_s for r in self.runs)
+    def run_wall_s(self) -> float | None:
+        """Time spent running experiments (all phases, all attempts); None for an import."""
+        return None if self.imported else sum(r.wall_s for r in self.runs)
 
     def metric_rows(self) -> list[MetricRow]:
         """Key metrics: the baseline's and each result's (runs that are not results have none)."""
@@ -457,6 +457,10 @@ def build(ws: Workspace | Path) -> Timeline:
 
 def _state(created: WorkspaceCreated, events: list, stages: dict[str, StageView], runs: dict[int, RunView]) -> tuple[str, str]:
     if created.imported_from:
+        for s in stages.values():
+            if s.status == "running":
+                s.status = "log ends"
+            s.started_ts = s.finished_ts = s.last_ts = None  # import time, not the log's: not a duration
         return "imported", f"read-only, imported from {created.imported_from}"
     open_stages = [s.name for s in stages.values() if s.status == "running"]
     open_runs = [(a.run, a.attempt, p.phase) for r in runs.values() for a in r.attempts for p in a.phases if not p.finished]

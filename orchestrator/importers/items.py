@@ -1,0 +1,266 @@
+"""What a foreign log says, in order: the parsers' common output, whatever the log's form.
+
+Both forms (aider's markdown chat history, AI Scientist's console capture) become a list of these
+items; `builder.py` turns them into journal events with the AI Scientist loop's semantics."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# AI Scientist's prompts (ai_scientist/perform_experiments.py, perform_writeup.py, perform_review.py), as
+# the start of a user message. Only what is needed to tell which stage a message belongs to.
+IDEA_PROMPT = "Your goal is to implement the following idea:"
+RUN_FAILED = re.compile(r"^Run failed with the following error\s?(.*)", re.DOTALL)
+RUN_TIMED_OUT = re.compile(r"^Run timed out after (\d+(?:\.\d+)?) seconds")
+RUN_COMPLETED = re.compile(r"^Run (\d+) completed\. Here are the results:\s*\n(.*?)(?:\n\s*\n|\Z)", re.DOTALL)
+PLOT_PROMPTS = ("Great job! Please modify `plot.py`", "Plotting failed with the following error",
+                "Plotting timed out after", "Please modify `notes.txt` with a description of what each plot shows")
+WRITEUP_PROMPTS = ("We've provided the `latex/template.tex` file", "Please fill in the ", "Great job! Now criticize and refine",
+                   "Criticize and refine the ")
+CITATION_PROMPTS = ("Search has recovered the following articles", "The following citations have just been added")
+COMPILE_PROMPTS = ("Please fix the following LaTeX errors", "Reference ", "The image ", "Duplicate figures found",
+                   "Duplicate section header found")
+REVIEW_PROMPTS = ("The following review has been created for your research paper",)
+
+TOKENS = re.compile(
+    r"Tokens: (?P<sent>[\d.,]+[kKmM]?) sent,(?:[^,]*?,)*? (?P<recv>[\d.,]+[kKmM]?) received\."
+    r"(?: Cost: \$(?P<cost>[\d.]+) (?:message|request), \$(?P<session>[\d.]+) session\.)?"
+)
+APPLIED = re.compile(r"^Applied edit to (.+?)\s*$")
+BLOCK = re.compile(
+    r"^(?P<file>[^\n`]*?)\n```[^\n]*\n<<<<<<< SEARCH\n(?P<search>.*?)^=======\n(?P<replace>.*?)^>>>>>>> REPLACE",
+    re.DOTALL | re.MULTILINE,
+)
+
+
+@dataclass
+class Prompt:
+    """A message to the agent (the chat history's `####` lines, or a reflection like aider's lint output)."""
+
+    text: str
+    line: int
+    reflection: bool = False  # aider's own follow-up (lint errors), not the pipeline's
+
+
+@dataclass
+class Reply:
+    """One agent reply, with what aider printed after it."""
+
+    text: str
+    line: int
+    sent: int = 0
+    received: int = 0
+    cost: float = 0.0
+    session_cost: float | None = None
+    applied: list[str] = field(default_factory=list)
+    failed: str | None = None
+
+
+@dataclass
+class Iteration:
+    """AI Scientist's `Currently on iteration I of run R` (console form): the next reply is an attempt at run R."""
+
+    run: int
+    iteration: int
+    line: int
+
+
+@dataclass
+class Outcome:
+    """What running the experiment gave, as the pipeline reported it."""
+
+    kind: Literal["failed", "timeout", "completed"]
+    line: int
+    run: int | None = None
+    exit_code: int | None = None
+    error: str = ""
+    results: dict[str, Any] | None = None
+    results_error: str | None = None
+
+
+@dataclass
+class StageMark:
+    stage: str
+    status: Literal["started", "done", "failed"]
+    line: int
+    text: str = ""
+
+
+@dataclass
+class Note:
+    level: Literal["info", "warning", "error"]
+    text: str
+    line: int
+    stage: str | None = None
+
+
+Item = Prompt | Reply | Iteration | Outcome | StageMark | Note
+
+
+@dataclass
+class IdeaInfo:
+    name: str | None = None
+    title: str | None = None
+    experiment: str | None = None
+    max_runs: int | None = None
+    template: str | None = None
+    baseline: dict[str, Any] | None = None
+    started: str | None = None  # the log's own start time, as written
+    model: str | None = None
+
+
+@dataclass
+class Parsed:
+    form: str  # "aider-markdown" or "ai-scientist-console"
+    items: list[Item]
+    idea: IdeaInfo
+
+
+# -- helpers shared by the parsers ----------------------------------------------------------------
+def count(text: str) -> int:
+    """aider's token counts: `12k`, `3.1k`, `7,394`, `1.2M`."""
+    t = text.replace(",", "").strip()
+    mult = 1
+    if t[-1:] in "kK":
+        mult, t = 1000, t[:-1]
+    elif t[-1:] in "mM":
+        mult, t = 1_000_000, t[:-1]
+    try:
+        return round(float(t) * mult)
+    except ValueError:
+        return 0
+
+
+def tokens_line(reply: Reply, line: str) -> bool:
+    m = TOKENS.search(line)
+    if not m:
+        return False
+    reply.sent += count(m["sent"])
+    reply.received += count(m["recv"])
+    if m["cost"]:
+        reply.cost += float(m["cost"])
+        reply.session_cost = float(m["session"])
+    return True
+
+
+def literal(text: str) -> Any:
+    """A Python literal as AI Scientist prints results (`{'a': 0, 'b': None, 'c': nan}`); raises ValueError."""
+    node = ast.parse(text.strip(), mode="eval").body
+
+    def conv(n: ast.AST) -> Any:
+        if isinstance(n, ast.Constant):
+            return n.value
+        if isinstance(n, ast.Dict):
+            return {conv(k): conv(v) for k, v in zip(n.keys, n.values, strict=True) if k is not None}
+        if isinstance(n, (ast.List, ast.Tuple)):
+            return [conv(x) for x in n.elts]
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)):
+            v = conv(n.operand)
+            if isinstance(v, (int, float)):
+                return -v if isinstance(n.op, ast.USub) else v
+        if isinstance(n, ast.Name) and n.id in ("nan", "inf", "NaN", "Infinity"):
+            return float("nan") if n.id.lower() == "nan" else float("inf")
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "float" and len(n.args) == 1:
+            return float(conv(n.args[0]))
+        raise ValueError(f"not a literal: {ast.unparse(n)[:60]}")
+
+    return conv(node)
+
+
+def results_of(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Results as printed after `Run N completed. Here are the results:`."""
+    try:
+        data = literal(text)
+    except (SyntaxError, ValueError) as exc:
+        return None, f"the reported results are not readable: {exc}"
+    if not isinstance(data, dict):
+        return None, "the reported results are not a dictionary"
+    return data, None
+
+
+@dataclass
+class Block:
+    file: str
+    search: str
+    replace: str
+
+
+def blocks(text: str) -> list[Block]:
+    """aider's SEARCH/REPLACE blocks in a reply."""
+    out = []
+    for m in BLOCK.finditer(text):
+        fname = m["file"].strip().strip("`*").strip()
+        out.append(Block(file=fname or "?", search=m["search"], replace=m["replace"]))
+    return out
+
+
+def block_diff(bs: list[Block]) -> tuple[str, int, int]:
+    """A unified diff of the blocks (each block a hunk of its file, no line numbers known), +added, -removed."""
+    parts: list[str] = []
+    added = removed = 0
+    by_file: dict[str, list[Block]] = {}
+    for b in bs:
+        by_file.setdefault(b.file, []).append(b)
+    for fname, items in by_file.items():
+        parts.append(f"--- a/{fname}\n+++ b/{fname}\n")
+        for b in items:
+            old, new = b.search.splitlines(), b.replace.splitlines()
+            parts.append(f"@@ SEARCH/REPLACE block: {len(old)} -> {len(new)} lines @@\n")
+            for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+                if tag == "equal":
+                    parts += [f" {x}\n" for x in old[i1:i2]]
+                    continue
+                parts += [f"-{x}\n" for x in old[i1:i2]]
+                parts += [f"+{x}\n" for x in new[j1:j2]]
+                removed += i2 - i1
+                added += j2 - j1
+    return "".join(parts), added, removed
+
+
+def stage_of_prompt(text: str) -> str | None:
+    """Which AI Scientist stage a user message belongs to (None: an experiments prompt or unknown)."""
+    t = text.lstrip()
+    if t.startswith(PLOT_PROMPTS):
+        return "plots"
+    if t.startswith(WRITEUP_PROMPTS) or t.startswith(CITATION_PROMPTS):
+        return "writeup"
+    if t.startswith(COMPILE_PROMPTS) and ("references.bib" in t or "LaTeX" in t or "figure" in t.lower()
+                                          or "section header" in t):
+        return "compile"
+    if t.startswith(REVIEW_PROMPTS):
+        return "review"
+    return None
+
+
+def parse_idea_prompt(text: str, idea: IdeaInfo) -> None:
+    """The first experiments prompt names the idea, the run budget and the baseline results."""
+    m = re.search(r"implement the following idea: (.*?)\.\s*\n", text)
+    if m:
+        idea.title = idea.title or m[1].strip()
+    m = re.search(r"The proposed experiment is as follows: (.*?)\.?\s*\nYou are given a total of up to (\d+) runs", text, re.DOTALL)
+    if m:
+        idea.experiment = idea.experiment or m[1].strip()
+        idea.max_runs = int(m[2])
+    m = re.search(r"the baseline results are as follows:\s*\n\s*(\{.*?\})\s*\n", text, re.DOTALL)
+    if m:
+        try:
+            data = literal(m[1])
+            if isinstance(data, dict):
+                idea.baseline = data
+        except (SyntaxError, ValueError):
+            pass
+
+
+RESULTS_PATH = re.compile(r"results/(?P<template>[A-Za-z0-9_.-]+)/(?P<stamp>\d{8}_\d{6})_(?P<name>[A-Za-z0-9_.-]+)/")
+
+
+def idea_from_paths(text: str, idea: IdeaInfo) -> None:
+    """AI Scientist's workspace paths (`results/<template>/<stamp>_<idea>/`) in tracebacks name the template and idea."""
+    m = RESULTS_PATH.search(text)
+    if m:
+        idea.template = idea.template or m["template"]
+        idea.name = idea.name or m["name"]
