@@ -176,7 +176,7 @@ def parse(text: str, log_dir: Path | None = None) -> Parsed:
         elif m := TIMEOUT.match(s):
             items.append(Outcome(kind="timeout", line=n, run=int(m[1]), error=f"timed out after {m[2]} seconds"))
         elif m := COMPLETED.match(s):
-            rest, k = capture(i, m[1], stop_traceback=False)
+            rest, k = capture(i, m[2], stop_traceback=False)
             data, err = results_of(rest.split("\n\n")[0]) if rest.strip() else (None, "the results were not printed")
             items.append(Outcome(kind="completed", line=n, run=int(m[1]), exit_code=0, results=data, results_error=err))
             i = k
