@@ -32,6 +32,7 @@ class WorkspaceCreated(_Event):
     python: str | None = None
     isolation: str = "none"
     imported_from: str | None = None
+    executor: dict[str, Any] = Field(default_factory=dict)  # where runs execute (fleet.build_executor); {}: here
 
 
 class StageStarted(_Event):

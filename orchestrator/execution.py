@@ -15,7 +15,7 @@ from . import runner
 from .context import Context
 from .events import RunFinished, RunStarted
 from .feedback import failure_summary
-from .results import Verdict, load_results, validate
+from .results import Verdict, code_files, code_unchanged, load_results, validate
 
 SMOKE_DIR = ".smoke"
 
@@ -73,20 +73,24 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
     ws, m = ctx.ws, ctx.manifest
     rel = out_dir_for(run, attempt, phase)
     out = ws.root / rel
-    if out.exists():
-        shutil.rmtree(out)
     log_dir = ws.attempt_dir(run, attempt) / phase
-    if log_dir.exists():
-        shutil.rmtree(log_dir)
-    j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head()))
     smoke = phase == "smoke"
     timeout = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
-    record = ctx.executor.run(
-        runner.command_argv(m.command, ctx.python, out_dir=rel),
-        cwd=ws.root, log_dir=log_dir, timeout_s=timeout, env=experiment_env(ctx, smoke=smoke),
-        limits=ctx.limits, isolation=ctx.isolation, writable=[ctx.cache_dir], watch_dir=ws.root,
-        stop=ctx.stop, key=f"run_{run}/attempt_{attempt}/{phase}",
-    )
+    argv = runner.command_argv(m.command, ctx.python, out_dir=rel)
+    kw = {"cwd": ws.root, "log_dir": log_dir, "timeout_s": timeout, "env": experiment_env(ctx, smoke=smoke),
+          "limits": ctx.limits, "isolation": ctx.isolation, "writable": [ctx.cache_dir], "watch_dir": ws.root,
+          "stop": ctx.stop, "key": f"run_{run}/attempt_{attempt}/{phase}"}
+    started = j.last(RunStarted, run=run, attempt=attempt, phase=phase)
+    if started is not None and started.job_id and hasattr(ctx.executor, "wait"):
+        record = ctx.executor.wait(started.job_id, argv=argv, **kw)  # resumed: its job may still run; never submit twice
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        if log_dir.exists():
+            shutil.rmtree(log_dir)
+        job_id = ctx.executor.submit(argv, out_dir=rel, **kw) if hasattr(ctx.executor, "submit") else None  # Slurm
+        j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head(), job_id=job_id))
+        record = ctx.executor.wait(job_id, argv=argv, **kw) if job_id else ctx.executor.run(argv, **kw)
     verdict, status = judge(ctx, record, out, run=run, smoke=smoke)
     tb, err_tail, out_tail = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(ws.root))
     feedback = ""
@@ -119,6 +123,8 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
     if record.timed_out:
         limit = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
         return Verdict(status="failed", reasons=[f"killed after its time limit of {limit:g} s"]), "timeout"
+    if record.killed and record.limit_detail:
+        return Verdict(status="failed", reasons=[f"stopped: {record.limit_detail}"], kinds=[f"limit-{record.killed}"]), "failed"
     if record.killed:
         what = {"memory": f"its memory limit of {ctx.limits.memory_mb} MB",
                 "written-bytes": f"the limit of {ctx.limits.max_written_mb} MB written to the workspace"}.get(record.killed, record.killed)
@@ -128,4 +134,19 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
     info, err = load_results(out / m.results_file)
     baseline = _load_json(ws.root / "run_0" / m.results_file)
     verdict = validate(info, m, baseline=baseline, previous=previous_ok(ctx, run), smoke=smoke, load_error=err)
+    prev = None if smoke or info is None else _previous_result(ctx, run)
+    files = code_files(m)
+    if prev is not None and files and not ws.diff(prev.commit, ws.head(), *files).strip():
+        verdict.reasons.append(code_unchanged(files, prev.run))
+        verdict.kinds.append("code-unchanged")
+        verdict.status = "degenerate"
     return verdict, verdict.status
+
+
+def _previous_result(ctx: Context, run: int) -> RunStarted | None:
+    """The start (with its code commit) of the last full run before `run` that was a result."""
+    for fin in reversed(ctx.journal.of(RunFinished, phase="full", status="ok")):
+        if fin.run < run:
+            started = ctx.journal.last(RunStarted, run=fin.run, attempt=fin.attempt, phase="full")
+            return started if started is not None and started.commit else None
+    return None

@@ -17,6 +17,7 @@ from .context import Context
 from .conversation import Conversations
 from .errors import InputError, TranscriptError
 from .events import STAGES, Exchange, Message, StageFinished, StageStarted, WorkspaceCreated
+from .fleet import build_executor, pending_job_dirs
 from .pyenv import experiment_python
 from .settings import Limits
 from .spec import Idea, load_idea
@@ -38,6 +39,7 @@ class RunOptions:
     isolation: str | None = None
     full_timeout_s: float | None = None
     smoke_timeout_s: float | None = None
+    executor: dict | None = None  # where runs execute (fleet.build_executor: GPU slots, Slurm); None: here
 
 
 def import_stages() -> None:
@@ -116,12 +118,14 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         idea=loaded.idea.model_dump(), idea_path=str(loaded.path), template=template.manifest.name,
         template_root=str(template.root), limits=limits.model_dump(), agent=agent,
         scripted=bool(transcript and transcript.scripted), python=python, isolation=isolation,
+        executor=opts.executor or {},
     ))
     log(f"workspace: {ws.root}")
     ctx = Context(
         ws=ws, idea=loaded.idea, limits=limits, python=python, isolation=isolation, model=model,
         transcript=TranscriptSource(transcript) if transcript else None,
         budget=Budget(limits.budget_usd), cache_dir=cache / "data" / template.manifest.name,
+        executor=build_executor(opts.executor),
     )
     ws.lock()
     return ctx, stages
@@ -154,12 +158,17 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     from .runner import kill_marked
 
     kill_marked("ORCHESTRATE_WORKSPACE", str(ws.root))
-    ws.reset_to(ws.last_recorded_commit())
+    keep = [f"--exclude=/{d}" for d in pending_job_dirs(ws.journal)]  # Slurm jobs may still write there
+    if keep:
+        ws.git("reset", "-q", "--hard", ws.last_recorded_commit())
+        ws.git("clean", "-q", "-fd", *keep)
+    else:
+        ws.reset_to(ws.last_recorded_commit())
     spent = sum(e.cost_usd for e in ws.journal.of(Exchange))
     ctx = Context(
         ws=ws, idea=idea, limits=limits, python=python, isolation=head.isolation, model=model,
         transcript=transcript, budget=Budget(limits.budget_usd, spent),
-        cache_dir=cache_home() / "data" / head.template,
+        cache_dir=cache_home() / "data" / head.template, executor=build_executor(head.executor),
     )
     done = {e.stage for e in ws.journal.of(StageFinished)}
     stages = [s for s in selected_stages(opts.stages) if s not in done]

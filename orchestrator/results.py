@@ -1,4 +1,20 @@
-"""Is a run a result? `validate` answers ok, failed or degenerate, with reasons the agent can act on."""
+"""Is a run a result? `validate` answers ok, failed or degenerate, with reasons the agent can act on.
+
+The catalogue (`Verdict.kinds` names each reason's entry, in order):
+
+    failed      results-missing    the results file was not written
+                results-not-json   it is not JSON, or not a JSON object
+                key-missing        a required key is absent
+    degenerate  not-finite         a metric is NaN or infinite (diverged, or never computed)
+                check              a manifest check failed: zero steps executed (`steps_executed >= 1`),
+                                   a metric outside its declared range, a metric that is not a number
+                same-as-baseline   the compared metrics equal the baseline's: the change did nothing
+                same-as-previous   they equal the previous result's: the change did nothing
+                code-unchanged     the code is identical to the previous run's: no edit was applied
+                                   (`code_unchanged`, judged by execution.judge from the workspace history)
+
+Process-level verdicts (crash, timeout, a limit, a tampered yardstick) are execution.judge's.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +22,7 @@ import ast
 import json
 import math
 import operator
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +38,7 @@ class Verdict(BaseModel):
     status: Status
     reasons: list[str] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)  # flattened numeric metrics
+    kinds: list[str] = Field(default_factory=list)  # the catalogue entry of each reason, in order
 
     @property
     def ok(self) -> bool:
@@ -81,8 +99,10 @@ def evaluate(expr: float | str, data: Any) -> float:
 def _check(check: Check, info: dict[str, Any]) -> str | None:
     value = get_path(info, check.path)
     why = f" ({check.reason})" if check.reason else ""
-    if value is _MISSING or value is None:
+    if value is _MISSING:
         return f"{check.path} is missing{why}"
+    if value is None:
+        return f"{check.path} is null{why}: the run must compute it"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"{check.path} is {value!r}, not a number{why}"
     if check.finite and not math.isfinite(value):
@@ -100,14 +120,19 @@ def _check(check: Check, info: dict[str, Any]) -> str | None:
 def load_results(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(data, None) or (None, why it is not a result)."""
     if not path.is_file():
-        return None, f"the results file {path.name} was not written"
+        return None, (f"the results file {path.name} was not written in {path.parent.name}/: the experiment "
+                      f"must write it (through the harness) before it exits")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, f"{path.name} is not valid JSON: {exc}"
+        return None, f"{path.name} is not valid JSON ({exc}): write it with json.dump of a dict of metrics"
     if not isinstance(data, dict):
-        return None, f"{path.name} must hold a JSON object"
+        return None, f"{path.name} must hold a JSON object (a dict of metrics), not {type(data).__name__}"
     return data, None
+
+
+def _kind_of_load_error(err: str | None) -> str:
+    return "results-missing" if err and "was not written" in err else "results-not-json"
 
 
 def _same(a: dict[str, Any], b: dict[str, Any] | None, keys: list[str]) -> bool:
@@ -115,6 +140,18 @@ def _same(a: dict[str, Any], b: dict[str, Any] | None, keys: list[str]) -> bool:
         return False
     pairs = [(get_path(a, k), get_path(b, k)) for k in keys]
     return all(x is not _MISSING and x == y for x, y in pairs)
+
+
+def code_files(manifest: Manifest) -> list[str]:
+    """The editable files that are the experiment's code: not notes or docs, not the plot script."""
+    plot = next((p for p in shlex.split(manifest.plot_command or "") if p.endswith(".py")), None)
+    return [f for f in manifest.editable if f != plot and not f.endswith((".txt", ".md", ".rst", ".tex"))]
+
+
+def code_unchanged(files: list[str], previous_run: int) -> str:
+    """The reason for a run whose code is identical to an earlier run's (catalogue: code-unchanged)."""
+    return (f"the code ({', '.join(files)}) is identical to run {previous_run}'s: no edit was applied, so this run "
+            f"only repeats run {previous_run} — change the code before the next run")
 
 
 def validate(
@@ -129,27 +166,38 @@ def validate(
     """The verdict on one run's results. Failed: no usable results. Degenerate: results that show the
     run did not do its work (no steps, NaN, out of range, identical to the baseline or the previous run)."""
     if info is None:
-        return Verdict(status="failed", reasons=[load_error or "no results"])
+        return Verdict(status="failed", reasons=[load_error or "no results"], kinds=[_kind_of_load_error(load_error)])
     reasons: list[str] = []
+    kinds: list[str] = []
+
+    def add(kind: str, reason: str) -> None:
+        if reason not in reasons:
+            reasons.append(reason)
+            kinds.append(kind)
+
     for key in manifest.required_keys:
         if get_path(info, key) is _MISSING:
-            reasons.append(f"required key {key} is missing from {manifest.results_file}")
+            add("key-missing", f"required key {key} is missing from {manifest.results_file}: "
+                               f"keep the harness's results writing, and every key it writes")
     if reasons:
-        return Verdict(status="failed", reasons=reasons, metrics=flatten(info))
+        return Verdict(status="failed", reasons=reasons, metrics=flatten(info), kinds=kinds)
     metrics = flatten(info)
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
-            reasons.append(f"{key} is {value}: a metric must be finite")
+            add("not-finite", f"{key} is {value}: a metric must be finite — the training diverged or the value was "
+                              f"never computed (check the learning rate, the loss, the data)")
     for check in manifest.checks:
         if smoke and not check.smoke:
             continue
         problem = _check(check, info)
-        if problem and problem not in reasons:
-            reasons.append(problem)
+        if problem:
+            add("check", problem)
     if not smoke:
         keys = manifest.compare.keys
+        hint = ("make sure the code you changed is on the path the experiment runs (the new value is used, the new "
+                "branch is taken)")
         if _same(info, baseline, keys):
-            reasons.append(f"metrics {', '.join(keys)} are identical to the baseline's: the change did nothing")
+            add("same-as-baseline", f"metrics {', '.join(keys)} are identical to the baseline's: the change did nothing — {hint}")
         if _same(info, previous, keys):
-            reasons.append(f"metrics {', '.join(keys)} are identical to the previous run's: the change did nothing")
-    return Verdict(status="degenerate" if reasons else "ok", reasons=reasons, metrics=metrics)
+            add("same-as-previous", f"metrics {', '.join(keys)} are identical to the previous run's: the change did nothing — {hint}")
+    return Verdict(status="degenerate" if reasons else "ok", reasons=reasons, metrics=metrics, kinds=kinds)

@@ -219,7 +219,7 @@ def _user_tasks(uid: int) -> int:
 def _preexec(limits: Limits | None, join: list[str]):
     uid = os.getuid()
     nproc = limits.max_processes + _user_tasks(uid) if limits is not None and uid != 0 else None
-    address_space = getattr(limits, "address_space_mb", None) if limits is not None else None
+    address_space = limits.address_space_mb if limits is not None else None
 
     def setup() -> None:
         cgroup.join(join)  # first: every descendant is born inside the run's cgroup
@@ -409,6 +409,15 @@ def run(
         containment=containment,
         signal=sig,
     )
+
+
+def spawn(argv: Sequence[str], *, log_path: Path, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> subprocess.Popen:
+    """One of our own long-lived helpers (fleet.py: an orchestrator per idea), started and left running: its own
+    session (the caller forwards signals), output appended to `log_path`, environment kept (it calls the model)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(list(argv), cwd=cwd, env=None if env is None else dict(env), stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
 
 
 class ToolResult(BaseModel):

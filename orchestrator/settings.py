@@ -31,6 +31,9 @@ class Limits(BaseModel):
     max_file_mb: int = Field(4096, ge=1)
     max_written_mb: int = Field(8192, ge=1)
     max_open_files: int = Field(1024, ge=16)
+    # RLIMIT_AS, off by default: CUDA and JAX reserve huge virtual ranges, so it kills healthy runs;
+    # memory_mb (a cgroup, else a watchdog) caps resident memory instead. See runner.py.
+    address_space_mb: int | None = Field(None, ge=64)
     isolation: Isolation = "auto"
 
     def merged(self, **overrides: object) -> Limits:
@@ -59,4 +62,5 @@ class LimitOverrides(BaseModel):
     max_processes: int | None = Field(None, ge=8)
     max_file_mb: int | None = Field(None, ge=1)
     max_written_mb: int | None = Field(None, ge=1)
+    address_space_mb: int | None = Field(None, ge=64)
     isolation: Isolation | None = None

@@ -29,6 +29,7 @@ class Idea(BaseModel):
     transcript: str | None = Field(None, description="a transcript file, relative to the idea file")
     template_config: dict[str, Any] = Field(default_factory=dict)
     limits: LimitOverrides = Field(default_factory=LimitOverrides)
+    slurm: dict[str, Any] = Field(default_factory=dict, description="job settings for --executor slurm (executors/slurm.py)")
     # Kept from AI Scientist's format, shown in notes and reports, never acted on.
     extra: dict[str, Any] = Field(default_factory=dict)
 
