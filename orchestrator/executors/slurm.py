@@ -1,0 +1,345 @@
+"""Runs as Slurm jobs, through submitit.
+
+The control plane (agent calls, validation, the paper) stays where `orchestrate` runs — a login node,
+which usually has the network that compute nodes lack. Each smoke, full and plot run becomes one job
+whose Python calls `runner.run` on its node, so logs, caps, tree-kill and bubblewrap (where the node
+has it) apply there as they do here; logs and results come back through the shared filesystem into
+the same run folders as a local run.
+
+A job's end that is the scheduler's doing — its time limit, `scancel`, a node failure, preemption —
+becomes a record with `killed="slurm-..."` and a sentence in `limit_detail`, judged like any other
+failure. Job ids go into the journal (`RunStarted.job_id`), so that a resumed orchestrator waits for a
+job still running (`wait`) instead of submitting it again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import socket
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .. import runner, sandbox
+from ..errors import InputError
+from ..settings import Limits
+from ..validation import first_problem
+
+SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before the time limit
+START_MARGIN_S = 60  # for the job to start its Python and the runner before the run's own clock starts
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
+                "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"}
+# Environment the node gives a job that the run needs to see (its GPUs, its allocation).
+_NODE_VARS = re.compile(r"^(SLURM_\w+|CUDA_VISIBLE_DEVICES|ROCR_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|HIP_VISIBLE_DEVICES)$")
+
+
+class SlurmConfig(BaseModel):
+    """What each job asks for. From a TOML file (`--slurm-config`) and the idea's `slurm` settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = None
+    time: int | None = Field(None, ge=1, description="the job's time limit in minutes, or D-HH:MM:SS / HH:MM:SS; "
+                                                      "default: the run's own time limit plus margins")
+    cpus: int = Field(1, ge=1, description="CPUs per job")
+    mem: str | None = Field(None, pattern=r"^\d+[KMGT]?B?$", description="memory per job, e.g. 8G")
+    gpus: int = Field(0, ge=0, description="GPUs per job (as --gpus-per-node); 0 asks for none")
+    gres: str | None = Field(None, min_length=1, description="a generic resource string instead of gpus, e.g. gpu:a100:1")
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    python: str | None = Field(None, description="the interpreter on the nodes that can import orchestrator (default: this one)")
+    setup: list[str] = Field(default_factory=list, description="shell lines run in the job before the run (module load ...)")
+    requeue: bool = Field(False, description="let Slurm requeue a job after a node failure or preemption and follow it, "
+                                             "instead of a verdict")
+    poll_s: float = Field(0.5, gt=0, le=60, description="how often to look for a job's result")
+    additional: dict[str, str | int | bool] = Field(default_factory=dict, description="other sbatch options")
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _minutes(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", v.strip())
+            if not m:
+                raise ValueError("give minutes (an integer), HH:MM:SS or D-HH:MM:SS")
+            d, h, mi, s = (int(x or 0) for x in m.groups())
+            return max(1, math.ceil(d * 1440 + h * 60 + mi + s / 60))
+        return v
+
+
+def load_config(path: Path | None, idea_settings: Mapping[str, Any] | None = None) -> SlurmConfig:
+    """The config file's settings, then the idea's on top. Raises InputError (exit 2) on a bad file."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(path, "no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(path, f"not valid TOML: {exc}") from None
+        data = data.get("slurm", data)  # a [slurm] table or top-level keys
+    data = {**data, **dict(idea_settings or {})}
+    try:
+        return SlurmConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(path, first_problem(path, exc)) from None
+
+
+class SlurmRecord(runner.RunRecord):
+    """A run record with the job it ran as."""
+
+    job_id: str | None = None
+    job_state: str | None = None
+    node: str | None = None
+    submitted_at: float | None = None  # wall clock: submit, job start on the node, result seen here
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+def run_job(argv: list[str], cwd: str, log_dir: str, timeout_s: float, env: dict[str, str], limits: Limits | None,
+            isolation: str, writable: list[str], watch_dir: str | None, out_dir: str | None) -> dict[str, Any]:
+    """The job's body, on the node: the same runner as a local run. Returns the record as a dict."""
+    started = time.time()
+    child_env = dict(env)
+    child_env.update({k: v for k, v in os.environ.items() if _NODE_VARS.match(k)})
+    if isolation == "bwrap" and not sandbox.bwrap_available():
+        isolation = "none"  # the node has no working bubblewrap: Slurm's own confinement is what there is
+    if out_dir and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+        import shutil
+
+        shutil.rmtree(Path(cwd) / out_dir, ignore_errors=True)  # a requeued job starts its run afresh
+    rec = runner.run(argv, cwd=Path(cwd), log_dir=Path(log_dir), timeout_s=timeout_s, env=child_env, limits=limits,
+                     isolation=isolation, writable=[Path(w) for w in writable],
+                     watch_dir=Path(watch_dir) if watch_dir else None)
+    return {**rec.model_dump(), "node": socket.gethostname(), "started_at": started}
+
+
+def _submitit():
+    try:
+        import submitit
+    except ModuleNotFoundError:
+        raise InputError(None, "--executor slurm needs submitit: pip install 'orchestrator[slurm]' (or pip install submitit)") from None
+    return submitit
+
+
+def slurm_available() -> bool:
+    """True when a Slurm controller answers here."""
+    return runner.tool(["sinfo", "-h", "-o", "%P"], timeout_s=20).exit_code == 0
+
+
+class SlurmExecutor:
+    """Each run is a Slurm job; `run` = `submit` + `wait`."""
+
+    name = "slurm"
+
+    def __init__(self, config: SlurmConfig | None = None) -> None:
+        self.config = config or SlurmConfig()
+
+    def spec(self) -> dict[str, Any]:
+        """What the journal keeps to rebuild this executor on resume."""
+        return {"name": self.name, "config": self.config.model_dump(exclude_defaults=True)}
+
+    # -- submission ----------------------------------------------------------------------------------
+    def time_limit_min(self, timeout_s: float) -> int:
+        """The configured limit, else one that lets the run's own timeout fire first (submitit signals
+        SIGNAL_DELAY_S before the end)."""
+        if self.config.time:
+            return self.config.time
+        return max(1, math.ceil((timeout_s + SIGNAL_DELAY_S + START_MARGIN_S) / 60))
+
+    def parameters(self, timeout_s: float, key: str) -> dict[str, Any]:
+        c = self.config
+        p: dict[str, Any] = {
+            "job_name": "orchestrate:" + key.replace("/", ":"),
+            "time": self.time_limit_min(timeout_s),
+            "cpus_per_task": c.cpus,
+            "ntasks_per_node": 1,
+            "signal_delay_s": SIGNAL_DELAY_S,
+        }
+        for name in ("partition", "mem", "account", "qos", "constraint"):
+            value = getattr(c, name)
+            if value:
+                p[name] = value
+        if c.gres:  # never an empty gres string: some sites reject it, others read it as "no GPU"
+            p["gres"] = c.gres
+        elif c.gpus:
+            p["gpus_per_node"] = c.gpus
+        if c.setup:
+            p["setup"] = list(c.setup)
+        extra: dict[str, Any] = {} if c.requeue else {"no_requeue": True}
+        extra.update(c.additional)
+        p["additional_parameters"] = extra
+        return p
+
+    def submit(self, argv: Sequence[str], *, cwd: Path, log_dir: Path, timeout_s: float, env: Mapping[str, str],
+               limits: Limits, isolation: str, writable: Sequence[Path], watch_dir: Path | None, stop=None,
+               key: str = "run", out_dir: str | None = None) -> str:
+        """Submit one run as a job; returns its job id."""
+        submitit = _submitit()
+        folder = Path(log_dir) / "slurm"
+        folder.mkdir(parents=True, exist_ok=True)
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=0, python=self.config.python)
+        ex.update_parameters(**self.parameters(timeout_s, key))
+        submitted = time.time()
+        job = ex.submit(run_job, list(argv), str(cwd), str(log_dir), float(timeout_s), runner.scrub_env(env), limits,
+                        isolation, [str(w) for w in writable], str(watch_dir) if watch_dir else None, out_dir)
+        (folder / f"{job.job_id}.submitted_at").write_text(f"{submitted:.6f}\n")
+        return str(job.job_id)
+
+    def cancel(self, job_id: str) -> None:
+        runner.tool(["scancel", job_id], timeout_s=30)
+
+    # -- waiting ------------------------------------------------------------------------------------
+    def job_state(self, job_id: str) -> tuple[str | None, str | None, str | None]:
+        """(state, exit code "N:S", node list) of the job's allocation from accounting, else squeue."""
+        res = runner.tool(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State,ExitCode,NodeList"], timeout_s=30)
+        if res.exit_code == 0:
+            rows = [r.split("|") for r in res.stdout.strip().splitlines() if r.strip()]
+            if rows and len(rows[-1]) >= 3:
+                state, code, nodes = rows[-1][:3]
+                return state.split()[0] if state else None, code or None, nodes or None
+        res = runner.tool(["squeue", "-h", "-j", job_id, "-o", "%T|%N"], timeout_s=30)
+        if res.exit_code == 0 and res.stdout.strip():
+            state, _, nodes = res.stdout.strip().splitlines()[0].partition("|")
+            return state.strip(), None, nodes.strip() or None
+        return None, None, None
+
+    def wait(self, job_id: str, *, argv: Sequence[str], cwd: Path, log_dir: Path, timeout_s: float, stop=None,
+             **_: Any) -> SlurmRecord:
+        """Follow a submitted job to its end; the record of what happened (never raises for the job's failures).
+
+        Used right after `submit`, and by a resumed orchestrator for a job it had submitted before it stopped."""
+        submitit = _submitit()
+        folder = Path(log_dir) / "slurm"
+        job = submitit.SlurmJob(folder=folder, job_id=job_id)
+        result_file = job.paths.result_pickle
+        t0 = time.monotonic()
+        next_check = 0.0
+        state = code = nodes = None
+        final_seen: float | None = None
+        while not result_file.exists():
+            if stop is not None and stop.is_set():
+                self.cancel(job_id)
+                return self._record(job_id, argv, cwd, log_dir, "interrupted", "the orchestrator was interrupted",
+                                    state="CANCELLED", nodes=nodes, t0=t0)
+            now = time.monotonic()
+            if now >= next_check:
+                state, code, nodes = self.job_state(job_id)
+                next_check = now + max(2.0, self.config.poll_s)
+                if state in FINAL_STATES:
+                    final_seen = final_seen or now
+                    if now - final_seen > 5:  # its result, if it wrote one, has had time to reach us
+                        break
+            time.sleep(self.config.poll_s)
+        if result_file.exists():
+            outcome, value = self._load_result(result_file)
+            if outcome == "success" and isinstance(value, dict):
+                state = "COMPLETED"
+                fields = {k: v for k, v in value.items() if k in SlurmRecord.model_fields}
+                fields.update(job_id=job_id, job_state=state, node=value.get("node"),
+                              submitted_at=self._submitted_at(folder, job_id), finished_at=time.time())
+                return SlurmRecord(**fields)
+            trace = str(value)
+        else:
+            trace = ""
+        state, code, nodes = self._settled_state(job_id, state, code, nodes)
+        return self._failure(job_id, argv, cwd, log_dir, state, code, nodes, trace, timeout_s, t0)
+
+    def run(self, argv, *, cwd, log_dir, timeout_s, env, limits, isolation, writable, watch_dir, stop, key,
+            out_dir: str | None = None) -> SlurmRecord:
+        job_id = self.submit(argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=limits,
+                             isolation=isolation, writable=writable, watch_dir=watch_dir, key=key, out_dir=out_dir)
+        return self.wait(job_id, argv=argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, stop=stop)
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _settled_state(self, job_id, state, code, nodes):
+        """Accounting can lag the job's end by a moment: ask again until the state is final (a few seconds)."""
+        for _ in range(20):
+            if state in FINAL_STATES:
+                break
+            time.sleep(0.5)
+            state, code, nodes = self.job_state(job_id)
+        return state, code, nodes
+
+    @staticmethod
+    def _load_result(path: Path) -> tuple[str, Any]:
+        from submitit.core.utils import pickle_load
+
+        for _ in range(10):
+            try:
+                return pickle_load(path)
+            except (EOFError, OSError):
+                time.sleep(0.5)
+        return "error", f"unreadable job result {path}"
+
+    @staticmethod
+    def _submitted_at(folder: Path, job_id: str) -> float | None:
+        try:
+            return float((folder / f"{job_id}.submitted_at").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _failure(self, job_id, argv, cwd, log_dir, state, code, nodes, trace, timeout_s, t0) -> SlurmRecord:
+        where = f" on {nodes}" if nodes and nodes != "None assigned" else ""
+        job = f"Slurm job {job_id}{where}"
+        if state == "TIMEOUT" or "timed-out" in trace:
+            limit = self.time_limit_min(timeout_s)
+            return self._record(job_id, argv, cwd, log_dir, "slurm-timeout",
+                                f"the {job} reached its Slurm time limit of {limit} min and was stopped",
+                                state=state or "TIMEOUT", nodes=nodes, t0=t0, code=code)
+        if state == "CANCELLED":
+            return self._record(job_id, argv, cwd, log_dir, "slurm-cancelled",
+                                f"the {job} was cancelled (scancel or an administrator) before the run finished",
+                                state=state, nodes=nodes, t0=t0, code=code)
+        if state == "NODE_FAIL":
+            return self._record(job_id, argv, cwd, log_dir, "slurm-node-failure",
+                                f"the node of the {job} failed (its Slurm daemon stopped answering); the run did not finish",
+                                state=state, nodes=nodes, t0=t0, code=code)
+        if state == "PREEMPTED":
+            return self._record(job_id, argv, cwd, log_dir, "slurm-preempted",
+                                f"the {job} was preempted by a higher-priority job before the run finished",
+                                state=state, nodes=nodes, t0=t0, code=code)
+        if state == "OUT_OF_MEMORY":
+            mem = self.config.mem or "the default"
+            return self._record(job_id, argv, cwd, log_dir, "slurm-memory",
+                                f"the {job} exceeded its Slurm memory allocation ({mem})", state=state, nodes=nodes,
+                                t0=t0, code=code)
+        detail = f"the {job} ended ({state or 'state unknown'}, exit {code or '?'}) without a result from the run"
+        tail = (trace or self._job_log_tail(log_dir, job_id)).strip()
+        return self._record(job_id, argv, cwd, log_dir, "slurm-failed", detail, state=state, nodes=nodes, t0=t0,
+                            code=code, stderr_extra=tail)
+
+    @staticmethod
+    def _job_log_tail(log_dir: Path, job_id: str) -> str:
+        for name in (f"{job_id}_0_log.err", f"{job_id}_0_log.out"):
+            p = Path(log_dir) / "slurm" / name
+            if p.is_file():
+                return "\n".join(p.read_text(errors="replace").splitlines()[-40:])
+        return ""
+
+    def _record(self, job_id, argv, cwd, log_dir, killed, detail, *, state, nodes, t0, timed_out=False, code=None,
+                stderr_extra="") -> SlurmRecord:
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        out, err = log_dir / "stdout.txt", log_dir / "stderr.txt"
+        out.touch()
+        with open(err, "a", encoding="utf-8") as fh:  # whatever the run wrote before the end stays above this
+            if stderr_extra:
+                fh.write(stderr_extra + "\n")
+            fh.write(f"[orchestrator] {detail}\n")
+        exit_code = None
+        if code and ":" in code:
+            rc, sig = code.split(":", 1)
+            exit_code = int(rc) if rc.isdigit() and int(rc) else (-int(sig) if sig.isdigit() and int(sig) else None)
+        return SlurmRecord(
+            argv=list(argv), cwd=str(cwd), exit_code=exit_code, wall_s=round(time.monotonic() - t0, 3), peak_rss_mb=0.0,
+            timed_out=timed_out, killed=killed, limit_detail=detail, stdout_path=str(out), stderr_path=str(err),
+            isolation="slurm", job_id=job_id, job_state=state, node=nodes,
+            submitted_at=self._submitted_at(log_dir / "slurm", job_id), finished_at=time.time(),
+        )
