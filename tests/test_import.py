@@ -1,0 +1,176 @@
+"""`orchestrate import`: the AI Scientist reference log (aider markdown chat history) and a console capture
+become read-only workspaces, their reported results judged by our own validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main as cli
+from orchestrator.errors import InputError
+from orchestrator.events import EditApplied, Exchange, Message, RunFinished, RunRecorded, StageFinished, WorkspaceCreated
+from orchestrator.importers import import_log
+from orchestrator.importers.items import block_diff, blocks, count, literal
+from orchestrator.timeline import build
+from orchestrator.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference" / "aider-chat-history-hsae.md"
+CONSOLE = ROOT / "tests" / "fixtures" / "import" / "console_log.txt"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Workspace:
+    if not REFERENCE.is_file():
+        pytest.skip(f"reference log not found at {REFERENCE}")
+    return import_log(REFERENCE, sandbox=tmp_path_factory.mktemp("imp"))
+
+
+def test_reference_runs_attempts_and_failures(reference):
+    j = reference.journal
+    head = j.events[0]
+    assert isinstance(head, WorkspaceCreated)
+    assert head.imported_from == str(REFERENCE.resolve())
+    assert head.idea["name"] == "hierarchical_sparse_autoencoder"
+    assert head.idea["title"].startswith("Hierarchical Sparse Autoencoders")
+    assert head.idea["max_runs"] == 5
+    assert head.template == "sae_variants"
+
+    fins = j.of(RunFinished)
+    assert [(f.run, f.attempt, f.status) for f in fins] == [(1, 1, "failed"), (1, 2, "failed"), (1, 3, "degenerate")]
+    assert "AttributeError: 'HierarchicalSAE' object has no attribute 'W_dec'" in fins[0].reasons[0]
+    assert "'HierarchicalTrainer' object has no attribute 'l1_penalty'" in fins[1].reasons[0]
+    assert "Traceback (most recent call last)" in json.loads(fins[0].feedback)["traceback"]
+
+
+def test_reference_every_run_is_degenerate(reference):
+    recs = reference.journal.of(RunRecorded)
+    assert [(r.run, r.status, r.attempts) for r in recs] == [(1, "degenerate", 3)]
+    reasons = " ".join(recs[0].reasons)
+    assert "training_steps = 0 is below its minimum" in reasons
+    assert "final_loss" in reasons
+    assert recs[0].metrics == {}  # not a result: no metrics enter tables
+    # The results as reported are kept, beside our verdict.
+    assert json.loads((reference.root / "run_1" / "final_info.json").read_text())["training_steps"] == 0
+    # Run 2 was asked for and edited, but the log ends before its outcome: no verdict, a warning.
+    tl = build(reference)
+    assert [r.status for r in tl.runs] == ["degenerate", "unfinished"]
+    assert any("run 2: the log ends before its outcome" in m.text for m in reference.journal.of(Message))
+    assert not tl.results
+
+
+def test_reference_exchanges_edits_tokens_and_cost(reference):
+    j = reference.journal
+    xs = j.of(Exchange)
+    assert [(x.run, x.attempt, x.step) for x in xs] == [(1, 1, "edit"), (1, 1, "lint"), (1, 2, "edit"), (1, 3, "edit"),
+                                                         (2, 1, "edit")]
+    assert [x.prompt_tokens for x in xs] == [12000, 17000, 13000, 14000, 15000]
+    assert [x.completion_tokens for x in xs] == [3100, 456, 335, 512, 4500]
+    assert sum(x.cost_usd for x in xs) == pytest.approx(0.34)
+    assert xs[0].prompt.startswith("Your goal is to implement the following idea")
+    assert xs[1].prompt.startswith("# Fix any errors below")  # aider's lint reflection
+    assert xs[2].prompt.startswith("Run failed with the following error")
+    edits = j.of(EditApplied)
+    assert all(e.files == ["experiment.py"] for e in edits[:4])
+    assert edits[4].files == ["notes.txt", "experiment.py"]
+    assert "+class HierarchicalSAE(nn.Module):" in edits[0].diff and "-class CustomSAE(nn.Module):" in edits[0].diff
+    assert edits[0].added > 50 and edits[0].removed > 10
+    # aider's per-message costs are rounded; the log's own session total is reported beside them.
+    assert any("$0.35" in m.text for m in j.of(Message))
+    # notes.txt is rebuilt from AI Scientist's initial notes and the agent's notes edit.
+    notes = (reference.root / "notes.txt").read_text()
+    assert "## Run 1: Initial HSAE Implementation" in notes
+
+
+def test_reference_is_read_only_for_resume(reference, capsys):
+    assert cli(["resume", str(reference.root)]) == 2
+    assert "read-only" in capsys.readouterr().err
+
+
+def test_console_log(tmp_path):
+    ws = import_log(CONSOLE, sandbox=tmp_path)
+    j = ws.journal
+    assert j.events[0].idea["name"] == "topk_sparse_autoencoder"
+    fins = [(f.run, f.attempt, f.status, f.exit_code) for f in j.of(RunFinished)]
+    assert fins == [(1, 1, "failed", 1), (1, 2, "degenerate", 0), (2, 1, "timeout", None), (2, 2, "ok", 0)]
+    assert "NameError: name 'k' is not defined" in j.of(RunFinished)[0].reasons[0]
+    recs = [(r.run, r.status, r.attempts) for r in j.of(RunRecorded)]
+    assert recs == [(1, "degenerate", 2), (2, "ok", 2)]
+    assert j.last(RunRecorded, run=2).metrics["training_steps"] == 2441
+    stages = [(s.stage, s.status) for s in j.of(StageFinished)]
+    assert [s for s, _ in stages] == ["experiments", "plots", "writeup", "compile", "review"]
+    xs = j.of(Exchange)
+    assert sum(x.cost_usd for x in xs) == pytest.approx(0.51)
+    assert [x.stage for x in xs].count("writeup") == 2 and [x.stage for x in xs].count("plots") == 2
+    assert xs[0].prompt_tokens == 11982 and xs[0].completion_tokens == 2210
+    # the plain `coder_out:` reply is kept, with its SEARCH/REPLACE blocks, not aider's wrapped rendering
+    assert "```python" in xs[0].response and "topk = torch.topk(pre_acts, k, dim=-1)" in xs[0].response
+    done = [e for e in j.of(EditApplied) if e.done]
+    assert [(e.run, e.attempt) for e in done] == [(3, 1)]
+    tl = build(ws)
+    assert [r.run for r in tl.results] == [2]
+
+
+def test_console_results_from_files_beside_the_log(tmp_path):
+    """A capture that does not print results: run_N/final_info.json beside it (AI Scientist's layout) is read."""
+    folder = tmp_path / "20250114_091203_topk"
+    folder.mkdir()
+    text = CONSOLE.read_text()
+    text = text.replace("Run 2 completed. Here are the results:\n{'training_steps': 2441, 'final_loss': 203.7, 'layer': 19, "
+                        "'dict_size': 2304, 'learning_rate': 0.0003, 'sparsity_penalty': 0.04}\n", "")
+    (folder / "log.txt").write_text(text)
+    (folder / "run_2").mkdir()
+    (folder / "run_2" / "final_info.json").write_text(json.dumps({"training_steps": {"means": 12}, "final_loss": {"means": 3.5}}))
+    ws = import_log(folder / "log.txt", sandbox=tmp_path / "sb")
+    rec = ws.journal.last(RunRecorded, run=2)
+    assert rec.status == "ok" and rec.metrics == {"training_steps": 12, "final_loss": 3.5}
+
+
+def test_console_results_not_shown_are_not_a_result(tmp_path):
+    text = CONSOLE.read_text().replace("Run 2 completed. Here are the results:\n", "").replace(
+        "{'training_steps': 2441, 'final_loss': 203.7, 'layer': 19, 'dict_size': 2304, 'learning_rate': 0.0003, "
+        "'sparsity_penalty': 0.04}\n", "")
+    log = tmp_path / "log.txt"
+    log.write_text(text)
+    ws = import_log(log, sandbox=tmp_path / "sb")
+    rec = ws.journal.last(RunRecorded, run=2)
+    assert rec.status == "failed" and "does not show the results of run 2" in rec.reasons[0]
+
+
+def test_unknown_form_is_one_line_exit_2(tmp_path, capsys):
+    log = tmp_path / "random.txt"
+    log.write_text("hello\nthis is not a log of anything we know\n")
+    assert cli(["import", str(log), "--sandbox", str(tmp_path / "sb")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(log) in err[0] and "unknown log form" in err[0]
+    assert not (tmp_path / "sb").exists() or not any((tmp_path / "sb").iterdir())
+    binary = tmp_path / "x.bin"
+    binary.write_bytes(b"\x00\x01\x02" * 10)
+    with pytest.raises(InputError):
+        import_log(binary, sandbox=tmp_path / "sb")
+    assert cli(["import", str(tmp_path / "missing.md")]) == 2
+
+
+def test_cli_import_then_show_and_report(tmp_path, capsys):
+    assert cli(["import", str(CONSOLE), "--sandbox", str(tmp_path / "sb")]) == 0
+    out = capsys.readouterr().out
+    assert "run 1 degenerate, run 2 ok" in out
+    (ws,) = list((tmp_path / "sb").iterdir())
+    assert cli(["show", str(ws)]) == 0
+    assert cli(["report", str(ws)]) == 0
+    html = (ws / "report.html").read_text()
+    assert "Imported from" in html and "topk" in html
+
+
+def test_helpers():
+    assert count("12k") == 12000 and count("3.1k") == 3100 and count("7,394") == 7394 and count("1.2M") == 1_200_000
+    data = literal("{'a': 0, 'b': None, 'c': nan, 'd': -1.5, 'e': [1, 2], 'f': True}")
+    assert data["b"] is None and data["c"] != data["c"] and data["d"] == -1.5 and data["f"] is True
+    with pytest.raises(ValueError):
+        literal("{'a': __import__('os')}")
+    bs = blocks("x.py\n```python\n<<<<<<< SEARCH\na = 1\nb = 2\n=======\na = 1\nb = 3\n>>>>>>> REPLACE\n```\n")
+    assert [(b.file, b.search, b.replace) for b in bs] == [("x.py", "a = 1\nb = 2\n", "a = 1\nb = 3\n")]
+    diff, added, removed = block_diff(bs)
+    assert (added, removed) == (1, 1) and "-b = 2" in diff and "+b = 3" in diff and " a = 1" in diff
