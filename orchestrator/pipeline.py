@@ -127,6 +127,9 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         budget=Budget(limits.budget_usd), cache_dir=cache / "data" / template.manifest.name,
         executor=build_executor(opts.executor),
     )
+    from .latex import apply_preflight  # TeX is checked now, not discovered at the compile stage
+
+    apply_preflight(ctx, stages, log)
     ws.lock()
     return ctx, stages
 

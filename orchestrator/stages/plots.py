@@ -1,0 +1,193 @@
+"""The plots stage: the agent edits plot.py, the runner runs it in the experiment's environment, every
+figure is checked (exists, readable image, not blank or a single colour); a crash or a bad figure
+goes back to the agent, bounded by max_plot_attempts. Then the agent describes each figure in
+notes.txt.
+
+plot.py sees only results: failed and degenerate runs never exist as run_i folders (execution.py
+moves them under .orchestrate/runs/). A plot script that changes a run's files is caught and undone."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from .. import prompts
+from ..context import Context
+from ..conversation import Conversations
+from ..events import Artifact, Message, RunFinished, RunStarted
+from ..figures import FigureCheck, check_image, find_figures
+from ..notes import fmt
+from ..workspace import sha256
+from . import stage
+
+STAGE = "plots"
+RUN = 0  # plot runs are numbered by attempt; run 0 keeps them apart from the experiment's runs
+
+
+def plot_script(ctx: Context) -> str:
+    m = ctx.manifest
+    return next((p for p in shlex.split(m.plot_command or "") if p.endswith(".py")), "plot.py")
+
+
+def _result_dirs(ctx: Context) -> list[Path]:
+    return sorted((p for p in ctx.ws.root.glob("run_*") if p.is_dir() and p.name[4:].isdigit()),
+                  key=lambda p: int(p.name[4:]))
+
+
+def _snapshot(dirs: list[Path]) -> dict[str, str]:
+    out = {}
+    for d in dirs:
+        for f in d.rglob("*"):
+            if f.is_file():
+                out[str(f)] = sha256(f)
+    return out
+
+
+def _undo_result_changes(ctx: Context, before: dict[str, str]) -> list[str]:
+    """Put run_i folders back as they were; returns what had changed (relative paths)."""
+    after = _snapshot(_result_dirs(ctx))
+    root = ctx.ws.root
+    changed = sorted({p for p in before if after.get(p) != before[p]} | {p for p in after if p not in before})
+    rels = [str(Path(p).relative_to(root)) for p in changed]
+    for rel in rels:
+        if (root / rel).exists() and str(root / rel) not in before:
+            (root / rel).unlink()
+    tracked = [r for r in rels if str(root / r) in before]
+    if tracked:
+        ctx.ws.git("checkout", "HEAD", "--", *tracked)
+    return rels
+
+
+def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCheck]]:
+    """Run the plot command once and check its figures; memoised by the journal like experiment runs."""
+    from .. import runner
+    from ..execution import experiment_env
+    from ..feedback import failure_summary
+
+    j, ws, m = ctx.journal, ctx.ws, ctx.manifest
+    done = j.last(RunFinished, run=RUN, attempt=attempt, phase="plot")
+    if done is not None:
+        return done, [check_image(ws.root / a.path, rel=a.path)
+                      for a in j.of(Artifact, stage=STAGE) if a.kind == "figure" and a.detail.startswith(f"attempt {attempt}:")]
+    for old in find_figures(ws.root, m.figures):  # a figure left from an earlier attempt must not pass for a new one
+        old.unlink()
+    log_dir = ws.state / "plots" / f"attempt_{attempt}"
+    j.append(RunStarted(run=RUN, attempt=attempt, phase="plot", out_dir=".", commit=ws.head()))
+    before = _snapshot(_result_dirs(ctx))
+    record = ctx.executor.run(
+        runner.command_argv(m.plot_command, ctx.python, out_dir="."),
+        cwd=ws.root, log_dir=log_dir, timeout_s=ctx.limits.plot_timeout_s, env=experiment_env(ctx, smoke=False),
+        limits=ctx.limits, isolation=ctx.isolation, writable=[ctx.cache_dir], watch_dir=ws.root, stop=ctx.stop,
+        key=f"plots/attempt_{attempt}",
+    )
+    reasons: list[str] = []
+    status = "ok"
+    tampered = ws.changed_protected()
+    if tampered:
+        ws.restore_protected(tampered)
+        status, reasons = "tampered", [f"protected file {', '.join(tampered)} was changed; it has been restored"]
+    undone = _undo_result_changes(ctx, before)
+    if undone:
+        status = "tampered"
+        reasons.append(f"the plot script changed run results ({', '.join(undone[:5])}); they have been restored — read them, never write them")
+    if record.killed == "interrupted":
+        status, reasons = "interrupted", ["interrupted"]
+    elif record.timed_out:
+        status, reasons = "timeout", [f"killed after its time limit of {ctx.limits.plot_timeout_s:g} s"]
+    elif record.exit_code != 0:
+        status = "failed"
+        reasons.append(f"exited with code {record.exit_code}")
+    checks = [check_image(p, rel=str(p.relative_to(ws.root))) for p in find_figures(ws.root, m.figures)]
+    if not checks and status == "ok":
+        status = "failed"
+        reasons.append(f"no figure was written (expected files matching {' or '.join(m.figures)} in the workspace root)")
+    for c in checks:
+        if not c.ok:
+            if status == "ok":
+                status = "failed"
+            reasons.append(f"{c.path}: {c.problem}")
+    tb, err_tail, out_tail = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(ws.root))
+    feedback = "" if status == "ok" else json.dumps({"traceback": tb, "stderr_tail": err_tail, "stdout_tail": out_tail})
+    for c in checks:
+        j.append(Artifact(stage=STAGE, kind="figure", path=c.path, ok=c.ok,
+                          detail=f"attempt {attempt}: " + (f"{c.width}x{c.height}" if c.ok else c.problem)))
+    commit = ws.commit(f"plots attempt {attempt}: {status}" + (f" ({len([c for c in checks if c.ok])} figure(s))" if checks else ""))
+    fin = j.append(RunFinished(
+        run=RUN, attempt=attempt, phase="plot", out_dir=".", status=status, reasons=reasons,
+        exit_code=record.exit_code, wall_s=record.wall_s, peak_rss_mb=record.peak_rss_mb, timed_out=record.timed_out,
+        feedback=feedback, log_dir=str(log_dir.relative_to(ws.root)), commit=commit,
+    ))
+    return fin, checks
+
+
+def _first_prompt(ctx: Context, script: str) -> str:
+    from ..events import RunRecorded
+
+    m = ctx.manifest
+    ok = {r.run for r in ctx.journal.of(RunRecorded) if r.status == "ok"}
+    runs = []
+    for d in _result_dirs(ctx):
+        n = int(d.name[4:])
+        if n != 0 and n not in ok:
+            continue
+        try:
+            info = json.loads((d / m.results_file).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        from ..results import flatten
+
+        flat = flatten(info)
+        runs.append({"dir": d.name, "title": "baseline" if n == 0 else f"run {n}",
+                     "metrics": ", ".join(f"{k} {fmt(flat[k])}" for k in m.key_metrics if k in flat)})
+    return prompts.render(
+        "plots_first", idea=ctx.idea, script=script, runs=runs, results_file=m.results_file,
+        command=m.plot_command, timeout_s=ctx.limits.plot_timeout_s, max_attempts=ctx.limits.max_plot_attempts,
+        figures=m.figures, key_metrics=m.key_metrics,
+    )
+
+
+@stage(STAGE)
+def run_stage(ctx: Context, conv: Conversations) -> str:
+    m = ctx.manifest
+    if not m.plot_command:
+        ctx.journal.append(Message(stage=STAGE, text="the template has no plot_command: no figures"))
+        return "no plot command in the template"
+    script = plot_script(ctx)
+    files = [script] + (["notes.txt"] if "notes.txt" in m.editable else [])
+    max_attempts = ctx.limits.max_plot_attempts
+    prompt = _first_prompt(ctx, script)
+    good: list[FigureCheck] = []
+    last_reasons: list[str] = []
+    for attempt in range(1, max_attempts + 1):
+        outcome = conv.ask(STAGE, prompt, files=files, attempt=attempt, step="edit" if attempt == 1 else "fix")
+        if attempt > 1 and not outcome.changed:
+            last_reasons = ["the reply changed nothing"]
+            prompt = prompts.render("plots_edit_not_applied", attempt=attempt, max_attempts=max_attempts,
+                                    failed=outcome.edit.failed, refused=outcome.edit.refused, files=files, script=script)
+            continue
+        fin, checks = execute_plot(ctx, attempt)
+        if fin.status == "ok":
+            good = checks
+            break
+        last_reasons = fin.reasons
+        fb = json.loads(fin.feedback) if fin.feedback else {}
+        what = {"failed": "failed", "timeout": "ran out of time", "tampered": "changed files it must only read",
+                "interrupted": "was interrupted"}.get(fin.status, fin.status)
+        prompt = prompts.render(
+            "plots_feedback", attempt=attempt, max_attempts=max_attempts, command=m.plot_command, what=what,
+            reasons=fin.reasons, traceback=fb.get("traceback"), stderr_tail=fb.get("stderr_tail", ""),
+            stdout_tail=fb.get("stdout_tail", ""), script=script,
+        )
+    if not good:
+        ctx.journal.append(Message(stage=STAGE, level="warning",
+                                   text=f"no usable figure after {max_attempts} attempt(s): {'; '.join(last_reasons)[:300]}"))
+        return f"no usable figure after {max_attempts} attempt(s)"
+    if "notes.txt" in files:
+        notes = conv.ask(STAGE, prompts.render("plots_notes", figures=good), files=files, step="notes")
+        text = (ctx.ws.root / "notes.txt").read_text() if (ctx.ws.root / "notes.txt").exists() else ""
+        undescribed = [c.path for c in good if Path(c.path).name not in text]
+        if undescribed or not notes.changed:
+            ctx.journal.append(Message(stage=STAGE, level="warning",
+                                       text=f"notes.txt does not describe {', '.join(undescribed) or 'the figures'}"))
+    return f"{len(good)} figure(s): {', '.join(c.path for c in good)}"

@@ -1,0 +1,90 @@
+"""The review stage: the paper's text (pdftotext of paper.pdf, or the LaTeX source rendered as text
+when there is no PDF) reviewed by the LLM on the NeurIPS form, retried on malformed output, beside
+deterministic integrity findings that hold the paper to the validated runs. Both go to review.json."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .. import prompts
+from ..context import Context
+from ..conversation import Conversations
+from ..events import Artifact, Message
+from ..paper import integrity
+from ..paper import results as paper_results
+from ..paper import tex as texmod
+from ..review_model import ReviewFile, ask_review
+from ..runner import tool
+from . import stage
+
+STAGE = "review"
+REVIEW_FILE = "review.json"
+MAX_TEXT_CHARS = 120_000  # a paper is far shorter; a runaway PDF must not flood the model
+
+
+def pdf_text(pdf: Path) -> str | None:
+    res = tool(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], timeout_s=60)
+    return res.stdout if res.exit_code == 0 else None
+
+
+def idea_numbers(idea) -> list[float]:
+    """Numbers the user wrote in the idea (a '3-level hierarchy'): the paper may repeat them."""
+    text = " ".join(str(x) for x in (idea.title, idea.experiment, getattr(idea, "implementation_plan", "") or ""))
+    return [float(x) for x in re.findall(r"\d+(?:\.\d+)?", text)]
+
+
+def workspace_inputs(ws, idea=None) -> tuple[integrity.PaperInputs, str]:
+    """Everything the checks need from a workspace; the text from paper.pdf when it exists."""
+    root = ws.root
+    tex = texmod.read(root / "latex" / "paper.tex") or None
+    results_tex = texmod.read(root / "latex" / "results.tex") or None
+    ok, bad = paper_results.collect_runs(ws)
+    text, source = None, ""
+    if (root / "paper.pdf").is_file():
+        text, source = pdf_text(root / "paper.pdf"), "paper.pdf"
+    if text is None and tex is not None:
+        text, source = texmod.to_text(tex, texmod.setresults(results_tex or "")), "latex/paper.tex"
+    bib = root / "latex" / "references.bib"
+    return integrity.PaperInputs(
+        text=text, tex=tex, tex_dir=root / "latex", results_tex=results_tex,
+        bib=texmod.read(bib) if bib.exists() else None, runs=ok, failed=bad,
+        extra_values=idea_numbers(idea) if idea is not None else [], figure_roots=[root],
+    ), source
+
+
+def pdf_inputs(pdf: Path) -> integrity.PaperInputs:
+    return integrity.PaperInputs(text=pdf_text(pdf))
+
+
+def review_prompt(text: str, source: str, report: integrity.IntegrityReport) -> str:
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS] + "\n[... the rest of the text is cut ...]"
+    return prompts.render("review_first", text=text, source=source, findings=report.findings[:20])
+
+
+@stage(STAGE)
+def run_stage(ctx: Context, conv: Conversations) -> str:
+    ws, j = ctx.ws, ctx.journal
+    inputs, source = workspace_inputs(ws, ctx.idea)
+    report = integrity.check(inputs)
+    if inputs.text is None:
+        out = ReviewFile(source="", review_skipped="no paper: neither paper.pdf nor latex/paper.tex exists", integrity=report)
+    else:
+        review, attempts = ask_review(
+            lambda prompt, step: conv.ask(STAGE, prompt, files=[], step=step).response,
+            review_prompt(inputs.text, source, report),
+        )
+        out = ReviewFile(source=source, review=review, attempts=attempts, integrity=report,
+                         model=ctx.model or "transcript",
+                         review_skipped="" if review else f"no valid review after {len(attempts)} replies: {attempts[-1].error}")
+    (ws.root / REVIEW_FILE).write_text(out.model_dump_json(indent=2) + "\n")
+    ws.commit("review: review.json")
+    n_err = len(report.errors)
+    j.append(Artifact(stage=STAGE, kind="review", path=REVIEW_FILE, ok=out.review is not None and n_err == 0,
+                      detail=f"{n_err} integrity error(s), {len(report.findings) - n_err} other finding(s)"))
+    for f in report.errors[:10]:
+        j.append(Message(stage=STAGE, level="warning", text=f"integrity: {f.where}: {f.message}"))
+    head = (f"overall {out.review.overall}/10, {out.review.decision}" if out.review else "no LLM review")
+    return (f"{head}; integrity: {n_err} error(s), {len(report.findings) - n_err} other finding(s), "
+            f"{report.numbers_matched} of {report.numbers_checked} numbers match the runs")

@@ -1,0 +1,110 @@
+"""The writeup stage: numbers as data, prose by the agent.
+
+latex/results.tex is generated from validated runs only (a \\result macro for every metric of every
+run that is a result, the results table, the figures' include lines). The repository's latex/
+template is copied into the workspace; the agent writes latex/paper.tex section by section — title
+and abstract, introduction, background, method, experimental setup, results, related work,
+conclusion — each followed by a refine pass, through the same aider edit path as the code."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .. import prompts
+from ..citations import backend_from_env, search_into_bib
+from ..context import Context
+from ..conversation import Conversations
+from ..events import Artifact, Message
+from ..figures import check_image, find_figures
+from ..paper import results as paper_results
+from ..paper import tex as texmod
+from . import stage
+
+STAGE = "writeup"
+LATEX_TEMPLATE = Path(__file__).resolve().parents[2] / "latex"
+PAPER = "latex/paper.tex"
+# (step name, heading in prompts, placeholder name in the template)
+SECTIONS: tuple[tuple[str, str, str], ...] = (
+    ("title", "title and abstract", "abstract"),
+    ("introduction", "introduction", "introduction"),
+    ("background", "background", "background"),
+    ("method", "method", "method"),
+    ("setup", "experimental setup", "experimental setup"),
+    ("results", "results", "results"),
+    ("related_work", "related work", "related work"),
+    ("conclusion", "conclusion", "conclusion"),
+)
+
+
+def prepare_latex(ctx: Context) -> Path:
+    """Copy the paper template into workspace/latex, file by file where missing: a template that ships
+    its own latex/ keeps it, and a resumed stage keeps the agent's prose."""
+    dst = ctx.ws.root / "latex"
+    dst.mkdir(exist_ok=True)
+    for f in sorted(LATEX_TEMPLATE.iterdir()):
+        if f.is_file() and not (dst / f.name).exists():
+            shutil.copy2(f, dst / f.name)
+    ignore = ctx.ws.root / ".gitignore"
+    text = ignore.read_text() if ignore.exists() else ""
+    if "latex/build/" not in text.splitlines():  # LaTeX's build products stay out of the history
+        ignore.write_text(text.rstrip("\n") + "\nlatex/build/\n")
+    return dst
+
+
+def good_figures(ctx: Context) -> list[str]:
+    root = ctx.ws.root
+    return [str(p.relative_to(root)) for p in find_figures(root, ctx.manifest.figures)
+            if check_image(p).ok]
+
+
+def _placeholder_left(ctx: Context, marker: str, step: str) -> bool:
+    tex = (ctx.ws.root / PAPER).read_text()
+    if step == "title":
+        return "\\title{TITLE}" in tex or f"% SECTION: {marker} (to be written)" in tex
+    return f"% SECTION: {marker} (to be written)" in tex
+
+
+@stage(STAGE)
+def run_stage(ctx: Context, conv: Conversations) -> str:
+    j, ws = ctx.journal, ctx.ws
+    latex = prepare_latex(ctx)
+    figures = good_figures(ctx)
+    _text, ok_runs, bad_runs = paper_results.generate(ws, figures)
+    j.append(Artifact(stage=STAGE, kind="results-tex", path="latex/results.tex",
+                      detail=f"{sum(1 for r in ok_runs if not r.baseline)} validated run(s), {len(figures)} figure(s)"))
+    bib_path = latex / "references.bib"
+    if not any(a.kind == "bibliography" for a in j.of(Artifact, stage=STAGE)):
+        added, line = search_into_bib(backend_from_env(), [ctx.idea.title], bib_path)
+        j.append(Message(stage=STAGE, text=line))
+        j.append(Artifact(stage=STAGE, kind="bibliography", path="latex/references.bib",
+                          detail=f"added: {', '.join(added)}" if added else "unchanged"))
+    ws.commit("writeup: latex template, results.tex from validated runs, bibliography")
+    context = prompts.render(
+        "writeup_context", idea=ctx.idea, runs=[r.label for r in ok_runs],
+        not_results=[f"run {r.run}: {r.status}" for r in bad_runs],
+        figures=[paper_results.figure_name(f) for f in figures],
+        bib=texmod.bib_entries(bib_path.read_text()),
+    )
+    files = [PAPER]
+    read_only = [p for p in ("notes.txt", "latex/results.tex") if (ws.root / p).exists()]
+    unwritten = []
+    for i, (step, heading, marker) in enumerate(SECTIONS):
+        prompt = prompts.render("writeup_section", context=context if i == 0 else "",
+                                section="title" if step == "title" else marker, heading=heading, marker=marker,
+                                figures=[paper_results.figure_name(f) for f in figures])
+        out = conv.ask(STAGE, prompt, files=files, read_only=read_only, step=f"section:{step}")
+        if not out.changed:
+            placeholder = "\\title{TITLE}" if step == "title" else f"% SECTION: {marker} (to be written)"
+            retry = prompts.render("writeup_edit_not_applied", heading=heading, failed=out.edit.failed,
+                                   refused=out.edit.refused, placeholder=placeholder)
+            conv.ask(STAGE, retry, files=files, read_only=read_only, step=f"section:{step}:retry")
+        if _placeholder_left(ctx, marker, step):
+            unwritten.append(heading)
+            j.append(Message(stage=STAGE, level="warning", text=f"the {heading} is still the template's placeholder"))
+        conv.ask(STAGE, prompts.render("writeup_refine", heading=heading), files=files, read_only=read_only,
+                 step=f"refine:{step}")
+    j.append(Artifact(stage=STAGE, kind="paper-tex", path=PAPER, ok=not unwritten,
+                      detail=f"unwritten: {', '.join(unwritten)}" if unwritten else "all sections written"))
+    written = len(SECTIONS) - len(unwritten)
+    return f"{written} of {len(SECTIONS)} sections written in {PAPER}" + (f"; unwritten: {', '.join(unwritten)}" if unwritten else "")
