@@ -361,8 +361,10 @@ def run(
         elif stop is not None and stop.is_set():
             killed = "interrupted"
         elif watch_dir is not None and written_cap and now >= next_du:
-            next_du = now + 1.0
-            if dir_bytes(watch_dir) > written_cap:
+            used = dir_bytes(watch_dir)
+            # as often as a walk of the folder stays cheap (a twentieth of the time), at most every 2 s
+            next_du = now + min(2.0, max(_POLL_S, 20 * (time.monotonic() - now)))
+            if used > written_cap:
                 killed = "written-bytes"
         if killed:
             if cg is not None:
