@@ -8,9 +8,9 @@ from ..timeline import MetricRow, delta, fmt_num
 
 BAR_H = 22
 GAP = 8
-LABEL_W = 110
+LABEL_W = 70
 VALUE_W = 150
-WIDTH = 640
+WIDTH = 440
 
 
 def metric_bars(row: MetricRow) -> str:
