@@ -98,6 +98,7 @@ def _drive(ctx, stages) -> int:
         with prog:
             execute(ctx, stages)
     except KeyboardInterrupt:
+        ctx.ws.unlock()
         from .events import Message
 
         ctx.journal.append(Message(level="warning", text="interrupted by the user"))
@@ -108,7 +109,12 @@ def _drive(ctx, stages) -> int:
 
         ctx.journal.append(Message(level="warning", text=str(exc)))
         print(f"{exc}\nworkspace: {ctx.ws.root}", file=sys.stderr)
+        ctx.ws.unlock()
         return exc.exit_code
+    except BaseException:
+        ctx.ws.unlock()
+        raise
+    ctx.ws.unlock()
     recs = ctx.journal.of(RunRecorded)
     ok = sum(1 for r in recs if r.status == "ok")
     print(f"done: {ok} of {len(recs)} run(s) are results; workspace: {ctx.ws.root}")

@@ -227,7 +227,7 @@ class AiderSession:
                 read_only_fnames=[str(self.root / f) for f in (read_only or [])],
                 edit_format="diff", auto_commits=False, dirty_commits=False, use_git=False,
                 auto_lint=False, auto_test=False, map_tokens=0, stream=stream,
-                suggest_shell_commands=False, detect_urls=False, analytics=None,
+                suggest_shell_commands=False, detect_urls=False, analytics=_offline_analytics(),
             )
         self.coder.max_reflections = 0  # a failed edit becomes our own, recorded exchange
         self.coder.root = str(self.root)
@@ -263,6 +263,8 @@ class AiderSession:
         response = coder.partial_response_content or ""
         if not response and not scripted:
             raise AgentError(f"{self.model_name}: no reply ({'; '.join(self.io.captured[-2:])[:300]})")
+        if not scripted:
+            self.budget.spent += coder.total_cost - cost0
         edited = [f for f in self.files if _read(self.root / f) != before[f]]
         refused = sorted({q.split("Allow edits to file that has not been added to the chat?")[-1].strip()
                           for q in self.io.questions if "Allow edits" in q} |
@@ -285,6 +287,20 @@ class AiderSession:
             transcript_line=scripted.line if scripted else None,
             retries=self.model.retries,
         )
+
+
+def _offline_analytics():
+    """aider's analytics, off, and without its ~/.aider/analytics.json (nothing written to the user's home)."""
+    from aider.analytics import Analytics
+
+    class OfflineAnalytics(Analytics):
+        def get_data_file_path(self):
+            return None
+
+        def event(self, *args, **kwargs):
+            pass
+
+    return OfflineAnalytics()
 
 
 def _read(path: Path) -> str | None:
