@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
 import socket
+import threading
 import time
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -97,6 +99,7 @@ class SlurmRecord(runner.RunRecord):
     job_id: str | None = None
     job_state: str | None = None
     node: str | None = None
+    job_signal: str | None = None  # USR2 (time limit near, or preemption) or TERM (scancel ...) if Slurm ended the run
     submitted_at: float | None = None  # wall clock: submit, job start on the node, result seen here
     started_at: float | None = None
     finished_at: float | None = None
@@ -104,20 +107,49 @@ class SlurmRecord(runner.RunRecord):
 
 def run_job(argv: list[str], cwd: str, log_dir: str, timeout_s: float, env: dict[str, str], limits: Limits | None,
             isolation: str, writable: list[str], watch_dir: str | None, out_dir: str | None) -> dict[str, Any]:
-    """The job's body, on the node: the same runner as a local run. Returns the record as a dict."""
+    """The job's body, on the node: the same runner as a local run. Returns the record as a dict.
+
+    Slurm's warnings end the run here, cleanly (tree killed, logs flushed, a record returned): SIGUSR2 comes
+    `signal_delay_s` before the time limit (or on preemption), SIGTERM on scancel, preemption or node
+    shutdown. Which one it was is told by `job_signal`; the submitting side asks accounting what happened."""
     started = time.time()
     child_env = dict(env)
     child_env.update({k: v for k, v in os.environ.items() if _NODE_VARS.match(k)})
+    # pipeline.reopen ends leftovers of a killed local run by this marker; a job is not a leftover: a resume
+    # re-attaches to it (on a one-node cluster, the node is the machine the orchestrator runs on)
+    if "ORCHESTRATE_WORKSPACE" in child_env:
+        child_env["ORCHESTRATE_JOB_WORKSPACE"] = child_env.pop("ORCHESTRATE_WORKSPACE")
     if isolation == "bwrap" and not sandbox.bwrap_available():
         isolation = "none"  # the node has no working bubblewrap: Slurm's own confinement is what there is
     if out_dir and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
         import shutil
 
         shutil.rmtree(Path(cwd) / out_dir, ignore_errors=True)  # a requeued job starts its run afresh
+    stop = threading.Event()
+    got: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        got.append(signal.Signals(signum).name.removeprefix("SIG"))
+        stop.set()
+
+    for sig in (signal.SIGUSR2, signal.SIGTERM):  # instead of submitit's checkpoint-and-requeue handlers
+        signal.signal(sig, on_signal)
     rec = runner.run(argv, cwd=Path(cwd), log_dir=Path(log_dir), timeout_s=timeout_s, env=child_env, limits=limits,
                      isolation=isolation, writable=[Path(w) for w in writable],
-                     watch_dir=Path(watch_dir) if watch_dir else None)
-    return {**rec.model_dump(), "node": socket.gethostname(), "started_at": started}
+                     watch_dir=Path(watch_dir) if watch_dir else None, stop=stop)
+    return {**rec.model_dump(), "node": socket.gethostname(), "started_at": started, "job_signal": got[0] if got else None,
+            "job_elapsed_s": round(time.time() - started, 3)}
+
+
+def signal_delay_s(time_min: int) -> int:
+    """How long before the time limit Slurm warns the job (SIGUSR2): submitit's 90 s, less for short limits,
+    so that a one-minute job is not warned the moment it starts."""
+    return int(min(SIGNAL_DELAY_S, max(5, time_min * 60 // 4)))
+
+
+def job_name(cwd: Path | str, key: str) -> str:
+    """`orch:<workspace folder>:run_2:attempt_1:full`: findable with `sacct --name` / `squeue -n`."""
+    return ":".join(["orch", Path(cwd).name, *key.split("/")]) if str(cwd) else "orch:" + key.replace("/", ":")
 
 
 def _submitit():
@@ -153,14 +185,14 @@ class SlurmExecutor:
             return self.config.time
         return max(1, math.ceil((timeout_s + SIGNAL_DELAY_S + START_MARGIN_S) / 60))
 
-    def parameters(self, timeout_s: float, key: str) -> dict[str, Any]:
+    def parameters(self, timeout_s: float, key: str, cwd: Path | str = "") -> dict[str, Any]:
         c = self.config
         p: dict[str, Any] = {
-            "job_name": "orchestrate:" + key.replace("/", ":"),
+            "job_name": job_name(cwd, key),
             "time": self.time_limit_min(timeout_s),
             "cpus_per_task": c.cpus,
             "ntasks_per_node": 1,
-            "signal_delay_s": SIGNAL_DELAY_S,
+            "signal_delay_s": signal_delay_s(self.time_limit_min(timeout_s)),
         }
         for name in ("partition", "mem", "account", "qos", "constraint"):
             value = getattr(c, name)
@@ -185,7 +217,7 @@ class SlurmExecutor:
         folder = Path(log_dir) / "slurm"
         folder.mkdir(parents=True, exist_ok=True)
         ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=0, python=self.config.python)
-        ex.update_parameters(**self.parameters(timeout_s, key))
+        ex.update_parameters(**self.parameters(timeout_s, key, cwd))
         submitted = time.time()
         job = ex.submit(run_job, list(argv), str(cwd), str(log_dir), float(timeout_s), runner.scrub_env(env), limits,
                         isolation, [str(w) for w in writable], str(watch_dir) if watch_dir else None, out_dir)
@@ -217,39 +249,47 @@ class SlurmExecutor:
         Used right after `submit`, and by a resumed orchestrator for a job it had submitted before it stopped."""
         submitit = _submitit()
         folder = Path(log_dir) / "slurm"
-        job = submitit.SlurmJob(folder=folder, job_id=job_id)
-        result_file = job.paths.result_pickle
+        result_file = submitit.SlurmJob(folder=folder, job_id=job_id).paths.result_pickle
         t0 = time.monotonic()
-        next_check = 0.0
-        state = code = nodes = None
-        final_seen: float | None = None
-        while not result_file.exists():
-            if stop is not None and stop.is_set():
-                self.cancel(job_id)
-                return self._record(job_id, argv, cwd, log_dir, "interrupted", "the orchestrator was interrupted",
-                                    state="CANCELLED", nodes=nodes, t0=t0)
-            now = time.monotonic()
-            if now >= next_check:
-                state, code, nodes = self.job_state(job_id)
-                next_check = now + max(2.0, self.config.poll_s)
-                if state in FINAL_STATES:
-                    final_seen = final_seen or now
-                    if now - final_seen > 5:  # its result, if it wrote one, has had time to reach us
-                        break
-            time.sleep(self.config.poll_s)
-        if result_file.exists():
-            outcome, value = self._load_result(result_file)
-            if outcome == "success" and isinstance(value, dict):
-                state = "COMPLETED"
-                fields = {k: v for k, v in value.items() if k in SlurmRecord.model_fields}
-                fields.update(job_id=job_id, job_state=state, node=value.get("node"),
-                              submitted_at=self._submitted_at(folder, job_id), finished_at=time.time())
-                return SlurmRecord(**fields)
-            trace = str(value)
-        else:
+        while True:
+            state = nodes = None
+            next_check = 0.0
+            final_seen: float | None = None
+            while not result_file.exists():
+                if stop is not None and stop.is_set():
+                    self.cancel(job_id)
+                    return self._record(job_id, argv, cwd, log_dir, "interrupted", "the orchestrator was interrupted",
+                                        state="CANCELLED", nodes=nodes, t0=t0)
+                now = time.monotonic()
+                if now >= next_check:
+                    state, _code, nodes = self.job_state(job_id)
+                    next_check = now + max(2.0, self.config.poll_s)
+                    if state in FINAL_STATES:
+                        final_seen = final_seen or now
+                        if now - final_seen > 5:  # its result, if it wrote one, has had time to reach us
+                            break
+                time.sleep(self.config.poll_s)
+            value: Any = None
             trace = ""
-        state, code, nodes = self._settled_state(job_id, state, code, nodes)
-        return self._failure(job_id, argv, cwd, log_dir, state, code, nodes, trace, timeout_s, t0)
+            if result_file.exists():
+                outcome, value = self._load_result(result_file)
+                if outcome != "success" or not isinstance(value, dict):
+                    trace, value = str(value), None
+            if value is not None and value.get("job_signal") is None and value.get("exit_code") == 0:
+                return self._completed(job_id, folder, value)  # the run ended on its own: the usual case
+            state, code, nodes = self._settled_state(job_id, state)
+            if state not in FINAL_STATES and self.config.requeue and state in ("PENDING", "REQUEUED", "RUNNING"):
+                result_file.unlink(missing_ok=True)  # Slurm runs it again: follow the new run
+                continue
+            if value is not None and state in ("COMPLETED", "FAILED", None) and value.get("job_signal") is None:
+                return self._completed(job_id, folder, value)  # the run failed by itself: judged like a local run
+            return self._failure(job_id, argv, cwd, log_dir, state, code, nodes, trace, timeout_s, t0, value)
+
+    def _completed(self, job_id: str, folder: Path, value: dict[str, Any]) -> SlurmRecord:
+        fields = {k: v for k, v in value.items() if k in SlurmRecord.model_fields}
+        fields.update(job_id=job_id, job_state="COMPLETED", submitted_at=self._submitted_at(folder, job_id),
+                      finished_at=time.time())
+        return SlurmRecord(**fields)
 
     def run(self, argv, *, cwd, log_dir, timeout_s, env, limits, isolation, writable, watch_dir, stop, key,
             out_dir: str | None = None) -> SlurmRecord:
@@ -258,13 +298,15 @@ class SlurmExecutor:
         return self.wait(job_id, argv=argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, stop=stop)
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _settled_state(self, job_id, state, code, nodes):
+    def _settled_state(self, job_id: str, state: str | None = None):
         """Accounting can lag the job's end by a moment: ask again until the state is final (a few seconds)."""
-        for _ in range(20):
+        code = nodes = None
+        for i in range(20):
+            if i or state is None or state in FINAL_STATES:
+                state, code, nodes = self.job_state(job_id)
             if state in FINAL_STATES:
                 break
             time.sleep(0.5)
-            state, code, nodes = self.job_state(job_id)
         return state, code, nodes
 
     @staticmethod
@@ -285,35 +327,39 @@ class SlurmExecutor:
         except (OSError, ValueError):
             return None
 
-    def _failure(self, job_id, argv, cwd, log_dir, state, code, nodes, trace, timeout_s, t0) -> SlurmRecord:
+    def _failure(self, job_id, argv, cwd, log_dir, state, code, nodes, trace, timeout_s, t0,
+                 value: dict[str, Any] | None = None) -> SlurmRecord:
+        """Why the scheduler ended the run, in words; `value` is the run's own record if the job returned one."""
         where = f" on {nodes}" if nodes and nodes != "None assigned" else ""
         job = f"Slurm job {job_id}{where}"
+        signal_name = (value or {}).get("job_signal")
+        limit = self.time_limit_min(timeout_s)
+        if state == "COMPLETED" and signal_name == "USR2":
+            # our own handler ended the run on Slurm's warning: near the time limit, or preempted earlier
+            elapsed = float((value or {}).get("job_elapsed_s") or 0)
+            state = "TIMEOUT" if elapsed >= limit * 60 - signal_delay_s(limit) - 30 else "PREEMPTED"
+        elif state == "COMPLETED" and signal_name == "TERM":
+            state = "CANCELLED"
+        kw = {"state": state, "nodes": nodes, "t0": t0, "code": code, "value": value}
         if state == "TIMEOUT" or "timed-out" in trace:
-            limit = self.time_limit_min(timeout_s)
             return self._record(job_id, argv, cwd, log_dir, "slurm-timeout",
-                                f"the {job} reached its Slurm time limit of {limit} min and was stopped",
-                                state=state or "TIMEOUT", nodes=nodes, t0=t0, code=code)
+                                f"the {job} ran into its Slurm time limit of {limit} min: Slurm warned it and the run was stopped", **kw)
         if state == "CANCELLED":
             return self._record(job_id, argv, cwd, log_dir, "slurm-cancelled",
-                                f"the {job} was cancelled (scancel or an administrator) before the run finished",
-                                state=state, nodes=nodes, t0=t0, code=code)
+                                f"the {job} was cancelled (scancel or an administrator) before the run finished", **kw)
         if state == "NODE_FAIL":
             return self._record(job_id, argv, cwd, log_dir, "slurm-node-failure",
                                 f"the node of the {job} failed (its Slurm daemon stopped answering); the run did not finish",
-                                state=state, nodes=nodes, t0=t0, code=code)
+                                **kw)
         if state == "PREEMPTED":
             return self._record(job_id, argv, cwd, log_dir, "slurm-preempted",
-                                f"the {job} was preempted by a higher-priority job before the run finished",
-                                state=state, nodes=nodes, t0=t0, code=code)
+                                f"the {job} was preempted by a higher-priority job before the run finished", **kw)
         if state == "OUT_OF_MEMORY":
-            mem = self.config.mem or "the default"
             return self._record(job_id, argv, cwd, log_dir, "slurm-memory",
-                                f"the {job} exceeded its Slurm memory allocation ({mem})", state=state, nodes=nodes,
-                                t0=t0, code=code)
+                                f"the {job} exceeded its Slurm memory allocation ({self.config.mem or 'the default'})", **kw)
         detail = f"the {job} ended ({state or 'state unknown'}, exit {code or '?'}) without a result from the run"
         tail = (trace or self._job_log_tail(log_dir, job_id)).strip()
-        return self._record(job_id, argv, cwd, log_dir, "slurm-failed", detail, state=state, nodes=nodes, t0=t0,
-                            code=code, stderr_extra=tail)
+        return self._record(job_id, argv, cwd, log_dir, "slurm-failed", detail, stderr_extra=tail, **kw)
 
     @staticmethod
     def _job_log_tail(log_dir: Path, job_id: str) -> str:
@@ -323,7 +369,7 @@ class SlurmExecutor:
                 return "\n".join(p.read_text(errors="replace").splitlines()[-40:])
         return ""
 
-    def _record(self, job_id, argv, cwd, log_dir, killed, detail, *, state, nodes, t0, timed_out=False, code=None,
+    def _record(self, job_id, argv, cwd, log_dir, killed, detail, *, state, nodes, t0, code=None, value=None,
                 stderr_extra="") -> SlurmRecord:
         log_dir = Path(log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -337,9 +383,12 @@ class SlurmExecutor:
         if code and ":" in code:
             rc, sig = code.split(":", 1)
             exit_code = int(rc) if rc.isdigit() and int(rc) else (-int(sig) if sig.isdigit() and int(sig) else None)
-        return SlurmRecord(
-            argv=list(argv), cwd=str(cwd), exit_code=exit_code, wall_s=round(time.monotonic() - t0, 3), peak_rss_mb=0.0,
-            timed_out=timed_out, killed=killed, limit_detail=detail, stdout_path=str(out), stderr_path=str(err),
-            isolation="slurm", job_id=job_id, job_state=state, node=nodes,
+        fields: dict[str, Any] = {k: v for k, v in (value or {}).items() if k in SlurmRecord.model_fields}
+        fields.update(
+            argv=fields.get("argv") or list(argv), cwd=str(cwd), exit_code=fields.get("exit_code", exit_code),
+            wall_s=fields.get("wall_s", round(time.monotonic() - t0, 3)), peak_rss_mb=fields.get("peak_rss_mb", 0.0),
+            timed_out=False, killed=killed, limit_detail=detail, stdout_path=str(out), stderr_path=str(err),
+            isolation=fields.get("isolation", "slurm"), job_id=job_id, job_state=state, node=fields.get("node") or nodes,
             submitted_at=self._submitted_at(log_dir / "slurm", job_id), finished_at=time.time(),
         )
+        return SlurmRecord(**fields)
