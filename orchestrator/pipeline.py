@@ -39,6 +39,7 @@ class RunOptions:
     isolation: str | None = None
     full_timeout_s: float | None = None
     smoke_timeout_s: float | None = None
+    transcript: Path | None = None  # replay: serve this transcript, whatever the idea names
     executor: dict | None = None  # where runs execute (fleet.build_executor: GPU slots, Slurm); None: here
 
 
@@ -85,7 +86,9 @@ def prepare(idea_path: Path, opts: RunOptions) -> tuple:
     loaded = load_idea(idea_path, idea_name=opts.idea_name, template=opts.template)
     template = load_template(find_template(loaded.idea.template, near=loaded.path.parent))
     limits = resolve_limits(template, loaded.idea, opts)
-    model = configured_model(opts)
+    model = None if opts.transcript else configured_model(opts)
+    if opts.transcript:
+        loaded = loaded.model_copy(update={"transcript_path": opts.transcript.resolve()})
     transcript = None
     if model is None:
         if loaded.transcript_path is None:
