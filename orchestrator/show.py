@@ -69,6 +69,8 @@ def runs_table(tl: Timeline) -> Table:
         if not r.attempts:
             t.add_row(str(r.run), "-", verdict(r.status), "; ".join(r.reasons), "-", "-", "-", "-", end_section=True)
         t.rows[-1].end_section = True
+        if len(r.attempts) == 1 and r.attempts[0].verdict == r.status:
+            continue  # one attempt whose verdict is the run's: its row says it all
         summary = Text.assemble(("→ ", "dim"), verdict(r.status))
         if r.recorded is not None:
             note = f"after {r.recorded.attempts} attempt(s)"
