@@ -66,6 +66,7 @@ class RunRecord(BaseModel):
     leftover_killed: int = 0  # processes of the tree still alive after it ended, and killed
     containment: list[str] = Field(default_factory=list)  # the layers that applied: bwrap, cgroup-memory ...
     signal: int | None = None  # the signal that ended the child (bwrap's 128+N unwrapped)
+    cgroup: str | None = None  # the run's cgroup folder name (removed when the run ends)
 
     @property
     def ok(self) -> bool:
@@ -410,6 +411,7 @@ def run(
         leftover_killed=leftover,
         containment=containment,
         signal=sig,
+        cgroup=cg.name if cg is not None else None,
     )
 
 
