@@ -117,7 +117,8 @@ def stages_table(tl: Timeline) -> Table:
     t.add_column("tokens in/out", justify="right")
     t.add_column("cost", justify="right")
     for s in tl.stages:
-        extra = f" [{len(s.artifacts)} artifact(s)]" if s.artifacts else ""
+        extra = f" [{s.executions_note}]" if s.executions else ""
+        extra += f" [{len(s.artifacts)} artifact(s)]" if s.artifacts else ""
         t.add_row(s.name, verdict(s.status), s.summary + extra, fmt_wall(s.wall_s), str(s.exchanges),
                   f"{fmt_tokens(s.prompt_tokens)}/{fmt_tokens(s.completion_tokens)}", f"${s.cost_usd:.4f}")
     t.add_row(Text("total", style="bold"), "", "", fmt_wall(tl.wall_s), str(sum(s.exchanges for s in tl.stages)),

@@ -200,6 +200,18 @@ class StageView:
     cost_usd: float = 0.0
     artifacts: list[Artifact] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    executions: list[RunFinished] = field(default_factory=list)  # plot / latex / chktex runs of this stage
+
+    @property
+    def executions_note(self) -> str:
+        """`plot ×2 (last failed)`: the stage's own runs, for the stage tables."""
+        if not self.executions:
+            return ""
+        parts = []
+        for phase in dict.fromkeys(e.phase for e in self.executions):
+            runs = [e for e in self.executions if e.phase == phase]
+            parts.append(f"{phase} ×{len(runs)} (last {runs[-1].status})")
+        return ", ".join(parts)
 
     @property
     def wall_s(self) -> float | None:
@@ -424,6 +436,9 @@ def build(ws: Workspace | Path) -> Timeline:
                 av.phases = [p for p in av.phases if p.phase != e.phase]  # a redo after a crash replaces it
                 av.phases.append(PhaseView(phase=e.phase, out_dir=e.out_dir, status="unfinished", commit=None))
         elif isinstance(e, RunFinished):
+            if e.phase not in ("smoke", "full"):
+                stage_view({"plot": "plots", "latex": "compile", "chktex": "compile"}.get(e.phase, current_stage or e.phase)
+                           ).executions.append(e)
             if e.phase in ("smoke", "full"):
                 av = attempt_view(e.run, e.attempt)
                 av.phases = [p for p in av.phases if p.phase != e.phase]

@@ -42,12 +42,20 @@ def add_later_stages(ws: Path) -> None:
             pdf.savefig(f)
             plt.close(f)
     plt.close("all")
-    (ws / "review.json").write_text(
-        '{"Summary": "Tunes a learning rate.", "Strengths": ["clear"], "Weaknesses": ["tiny"], "Soundness": 3, '
-        '"Presentation": 3, "Contribution": 2, "Overall": 5, "Confidence": 4, "Decision": "Reject", '
-        '"integrity": {"unmatched_numbers": [{"text": "0.123 in the abstract matches no validated run", "severity": "error"}], '
-        '"degenerate_runs_reported": [], "missing_figures": [], "missing_citations": ["smith2020"]}}'
+    from orchestrator.paper.integrity import Finding, IntegrityReport
+    from orchestrator.review_model import Review, ReviewFile
+
+    review = ReviewFile(
+        source="paper.pdf", model="test/model",
+        review=Review(summary="Tunes a learning rate.", strengths=["clear"], weaknesses=["tiny"], questions=["why?"],
+                      limitations=["one seed"], soundness=3, presentation=3, contribution=2, overall=5, confidence=4,
+                      decision="Reject"),
+        integrity=IntegrityReport(numbers_checked=7, numbers_matched=6, findings=[
+            Finding(kind="unmatched-number", message="0.123 in the abstract matches no validated run", where="abstract"),
+            Finding(kind="missing-citation", severity="warning", message="smith2020 is not in references.bib"),
+        ]),
     )
+    (ws / "review.json").write_text(review.model_dump_json(indent=2))
     j = Journal(ws / ".orchestrate" / "journal.jsonl")
     for stage, kind, path, cost in [("plots", "figure", "error_by_run.png", 0.01), ("writeup", "tex", "paper.tex", 0.05),
                                     ("compile", "pdf", "paper.pdf", 0.0), ("review", "review", "review.json", 0.02)]:
@@ -107,7 +115,9 @@ def test_report_contents(workspaces, tmp_path):
     if shutil.which("pdftoppm"):
         assert html.count('alt="paper page') == 2
     assert "0.123 in the abstract matches no validated run" in html and "smith2020" in html  # integrity findings
-    assert "Reject" in html and "Soundness" in html
+    assert "Reject" in html and "Soundness" in html and "one seed" in html
+    assert "6 of 7 numbers in the paper match a validated run" in html
+    assert "numbers_checked" not in html  # the integrity report's counters are not shown as findings
     assert "$0.0800" in html  # cost total over stages
 
 

@@ -79,11 +79,12 @@ def _inside(root: Path, rel: str) -> Path | None:
 def collect_figures(tl: Timeline, out_dir: Path) -> list[Figure]:
     """Figures the plots stage recorded (Artifact kind figure); else the manifest's figure globs in the workspace."""
     paths: list[tuple[Path, str]] = []
-    for a in tl.figure_artifacts():
+    latest = {a.path: a for a in tl.artifacts if a.kind in ("figure", "plot")}  # the last check of each figure decides
+    for a in latest.values():
         p = _inside(tl.root, a.path)
-        if p is not None and p.is_file() and p not in [x for x, _ in paths]:
+        if a.ok and p is not None and p.is_file() and p not in [x for x, _ in paths]:
             paths.append((p, a.detail))
-    if not paths:
+    if not paths and not latest:
         for pat in tl.figures or ["*.png"]:
             for p in sorted(tl.root.glob(pat)):
                 rel = p.relative_to(tl.root).as_posix()
@@ -188,7 +189,15 @@ def review_view(data: Any) -> dict[str, Any] | None:
         if integrity is not None:
             break
     findings: list[dict[str, Any]] = []
-    if isinstance(integrity, dict):
+    stats: list[str] = []
+    if isinstance(integrity, dict) and isinstance(integrity.get("findings"), list):
+        # the review stage's IntegrityReport: findings, numbers checked/matched, notes on skipped checks
+        findings = [_finding(None, it) for it in integrity["findings"]]
+        if integrity.get("numbers_checked"):
+            stats.append(f"{integrity.get('numbers_matched', 0)} of {integrity['numbers_checked']} numbers in the paper "
+                         "match a validated run")
+        stats += [str(n) for n in integrity.get("notes") or []]
+    elif isinstance(integrity, dict):
         for kind, items in integrity.items():
             if isinstance(items, list):
                 findings += [_finding(kind, it) for it in items]
@@ -196,16 +205,23 @@ def review_view(data: Any) -> dict[str, Any] | None:
                 findings.append(_finding(kind, items))
     elif isinstance(integrity, list):
         findings = [_finding(None, it) for it in integrity]
-    rest = {k: v for k, v in body.items() if k not in used and k not in ("review",)}
+    order = {"error": 0, "warning": 1, "note": 2}
+    findings.sort(key=lambda f: order.get(f["severity"], 1))
+    skip = {"review", "attempts", "integrity"}
+    rest = {k: v for k, v in body.items() if k not in used and k not in skip}
     if body is not data:
-        rest.update({k: v for k, v in data.items() if k not in used and k != "review"})
-    return {"scores": scores, "fields": fields, "findings": findings, "integrity_known": integrity is not None, "rest": rest}
+        rest.update({k: v for k, v in data.items() if k not in used and k not in skip and k not in ("review_skipped",)})
+    skipped = data.get("review_skipped") if isinstance(data.get("review_skipped"), str) else ""
+    return {"scores": scores, "fields": fields, "findings": findings, "integrity_known": integrity is not None,
+            "stats": stats, "skipped": skipped, "rest": rest}
 
 
 def _finding(kind: str | None, item: Any) -> dict[str, Any]:
     if isinstance(item, dict):
         text = item.get("message") or item.get("text") or item.get("detail") or item.get("problem") or json.dumps(item)
-        return {"kind": item.get("kind") or item.get("type") or kind or "finding", "text": str(text),
+        where = item.get("where")
+        return {"kind": item.get("kind") or item.get("type") or kind or "finding",
+                "text": str(text) + (f" ({where})" if where else ""),
                 "severity": str(item.get("severity") or item.get("level") or "")}
     return {"kind": kind or "finding", "text": str(item), "severity": ""}
 
