@@ -312,10 +312,7 @@ class FleetView:
 # -- running many ideas ----------------------------------------------------------------------------------
 def _release(ctx) -> None:
     """Let the idea's own process take the workspace's lock (pipeline.start took it for us)."""
-    fh = getattr(ctx.ws, "_lock_fh", None)
-    if fh is not None:
-        fh.close()
-        ctx.ws._lock_fh = None
+    ctx.ws.unlock()
 
 
 def worker_argv(ws: Path, stages: list[str]) -> list[str]:
