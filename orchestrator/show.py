@@ -38,10 +38,10 @@ def header(tl: Timeline) -> Panel:
     t.add_row("idea", Text(f"{tl.idea.get('name', '?')} — {tl.title}", style="bold"))
     exp = str(tl.idea.get("experiment", "")).strip()
     if exp:
-        t.add_row("experiment", exp if len(exp) <= 400 else exp[:400] + " …")
-    t.add_row("template", c.template)
-    t.add_row("agent", c.agent + (" (scripted)" if c.scripted else ""))
-    t.add_row("workspace", str(tl.root))
+        t.add_row("experiment", Text(exp if len(exp) <= 400 else exp[:400] + " …"))
+    t.add_row("template", Text(c.template))
+    t.add_row("agent", Text(c.agent + (" (scripted)" if c.scripted else "")))
+    t.add_row("workspace", Text(str(tl.root)))
     t.add_row("started", _when(tl.first_ts))
     state = Text.assemble(verdict(tl.state), f"  {tl.state_detail}")
     t.add_row("state", state)
@@ -62,12 +62,12 @@ def runs_table(tl: Timeline) -> Table:
         last = len(r.attempts) - 1
         for i, a in enumerate(r.attempts):
             t.add_row(
-                str(r.run) if i == 0 else "", str(a.attempt), verdict(a.verdict), a.reason, fmt_wall(a.wall_s) if a.phases and not tl.imported else "-",
+                str(r.run) if i == 0 else "", str(a.attempt), verdict(a.verdict), Text(a.reason), fmt_wall(a.wall_s) if a.phases and not tl.imported else "-",
                 "-" if a.exit_code is None else str(a.exit_code), f"+{a.added} -{a.removed}" if a.edits else "-",
                 fmt_tokens(a.tokens) if a.tokens else "-", end_section=(i == last),
             )
         if not r.attempts:
-            t.add_row(str(r.run), "-", verdict(r.status), "; ".join(r.reasons), "-", "-", "-", "-", end_section=True)
+            t.add_row(str(r.run), "-", verdict(r.status), Text("; ".join(r.reasons)), "-", "-", "-", "-", end_section=True)
         t.rows[-1].end_section = True
         if len(r.attempts) == 1 and r.attempts[0].verdict == r.status:
             continue  # one attempt whose verdict is the run's: its row says it all
@@ -103,7 +103,7 @@ def metrics_table(tl: Timeline) -> Table | Text:
             v = row.values.get(r.run)
             d = delta(v, row.baseline)
             cells.append(f"{fmt_num(v)}" + (f" ({d})" if d else ""))
-        t.add_row(row.key, fmt_num(row.baseline), *cells)
+        t.add_row(Text(row.key), fmt_num(row.baseline), *cells)
     return t
 
 
@@ -119,7 +119,7 @@ def stages_table(tl: Timeline) -> Table:
     for s in tl.stages:
         extra = f" [{s.executions_note}]" if s.executions else ""
         extra += f" [{len(s.artifacts)} artifact(s)]" if s.artifacts else ""
-        t.add_row(s.name, verdict(s.status), s.summary + extra, fmt_wall(s.wall_s), str(s.exchanges),
+        t.add_row(s.name, verdict(s.status), Text(s.summary + extra), fmt_wall(s.wall_s), str(s.exchanges),
                   f"{fmt_tokens(s.prompt_tokens)}/{fmt_tokens(s.completion_tokens)}", f"${s.cost_usd:.4f}")
     t.add_row(Text("total", style="bold"), "", "", fmt_wall(tl.wall_s), str(sum(s.exchanges for s in tl.stages)),
               f"{fmt_tokens(tl.prompt_tokens)}/{fmt_tokens(tl.completion_tokens)}", Text(f"${tl.cost_usd:.4f}", style="bold"))
@@ -133,7 +133,7 @@ def messages_view(tl: Timeline) -> RenderableType | None:
     t = Table.grid(padding=(0, 1))
     for m in shown:
         style = {"warning": "yellow", "error": "red"}.get(m.level, "dim")
-        t.add_row(Text(m.level, style=style), Text(f"[{m.stage}]" if m.stage else "", style="dim"), m.text)
+        t.add_row(Text(m.level, style=style), Text(f"[{m.stage}]" if m.stage else "", style="dim"), Text(m.text))
     return Panel(t, title="messages", title_align="left")
 
 
@@ -198,7 +198,7 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
                 text = log_tail(tl.root, p.log_dir, name, tail)
                 if text:
                     shown = True
-                    parts.append(Panel(Text(text), title=f"{p.log_dir}/{name} (last {tail} lines)", title_align="left",
+                    parts.append(Panel(Text(text), title=Text(f"{p.log_dir}/{name} (last {tail} lines)"), title_align="left",
                                        border_style="dim"))
             if not shown and p.feedback:
                 fb = p.feedback.get("traceback") or p.feedback.get("stderr_tail") or p.feedback.get("stdout_tail")
@@ -216,7 +216,7 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
         for k in keys:
             base = tl.baseline.get(k)
             v = metrics[k]
-            t.add_row(k, fmt_num(base), fmt_num(v), delta(v if isinstance(v, (int, float)) else None,
+            t.add_row(Text(k), fmt_num(base), fmt_num(v), delta(v if isinstance(v, (int, float)) else None,
                                                           base if isinstance(base, (int, float)) else None))
         parts.append(t)
         if not run.is_result:

@@ -148,3 +148,15 @@ def test_cli_show_errors(workspaces, tmp_path, capsys):
     assert len(err) == 1 and "not a workspace" in err[0]
     assert cli(["show", str(workspaces["finished"]), "--run", "9"]) == 2
     assert "no such run" in capsys.readouterr().err
+
+
+def test_text_from_the_journal_is_not_markup(workspaces, tmp_path):
+    """Reasons and messages are shown as written: `[...]` in them is text, not rich markup."""
+    from orchestrator.events import Message
+    from orchestrator.journal import Journal
+
+    ws = shutil.copytree(workspaces["failed"], tmp_path / "ws")
+    Journal(ws / ".orchestrate" / "journal.jsonl").append(
+        Message(level="warning", text="disk full: [Errno 28] No space left [/red] [bold]x"))
+    text = render(overview(build(ws)))
+    assert "[Errno 28] No space left [/red] [bold]x" in text
