@@ -486,6 +486,8 @@ def _state(created: WorkspaceCreated, events: list, stages: dict[str, StageView]
     if open_stages:
         why = f": {last_msg.text}" if last_msg is not None and last_msg.level != "info" else ""
         return "interrupted", f"stopped in stage {open_stages[-1]}{why}; continue with `orchestrate resume`"
+    if not stages:
+        return "not started", "the workspace was made but no stage started; continue with `orchestrate resume`"
     failed = [s.name for s in stages.values() if s.status == "failed"]
     if failed:
         return "failed", f"stage {failed[0]} failed"

@@ -177,3 +177,15 @@ def test_report_in_headless_chromium(workspaces, kind, tmp_path):
     res = _chromium(["--window-size=390,844", "--dump-dom", url], tmp_path / "p3")
     assert res.returncode == 0
     assert 'data-fits-width="true"' in res.stdout
+
+
+def test_report_errors_and_empty_workspace(workspaces, tmp_path, capsys):
+    assert cli(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a workspace" in err[0]
+    # a workspace made, then killed before its first stage
+    ws = shutil.copytree(workspaces["finished"], tmp_path / "ws")
+    journal = ws / ".orchestrate" / "journal.jsonl"
+    journal.write_text(journal.read_text().splitlines(keepends=True)[0])
+    html = render(ws, tmp_path / "r.html")
+    assert "no stage started" in html and "No run yet." in html
