@@ -47,7 +47,7 @@ def _from_ai_scientist(entry: dict[str, Any], path: Path, template: str | None) 
     if template is None:
         # AI Scientist keeps ideas.json inside templates/<name>/: that names the template.
         if path.resolve().parent.parent.name == "templates":
-            template = path.resolve().parent.name
+            template = str(path.resolve().parent)
         else:
             raise SpecError(path, "AI Scientist ideas name no template: pass --template NAME")
     known = {"Name", "Title", "Experiment"}
