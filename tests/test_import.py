@@ -174,3 +174,52 @@ def test_helpers():
     assert [(b.file, b.search, b.replace) for b in bs] == [("x.py", "a = 1\nb = 2\n", "a = 1\nb = 3\n")]
     diff, added, removed = block_diff(bs)
     assert (added, removed) == (1, 1) and "-b = 2" in diff and "+b = 3" in diff and " a = 1" in diff
+
+
+def _md_reply(text: str, sent: str, recv: str, cost: str, session: str, applied: list[str]) -> str:
+    tool = [f"> Tokens: {sent} sent, {recv} received. Cost: ${cost} message, ${session} session.  "]
+    tool += [f"> Applied edit to {f}  " for f in applied]
+    return f"\n{text}\n\n" + "\n".join(tool) + "\n"
+
+
+def _md_user(text: str) -> str:
+    return "\n" + "\n".join(f"#### {ln}  " for ln in text.splitlines()) + "\n"
+
+
+def test_markdown_full_pipeline_stages(tmp_path):
+    """A whole AI Scientist chat history: experiments, plots, writeup, LaTeX fixes and the improvement."""
+    blk = "experiment.py\n```python\n<<<<<<< SEARCH\nLR = 1\n=======\nLR = 2\n>>>>>>> REPLACE\n```"
+    md = "\n# aider chat started at 2025-01-12 14:05:25\n"
+    md += _md_user("Your goal is to implement the following idea: Faster descent.\nThe proposed experiment is as "
+                   "follows: Tune it.\nYou are given a total of up to 2 runs to complete the necessary experiments. "
+                   "You do not need to use all 2.\n\nFor reference, the baseline results are as follows:\n\n"
+                   "{'training_steps': 100, 'final_loss': 0.5}\n\nAfter you complete each change, we will run it.")
+    md += _md_reply("Run 1: raise LR.\n\n" + blk, "2.1k", "300", "0.01", "0.01", ["experiment.py"])
+    md += _md_user("Run 1 completed. Here are the results:\n{'training_steps': 100, 'final_loss': 0.25}\n\n"
+                   "Decide if you need to re-plan your experiments given the result (you often will not need to).")
+    md += _md_reply("ALL_COMPLETED", "2.5k", "10", "0.01", "0.02", [])
+    md += _md_user("Great job! Please modify `plot.py` to generate the most relevant plots for the final writeup.")
+    md += _md_reply("plot.py\n```python\n<<<<<<< SEARCH\nlabels = {}\n=======\nlabels = {'run_1': 'LR 2'}\n"
+                    ">>>>>>> REPLACE\n```", "3k", "50", "0.01", "0.03", ["plot.py"])
+    md += _md_user("We've provided the `latex/template.tex` file to the project. We will be filling it in section by section.")
+    md += _md_reply("latex/template.tex\n```latex\n<<<<<<< SEARCH\nTITLE\n=======\nFaster descent\n>>>>>>> REPLACE\n```",
+                    "4k", "400", "0.02", "0.05", ["latex/template.tex"])
+    md += _md_user("Please fix the following LaTeX errors in `template.tex` guided by the output of `chktek`:\nWarning 1")
+    md += _md_reply("Fixed.", "4k", "20", "0.01", "0.06", [])
+    md += _md_user('The following review has been created for your research paper:\n"""\n{"Overall": 3}\n"""\n\n'
+                   "Improve the text using the review.")
+    md += _md_reply("Improved.", "5k", "90", "0.02", "0.08", [])
+    log = tmp_path / "20250112_140525_faster_aider.txt"
+    log.write_text(md)
+    ws = import_log(log, sandbox=tmp_path / "sb")
+    j = ws.journal
+    assert j.events[0].idea["name"] == "faster" and j.events[0].idea["title"] == "Faster descent"
+    assert [(r.run, r.status) for r in j.of(RunRecorded)] == [(1, "ok")]
+    assert [s.stage for s in j.of(StageFinished)] == ["experiments", "plots", "writeup", "compile"]
+    assert [x.stage for x in j.of(Exchange)] == ["experiments", "experiments", "plots", "writeup", "compile", "review"]
+    assert sum(x.cost_usd for x in j.of(Exchange)) == pytest.approx(0.08)
+    assert json.loads((ws.root / "run_0" / "final_info.json").read_text()) == {"training_steps": 100, "final_loss": 0.5}
+    tl = build(ws)
+    assert [r.status for r in tl.runs] == ["ok", "not run"]
+    assert j.events[0].template == "sae_variants"  # the log names no template: the built-in default
+    assert [r.key for r in tl.metric_rows()] == ["training_steps", "final_loss"] and tl.metric_rows()[0].baseline == 100.0

@@ -46,8 +46,10 @@ BUILTIN: dict[str, dict[str, Any]] = {
 
 
 def builtin_manifest(name: str | None) -> Manifest:
-    spec = BUILTIN.get(name or "", None)
-    base = {"name": name or "unknown", "command": "python experiment.py --out_dir={out_dir}",
+    """The built-in manifest for a template the log names; sae_variants' when it names none."""
+    name = name or "sae_variants"
+    spec = BUILTIN.get(name)
+    base = {"name": name, "command": "python experiment.py --out_dir={out_dir}",
                 "editable": ["experiment.py", "plot.py", "notes.txt"], "results_file": "final_info.json",
                 "figures": ["*.png"]}
     if spec is None:
