@@ -260,6 +260,15 @@ def _largest_file(path: Path, at_least: int) -> Path | None:
     return None
 
 
+def _end_reaper(proc: subprocess.Popen) -> None:
+    """Tell the subreaper to end every process it holds (SIGTERM), and give it a moment to do so."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=3)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
 def _limit_detail(killed: str, limits: Limits | None, timeout_s: float) -> str:
     lim = limits or Limits()
     return {
@@ -307,6 +316,12 @@ def run(
     if limits is not None:
         cg = cgroup.make(token, memory_mb=limits.memory_mb, max_tasks=limits.max_processes)
     containment += [f"cgroup-{c}" for c in (cg.controllers if cg else [])]
+    reaper = isolation != "bwrap" and (cg is None or "pids" not in cg.controllers)
+    if reaper:  # no pid namespace, no cgroup: a subreaper ends what escaped both the group and the token
+        reaped = log_dir / "reaped.txt"
+        reaped.unlink(missing_ok=True)
+        full_argv = sandbox.reaper_argv(full_argv, report=reaped)
+        containment.append("subreaper")
     stdout_path, stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
     start = time.monotonic()
     try:
@@ -349,9 +364,14 @@ def run(
             break
         except subprocess.TimeoutExpired:
             pass
+        except BaseException:  # Ctrl-C or SIGTERM on the orchestrator: the experiment's tree goes with it
+            if cg is not None:
+                cg.kill_all()
+            _kill_all(pgid, token)
+            raise
         now = time.monotonic()
         pids = set(tree_pids(token)) | (cg.pids() if cg else set())
-        rss = sum(_rss_kb(p) for p in pids)
+        rss = sum(_rss_kb(p) for p in pids if not (reaper and p == proc.pid))
         peak_kb = max(peak_kb, rss)
         if now - start > timeout_s:
             killed = "timeout"
@@ -368,12 +388,19 @@ def run(
             if used > written_cap:
                 killed = "written-bytes"
         if killed:
+            if reaper:  # first, so that it can end the orphans it holds
+                _end_reaper(proc)
             if cg is not None:
                 cg.kill_all()
             _kill_all(pgid, token)
             proc.wait()
             break
     leftover = _kill_all(pgid, token)
+    if reaper:
+        try:
+            leftover += int((log_dir / "reaped.txt").read_text() or 0)
+        except (OSError, ValueError):
+            pass
     if cg is not None:
         leftover += cg.kill_all()
         if killed is None and cg.oom_kills():

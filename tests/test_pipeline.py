@@ -217,3 +217,32 @@ def test_torn_last_journal_line_is_not_fatal(tmp_path):
     assert cli_subprocess("resume", ws).returncode == 0
     assert [r["status"] for r in events(ws, "run_recorded")] == ["ok"]
     assert (ws / ".orchestrate/journal.torn").read_bytes().startswith(b'{"type": "run_started"')
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
+    import sys
+
+    idea = _crash_idea(tmp_path)
+    sandbox = tmp_path / "sb"
+    p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(idea), "--sandbox", str(sandbox),
+                          "--stages", "experiments"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    ws = None
+    while time.monotonic() < deadline:
+        found = list(sandbox.glob("*_tiny")) if sandbox.exists() else []
+        if found and any(e["phase"] == "full" and e["run"] == 2 for e in events(found[0], "run_started")):
+            ws = found[0]
+            break
+        time.sleep(0.05)
+    assert ws is not None
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and f"orchestrate resume {ws}" in err
+    leftovers = subprocess.run(["pgrep", "-f", f"ORCHESTRATE_WORKSPACE={ws}"], capture_output=True, text=True)
+    from orchestrator.runner import kill_marked
+
+    assert kill_marked("ORCHESTRATE_WORKSPACE", str(ws)) == 0, leftovers.stdout
+    assert cli_subprocess("resume", ws).returncode == 0
+    assert [(r["run"], r["status"]) for r in events(ws, "run_recorded")] == [(1, "ok"), (2, "ok")]
+    assert "interrupted by the user" in " ".join(e["text"] for e in events(ws, "message"))
