@@ -6,7 +6,10 @@ orchestrator. Writable: the workspace and the experiment's cache folder only —
 workspace the orchestrator's state (`.orchestrate/`: journal, hashes, pristine copies), its history
 (`.git/`) and the manifest's protected files are bound read-only again on top, so a run cannot rewrite
 its own record or its yardstick. `none`: no namespaces; the runner's rlimits, cgroup and watchdogs
-still apply, and a changed protected file is caught afterwards (verdict `tampered`).
+still apply, and a changed protected file is caught afterwards (verdict `tampered`). Where neither a
+pid namespace nor a cgroup holds the run, `reaper_argv` puts a subreaper between the runner and the
+command: orphans of the run become its children, whatever they did to their session or environment,
+and it ends them all when the command ends or when it is told to (SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import functools
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -93,3 +97,80 @@ def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], read
             out += ["--ro-bind", str(p), str(p)]
     out += ["--chdir", str(Path(cwd).resolve()), "--", *argv]
     return out
+
+
+# The subreaper (Linux PR_SET_CHILD_SUBREAPER), run with -I -S: stdlib only, a few milliseconds.
+REAPER = r"""
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+me = os.getpid()
+report, argv = sys.argv[1], sys.argv[2:]
+def descendants():
+    parent = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as fh:
+                    parent[int(name)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    found, todo = set(), [me]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in found]
+        found.update(kids)
+        todo += kids
+    return found
+ended = set()
+def end_all():
+    for _ in range(200):
+        pids = descendants()
+        if not pids:
+            break
+        ended.update(pids)
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+    try:
+        with open(report, "w") as fh:
+            fh.write(str(len(ended)))
+    except OSError:
+        pass
+def on_term(*_):
+    end_all()
+    os._exit(128 + signal.SIGTERM)
+signal.signal(signal.SIGTERM, on_term)
+child = os.fork()
+if child == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        sys.stderr.write("cannot start %s: %s\n" % (argv[0], exc.strerror))
+        os._exit(127)
+while True:
+    pid, status = os.waitpid(-1, 0)
+    if pid == child:
+        break
+end_all()
+if os.WIFSIGNALED(status):
+    sig = os.WTERMSIG(status)
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(me, sig)
+    os._exit(128 + sig)
+os._exit(os.WEXITSTATUS(status))
+"""
+
+
+def reaper_argv(argv: Sequence[str], *, report: Path) -> list[str]:
+    """argv under a subreaper that ends every descendant when argv ends (or on SIGTERM), and writes how
+    many it ended to `report`."""
+    return [sys.executable, "-I", "-S", "-c", REAPER, str(report), *argv]

@@ -164,7 +164,7 @@ def test_memory_cap_without_a_cgroup_is_the_watchdog(tmp_path, monkeypatch):
     monkeypatch.setenv(cgroup.SWITCH, "0")
     code = "import time\nhoard = []\nwhile len(hoard) < 48:\n    hoard.append(b'\\x01' * (32 << 20)); time.sleep(0.01)\ntime.sleep(5)\n"
     rec = run_py(tmp_path, code, limits=Limits(memory_mb=128))
-    assert rec.killed == "memory" and rec.containment == ["watchdog"]
+    assert rec.killed == "memory" and not any(c.startswith("cgroup") for c in rec.containment)
     assert rec.wall_s < 5
 
 
@@ -312,3 +312,22 @@ def test_isolation_is_set_per_idea_and_recorded_in_the_journal_and_progress(tmp_
     prog = Progress(max_runs=1, max_attempts=1, isolation=ctx.isolation, stream=out, live=False)
     prog.console.print(prog._panel())
     assert f"isolation  {level}" in out.getvalue()
+
+
+def test_without_namespace_or_cgroup_a_subreaper_ends_a_grandchild_that_wiped_its_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(cgroup.SWITCH, "0")
+    for sleep, timeout in (("60", 1.5), ("0.3", 10)):  # killed at the timeout; left behind by a finished run
+        (tmp_path / "grandchild.pid").unlink(missing_ok=True)
+        rec = run_py(tmp_path, ESCAPEE.replace("ENV", "{}").replace("SLEEP", sleep), timeout_s=timeout, limits=Limits())
+        assert "subreaper" in rec.containment
+        assert rec.timed_out == (sleep == "60")
+        assert not alive(_grandchild(tmp_path))
+
+
+def test_the_subreaper_passes_exit_codes_and_signals_through(tmp_path, monkeypatch):
+    monkeypatch.setenv(cgroup.SWITCH, "0")
+    assert run_py(tmp_path, "import sys; sys.exit(3)", limits=Limits()).exit_code == 3
+    rec = run_py(tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGXCPU)", limits=Limits())
+    assert rec.exit_code == -24 and rec.killed == "cpu-time"
+    rec = runner.run(["/no/such/program"], cwd=tmp_path, log_dir=tmp_path / "log", timeout_s=5, limits=Limits())
+    assert rec.exit_code == 127 and "cannot start" in Path(rec.stderr_path).read_text()
