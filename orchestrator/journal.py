@@ -70,7 +70,9 @@ class Journal:
         try:
             before = os.fstat(fd).st_size
             try:
-                os.write(fd, line)
+                view = memoryview(line)
+                while view:  # a nearly full disk gives a short write first, the error after
+                    view = view[os.write(fd, view):]
                 os.fsync(fd)
             except OSError as exc:
                 try:

@@ -217,6 +217,16 @@ def _user_tasks(uid: int) -> int:
     return n
 
 
+def _cap(kind: int, soft: int, hard: int) -> None:
+    """Lower a limit, never above what this process already has (a user's ulimit may be tighter;
+    raising a hard limit needs a privilege we may not have)."""
+    _, cur_hard = resource.getrlimit(kind)
+    if cur_hard != resource.RLIM_INFINITY:
+        hard = min(hard, cur_hard)
+        soft = min(soft, hard)
+    resource.setrlimit(kind, (soft, hard))
+
+
 def _preexec(limits: Limits | None, join: list[str]):
     uid = os.getuid()
     nproc = limits.max_processes + _user_tasks(uid) if limits is not None and uid != 0 else None
@@ -225,18 +235,18 @@ def _preexec(limits: Limits | None, join: list[str]):
     def setup() -> None:
         cgroup.join(join)  # first: every descendant is born inside the run's cgroup
         os.setsid()
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _cap(resource.RLIMIT_CORE, 0, 0)
         if limits is None:
             return
         if limits.cpu_time_s:
-            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_time_s, limits.cpu_time_s + 5))
+            _cap(resource.RLIMIT_CPU, limits.cpu_time_s, limits.cpu_time_s + 5)
         fsize = limits.max_file_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
+        _cap(resource.RLIMIT_FSIZE, fsize, fsize)
+        _cap(resource.RLIMIT_NOFILE, limits.max_open_files, limits.max_open_files)
         if nproc is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+            _cap(resource.RLIMIT_NPROC, nproc, nproc)
         if address_space:
-            resource.setrlimit(resource.RLIMIT_AS, (address_space * 2**20, address_space * 2**20))
+            _cap(resource.RLIMIT_AS, address_space * 2**20, address_space * 2**20)
 
     return setup
 
@@ -365,8 +375,10 @@ def run(
         except subprocess.TimeoutExpired:
             pass
         except BaseException:  # Ctrl-C or SIGTERM on the orchestrator: the experiment's tree goes with it
+            if reaper:
+                _end_reaper(proc)
             if cg is not None:
-                cg.kill_all()
+                cg.remove()
             _kill_all(pgid, token)
             raise
         now = time.monotonic()

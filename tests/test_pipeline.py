@@ -246,3 +246,29 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path):
     assert cli_subprocess("resume", ws).returncode == 0
     assert [(r["run"], r["status"]) for r in events(ws, "run_recorded")] == [(1, "ok"), (2, "ok")]
     assert "interrupted by the user" in " ".join(e["text"] for e in events(ws, "message"))
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # writes past the limit fail with EFBIG, as on a full disk
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from orchestrator.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_full_disk_stops_cleanly_and_resume_finishes(tmp_path):
+    import sys
+
+    idea = _crash_idea(tmp_path)
+    sandbox = tmp_path / "sb"
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, "40000", "run", str(idea), "--sandbox", str(sandbox),
+                           "--stages", "experiments"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    assert "File too large" in proc.stderr.strip().splitlines()[-1]
+    ws = only_workspace(sandbox)
+    before = events(ws)  # the journal is whole records only
+    assert before and cli_subprocess("resume", ws).returncode == 0
+    assert [(r["run"], r["status"]) for r in events(ws, "run_recorded")] == [(1, "ok"), (2, "ok")]
