@@ -205,6 +205,7 @@ def make(token: str, *, memory_mb: int | None, max_tasks: int | None) -> RunCgro
     v2 = next((m for m in mounts if m.version == 2), None)
     if v2 is not None and "" in own:
         parent = _under(v2, own[""])
+        _sweep(parent)
         try:
             enabled = set((parent / "cgroup.subtree_control").read_text().split())
         except OSError:
@@ -232,6 +233,7 @@ def make(token: str, *, memory_mb: int | None, max_tasks: int | None) -> RunCgro
         m = next((m for m in mounts if m.version == 1 and c in m.controllers), None)
         if m is None or c not in own:
             continue
+        _sweep(_under(m, own[c]))
         d = _under(m, own[c]) / cg.name
         try:
             d.mkdir()
@@ -248,6 +250,25 @@ def make(token: str, *, memory_mb: int | None, max_tasks: int | None) -> RunCgro
         else:
             _rmdir(d)
     return cg if cg.dirs else None
+
+
+STALE_S = 60.0
+
+
+def _sweep(parent: Path) -> None:
+    """Remove run cgroups an orchestrator killed with -9 left behind: empty, and older than a minute
+    (a live run's cgroup holds its child within milliseconds of being made)."""
+    try:
+        entries = [p for p in parent.iterdir() if p.name.startswith(PREFIX) and p.is_dir()]
+    except OSError:
+        return
+    now = time.time()
+    for d in entries:
+        try:
+            if now - d.stat().st_mtime > STALE_S and not (d / "cgroup.procs").read_text().strip():
+                d.rmdir()
+        except OSError:
+            continue
 
 
 def _rmdir(d: Path) -> None:

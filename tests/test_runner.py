@@ -331,3 +331,27 @@ def test_the_subreaper_passes_exit_codes_and_signals_through(tmp_path, monkeypat
     assert rec.exit_code == -24 and rec.killed == "cpu-time"
     rec = runner.run(["/no/such/program"], cwd=tmp_path, log_dir=tmp_path / "log", timeout_s=5, limits=Limits())
     assert rec.exit_code == 127 and "cannot start" in Path(rec.stderr_path).read_text()
+
+
+def test_ctrl_c_on_the_orchestrator_ends_the_tree_and_its_cgroup(tmp_path, finder):
+    import signal
+    import threading
+
+    before = set(cgroup.leftovers())
+    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_py(tmp_path, ESCAPEE.replace("ENV", "{}").replace("SLEEP", "60"), timeout_s=30, limits=Limits())
+    assert not alive(_grandchild(tmp_path))
+    ours = [p for p in set(cgroup.leftovers()) - before if not (p / "cgroup.procs").read_text().strip()]
+    assert ours == []  # (a concurrent run elsewhere would hold processes)
+
+
+def test_stale_run_cgroups_left_by_a_killed_orchestrator_are_swept(monkeypatch):
+    if not CGROUPS:
+        pytest.skip("needs a writable cgroup")
+    cg = cgroup.make("stale" + os.urandom(6).hex(), memory_mb=None, max_tasks=16)
+    stale = cg.dirs["pids"]
+    monkeypatch.setattr(cgroup, "STALE_S", -1.0)
+    fresh = cgroup.make("fresh" + os.urandom(6).hex(), memory_mb=None, max_tasks=16)
+    assert not stale.exists()
+    fresh.remove()
