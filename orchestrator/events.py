@@ -113,6 +113,8 @@ class RunFinished(_Event):
     feedback: str = ""
     log_dir: str = ""
     commit: str | None = None  # full runs that are results are committed before this is written
+    containment: list[str] = Field(default_factory=list)  # the isolation layers that applied (runner.RunRecord)
+    job: dict[str, Any] = Field(default_factory=dict)  # the Slurm job it ran as: job_id, state, node
 
 
 class RunRecorded(_Event):

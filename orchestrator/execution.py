@@ -105,7 +105,7 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
         run=run, attempt=attempt, phase=phase, out_dir=rel, status=status, reasons=verdict.reasons,
         exit_code=record.exit_code, wall_s=record.wall_s, peak_rss_mb=record.peak_rss_mb,
         timed_out=record.timed_out, metrics=verdict.metrics, feedback=feedback, log_dir=str(log_dir.relative_to(ws.root)),
-        commit=commit,
+        commit=commit, containment=record.containment, job=getattr(record, "job", {}),
     ))
 
 

@@ -104,6 +104,12 @@ class SlurmRecord(runner.RunRecord):
     started_at: float | None = None
     finished_at: float | None = None
 
+    @property
+    def job(self) -> dict[str, Any]:
+        """What the journal keeps of the job (RunFinished.job)."""
+        return {k: v for k, v in (("job_id", self.job_id), ("state", self.job_state), ("node", self.node),
+                                  ("signal", self.job_signal)) if v}
+
 
 def run_job(argv: list[str], cwd: str, log_dir: str, timeout_s: float, env: dict[str, str], limits: Limits | None,
             isolation: str, writable: list[str], watch_dir: str | None, out_dir: str | None) -> dict[str, Any]:
@@ -137,8 +143,8 @@ def run_job(argv: list[str], cwd: str, log_dir: str, timeout_s: float, env: dict
     rec = runner.run(argv, cwd=Path(cwd), log_dir=Path(log_dir), timeout_s=timeout_s, env=child_env, limits=limits,
                      isolation=isolation, writable=[Path(w) for w in writable],
                      watch_dir=Path(watch_dir) if watch_dir else None, stop=stop)
-    return {**rec.model_dump(), "node": socket.gethostname(), "started_at": started, "job_signal": got[0] if got else None,
-            "job_elapsed_s": round(time.time() - started, 3)}
+    return {**rec.model_dump(), "containment": ["slurm-job", *rec.containment], "node": socket.gethostname(),
+            "started_at": started, "job_signal": got[0] if got else None, "job_elapsed_s": round(time.time() - started, 3)}
 
 
 def signal_delay_s(time_min: int) -> int:
@@ -388,7 +394,7 @@ class SlurmExecutor:
             argv=fields.get("argv") or list(argv), cwd=str(cwd), exit_code=fields.get("exit_code", exit_code),
             wall_s=fields.get("wall_s", round(time.monotonic() - t0, 3)), peak_rss_mb=fields.get("peak_rss_mb", 0.0),
             timed_out=False, killed=killed, limit_detail=detail, stdout_path=str(out), stderr_path=str(err),
-            isolation=fields.get("isolation", "slurm"), job_id=job_id, job_state=state, node=fields.get("node") or nodes,
+            isolation=fields.get("isolation", "slurm"), containment=fields.get("containment") or ["slurm-job"], job_id=job_id, job_state=state, node=fields.get("node") or nodes,
             submitted_at=self._submitted_at(log_dir / "slurm", job_id), finished_at=time.time(),
         )
         return SlurmRecord(**fields)
