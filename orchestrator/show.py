@@ -42,7 +42,7 @@ def header(tl: Timeline) -> Panel:
     t.add_row("template", Text(c.template))
     t.add_row("agent", Text(c.agent + (" (scripted)" if c.scripted else "")))
     t.add_row("workspace", Text(str(tl.root)))
-    t.add_row("started", _when(tl.first_ts))
+    t.add_row("imported" if tl.imported else "started", _when(tl.first_ts))
     state = Text.assemble(verdict(tl.state), f"  {tl.state_detail}")
     t.add_row("state", state)
     return Panel(t, title="orchestrate show", title_align="left")
@@ -212,9 +212,12 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
         t.add_column("baseline", justify="right")
         t.add_column(f"run {run.run}", justify="right")
         t.add_column("change", justify="right")
-        keys = [k for k in tl.key_metrics if k in metrics] + [k for k in metrics if k not in tl.key_metrics]
+        keys = list(tl.key_metrics) + [k for k in metrics if k not in tl.key_metrics]
         for k in keys:
             base = tl.baseline.get(k)
+            if k not in metrics:
+                t.add_row(Text(k), fmt_num(base), Text("missing or not a number", style="yellow"), "")
+                continue
             v = metrics[k]
             t.add_row(Text(k), fmt_num(base), fmt_num(v), delta(v if isinstance(v, (int, float)) else None,
                                                           base if isinstance(base, (int, float)) else None))
