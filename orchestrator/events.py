@@ -3,7 +3,7 @@ report) depend only on these models."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -150,18 +150,7 @@ class Artifact(_Event):
 
 
 Event = Annotated[
-    Union[
-        WorkspaceCreated,
-        StageStarted,
-        StageFinished,
-        Exchange,
-        EditApplied,
-        RunStarted,
-        RunFinished,
-        RunRecorded,
-        Message,
-        Artifact,
-    ],
+    WorkspaceCreated | StageStarted | StageFinished | Exchange | EditApplied | RunStarted | RunFinished | RunRecorded | Message | Artifact,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

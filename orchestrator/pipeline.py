@@ -11,8 +11,8 @@ from pathlib import Path
 
 from . import sandbox as sandbox_mod
 from .agents.aider import Budget
-from .agents.replay import TranscriptSource, load_transcript
 from .agents.hermetic import cache_home
+from .agents.replay import TranscriptSource, load_transcript
 from .context import Context
 from .conversation import Conversations
 from .errors import InputError, TranscriptError
