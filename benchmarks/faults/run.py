@@ -11,6 +11,7 @@ seconds to verdict. Exit code 0 when every fault is contained.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -21,6 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import catalogue
+
+
+def _exception(feedback: str) -> str:
+    """The exception line of a run's traceback, as the agent is shown it."""
+    try:
+        tb = json.loads(feedback).get("traceback") or ""
+    except (ValueError, AttributeError):
+        return ""
+    lines = [line.strip() for line in tb.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def main() -> int:
@@ -44,6 +55,9 @@ def main() -> int:
             out = catalogue.run_fault(fault, workdir, isolation=level, listener=listener)
             rows.append(out)
             reason = (out.problems or out.mismatches or out.reasons or [""])[0]
+            error = _exception(out.feedback)
+            if error and reason.startswith("exited with code"):
+                reason = f"{reason}: {error}"
             print(f"{fault.name:34} {out.verdict:11} {out.expected or '-':11} {out.seconds:7.2f}  "
                   f"{'clean' if out.machine_clean else 'DIRTY':8} {'clean' if out.workspace_clean else 'DIRTY':9}  "
                   f"{reason[:90]}", flush=True)
