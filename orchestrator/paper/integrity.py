@@ -98,10 +98,8 @@ _BRACKETS = re.compile(r"\[[\d,\s–\-]+\]")
 
 def _references_cut(text: str) -> str:
     """The text before the bibliography (its years, volumes and pages are not results)."""
-    m = None
-    for m in re.finditer(r"^\s*(?:\d+\s+)?(?:References|Bibliography)\s*$", text, re.MULTILINE):
-        pass
-    return text[:m.start()] if m else text
+    heads = list(re.finditer(r"^\s*(?:\d+\s+)?(?:References|Bibliography)\s*$", text, re.MULTILINE))
+    return text[:heads[-1].start()] if heads else text
 
 
 def extract_numbers(text: str) -> list[Number]:
@@ -116,7 +114,7 @@ def extract_numbers(text: str) -> list[Number]:
             if heading and m.start() < heading.end() and m.start() == len(scan) - len(scan.lstrip()):
                 continue
             before = scan[:m.start()].rstrip()
-            if _REF_WORDS.search(before[-14:]) and not m.group("frac") and not m.group("pct"):
+            if _REF_WORDS.search(before[-14:]) and not m.group("pct") and not m.group("exp") and not m.group("exp2"):
                 continue
             intpart = m.group("int").replace(",", "")
             frac = m.group("frac") or ""
