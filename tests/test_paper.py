@@ -111,7 +111,7 @@ def test_integrity_flags_a_planted_number_and_a_missing_key_and_figure(paper_ws)
                           "\\includegraphics{missing.png}")
     assert planted != tex
     inputs.tex = planted
-    inputs.text = texmod.to_text(planted, texmod.setresults(inputs.results_tex))
+    inputs.text = texmod.source_text(planted, inputs.results_tex)
     rep = integrity.check(inputs)
     kinds = {f.kind: f for f in rep.findings}
     assert "0.4217" in kinds["unmatched-number"].message
@@ -120,7 +120,7 @@ def test_integrity_flags_a_planted_number_and_a_missing_key_and_figure(paper_ws)
     assert len(rep.errors) == 3
     # and the same source without the plant is clean
     inputs.tex = tex
-    inputs.text = texmod.to_text(tex, texmod.setresults(inputs.results_tex))
+    inputs.text = texmod.source_text(tex, inputs.results_tex)
     assert integrity.check(inputs).findings == []
 
 

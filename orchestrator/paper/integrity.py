@@ -235,17 +235,17 @@ def _check_source(p: PaperInputs, rep: IntegrityReport) -> None:
                 if not _figure_exists(target, roots):
                     f.append(Finding(kind="missing-figure", where=f"results.tex:{line}",
                                      message=f"figure {target!r} is placed but no such file exists"))
-        defined = texmod.setresults(p.results_tex)
+        defined = {m: texmod.setresults(p.results_tex, m) for m in ("result", "change")}
         failed = {r.label: r.status for r in p.failed}
-        for run, key, line in texmod.result_uses(tex):
-            if (run, key) in defined:
+        for run, key, line, macro in texmod.result_uses(tex):
+            if (run, key) in defined[macro]:
                 continue
             if run in failed:
                 f.append(Finding(kind="failed-run-presented", where=f"paper.tex:{line}",
-                                 message=f"\\result{{{run}}}{{{key}}}: {run} is {failed[run]}, not a result"))
+                                 message=f"\\{macro}{{{run}}}{{{key}}}: {run} is {failed[run]}, not a result"))
             else:
                 f.append(Finding(kind="undefined-result", where=f"paper.tex:{line}",
-                                 message=f"\\result{{{run}}}{{{key}}} has no validated value in results.tex"))
+                                 message=f"\\{macro}{{{run}}}{{{key}}} has no validated value in results.tex"))
     for sec in texmod.sections(tex):
         if sec.words < _MIN_SECTION_WORDS:
             f.append(Finding(kind="empty-section", where=f"paper.tex:{sec.line}",

@@ -124,9 +124,30 @@ def results_tex(runs: list[RunData], key_metrics: list[str], figures: list[str],
                 out.append(f"\\setresult{{{r.label}}}{{{key}}}{{{format_value(r.values[key])}}}")
         out.append("")
     keys = [k for k in key_metrics if any(k in r.values for r in runs) and _SAFE_KEY.match(k)]
+    deltas = changes(runs, keys)
+    if deltas:
+        out.append("% Relative change against the baseline, in percent: \\change{<run>}{<metric>}")
+        out += [f"\\setchange{{{label}}}{{{key}}}{{{format_value(round(v, 1))}}}" for (label, key), v in deltas.items()]
+        out.append("")
     out += _table(runs, keys)
     out += _figures(figures)
     return "\n".join(out) + "\n"
+
+
+def changes(runs: list[RunData], keys: list[str]) -> dict[tuple[str, str], float]:
+    """(run label, metric) -> percent change of each run's key metric against the baseline's."""
+    base = next((r for r in runs if r.baseline), None)
+    out: dict[tuple[str, str], float] = {}
+    if base is None:
+        return out
+    for r in runs:
+        if r.baseline:
+            continue
+        for k in keys:
+            b, v = base.values.get(k), r.values.get(k)
+            if isinstance(b, (int, float)) and isinstance(v, (int, float)) and b != 0 and math.isfinite(b) and math.isfinite(v):
+                out[(r.label, k)] = (v - b) / abs(b) * 100.0
+    return out
 
 
 def _table(runs: list[RunData], keys: list[str]) -> list[str]:

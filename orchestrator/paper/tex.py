@@ -15,10 +15,10 @@ PLACEHOLDER = "(to be written)"
 _COMMENT = re.compile(r"(?<!\\)%.*$")
 _CITE = re.compile(r"\\(?:no)?cite[a-zA-Z]*\*?(?:\[[^\]]*\]){0,2}\{([^}]*)\}")
 _GRAPHICS = re.compile(r"\\includegraphics\*?(?:\[[^\]]*\])?\{([^}]*)\}")
-_RESULT = re.compile(r"\\result\{([^}]*)\}\{([^}]*)\}")
+_RESULT = re.compile(r"\\(result|change)\{([^}]*)\}\{([^}]*)\}")
 _SECTION = re.compile(r"\\section\*?\{([^}]*)\}")
 _BIBKEY = re.compile(r"@\s*([A-Za-z]+)\s*[{(]\s*([^,\s]+)\s*,")
-_SETRESULT = re.compile(r"\\setresult\{([^}]*)\}\{([^}]*)\}\{(.*)\}\s*$")
+_SETRESULT = re.compile(r"\\set(result|change)\{([^}]*)\}\{([^}]*)\}\{(.*)\}\s*$")
 
 
 @dataclass
@@ -56,9 +56,10 @@ def graphics(tex: str) -> list[tuple[str, int]]:
     return [(m.group(1).strip(), _line_of(clean, m.start())) for m in _GRAPHICS.finditer(clean)]
 
 
-def result_uses(tex: str) -> list[tuple[str, str, int]]:
+def result_uses(tex: str) -> list[tuple[str, str, int, str]]:
+    """(run, metric, line, macro) for every \\result and \\change in the source."""
     clean = strip_comments(tex)
-    return [(m.group(1).strip(), m.group(2).strip(), _line_of(clean, m.start())) for m in _RESULT.finditer(clean)]
+    return [(m.group(2).strip(), m.group(3).strip(), _line_of(clean, m.start()), m.group(1)) for m in _RESULT.finditer(clean)]
 
 
 def bib_keys(bib: str) -> set[str]:
@@ -100,12 +101,13 @@ def placeholders(tex: str) -> list[tuple[str, int]]:
     return out
 
 
-def setresults(results_tex: str) -> dict[tuple[str, str], str]:
+def setresults(results_tex: str, macro: str = "result") -> dict[tuple[str, str], str]:
+    """(run, metric) -> the LaTeX value results.tex sets, for \\result (or "change": \\change)."""
     out = {}
     for ln in results_tex.splitlines():
         m = _SETRESULT.match(ln.strip())
-        if m:
-            out[(m.group(1), m.group(2))] = m.group(3)
+        if m and m.group(1) == macro:
+            out[(m.group(2), m.group(3))] = m.group(4)
     return out
 
 
@@ -114,17 +116,18 @@ _DROP_ARG = ("label", "ref", "eqref", "autoref", "cref", "Cref", "pageref", "inc
              "graphicspath", "url", "href", "begin", "end", "setcaption", "resizebox", "addtolength", "newcommand")
 
 
-def to_text(tex: str, values: dict[tuple[str, str], str]) -> str:
+def to_text(tex: str, values: dict[tuple[str, str], str], changes: dict[tuple[str, str], str] | None = None) -> str:
     """A plain-text rendering of LaTeX prose: \\result macros replaced by their values, citations and
     references by placeholders, other commands dropped, their text arguments kept."""
     s = strip_comments(tex)
     s = re.sub(r"\\begin\{document\}", "", s)
 
     def _value(m: re.Match) -> str:
-        v = values.get((m.group(1).strip(), m.group(2).strip()))
+        table = values if m.group(1) == "result" else (changes or {})
+        v = table.get((m.group(2).strip(), m.group(3).strip()))
         if v is None:
             return "??"
-        return _plain(v)
+        return _plain(v) + ("%" if m.group(1) == "change" else "")
 
     s = _RESULT.sub(_value, s)
     s = _CITE.sub(" (citation) ", s)
@@ -135,6 +138,11 @@ def to_text(tex: str, values: dict[tuple[str, str], str]) -> str:
     s = re.sub(r"[{}$^]", "", s)
     s = s.replace("\\\\", "\n")
     return re.sub(r"[ \t]+", " ", s)
+
+
+def source_text(tex: str, results_tex: str | None) -> str:
+    """The paper as text when there is no PDF: the source with results.tex's values put in."""
+    return to_text(tex, setresults(results_tex or ""), setresults(results_tex or "", "change"))
 
 
 def _plain(latex_value: str) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from .. import prompts
 from ..context import Context
 from ..conversation import Conversations
+from ..errors import WorkspaceError
 from ..events import Artifact, Message
 from ..paper import integrity
 from ..paper import results as paper_results
@@ -44,13 +45,23 @@ def workspace_inputs(ws, idea=None) -> tuple[integrity.PaperInputs, str]:
     if (root / "paper.pdf").is_file():
         text, source = pdf_text(root / "paper.pdf"), "paper.pdf"
     if text is None and tex is not None:
-        text, source = texmod.to_text(tex, texmod.setresults(results_tex or "")), "latex/paper.tex"
+        text = texmod.source_text(tex, results_tex)
+        source = "latex/paper.tex"
+    # the percent changes results.tex offers (\change) are numbers the prose may print
+    deltas = [float(v) for v in paper_results.changes(ok, _key_metrics(ws)).values()]
     bib = root / "latex" / "references.bib"
     return integrity.PaperInputs(
         text=text, tex=tex, tex_dir=root / "latex", results_tex=results_tex,
         bib=texmod.read(bib) if bib.exists() else None, runs=ok, failed=bad,
-        extra_values=idea_numbers(idea) if idea is not None else [], figure_roots=[root],
+        extra_values=(idea_numbers(idea) if idea is not None else []) + deltas, figure_roots=[root],
     ), source
+
+
+def _key_metrics(ws) -> list[str]:
+    try:
+        return list(ws.manifest.key_metrics)
+    except WorkspaceError:  # an imported workspace may have no manifest
+        return []
 
 
 def pdf_inputs(pdf: Path) -> integrity.PaperInputs:
