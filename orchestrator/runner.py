@@ -342,7 +342,7 @@ def run(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=_preexec(limits, cg.join_files() if cg else []),  # noqa: PLW1509 (no other way to join a cgroup before exec)
+            preexec_fn=_preexec(limits, cg.join_files() if cg else []),  # the only way to join a cgroup before exec
             close_fds=True,
         )
     except OSError as exc:
