@@ -223,3 +223,33 @@ def test_review_command_on_a_bare_pdf_runs_the_checks_it_can(tmp_path, capsys):
     data = json.loads((tmp_path / "paper.review.json").read_text())
     assert data["review"] is None and data["integrity"]["findings"][0]["kind"] == "unresolved-reference"
     assert run_cli("review", tmp_path / "nothing.txt") == 2
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed")
+def test_review_command_with_a_live_model_retries_a_malformed_reply(tmp_path, monkeypatch, capsys):
+    """Real aider against the loopback OpenAI-compatible server: a malformed form, then a valid one."""
+    import matplotlib
+    from fake_openai import Canned, FakeOpenAI
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["pdf.fonttype"] = 42
+    fig = plt.figure(figsize=(4, 2))
+    fig.text(0.1, 0.5, "Sparse autoencoders recover planted features.")
+    fig.savefig(tmp_path / "p.pdf")
+    plt.close(fig)
+    srv = FakeOpenAI()
+    monkeypatch.setenv("OPENAI_API_BASE", srv.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    srv.replies = [Canned("Overall it is fine, 6/10."), Canned("```json\n" + json.dumps(dict(FORM, overall=6)) + "\n```")]
+    try:
+        assert run_cli("review", tmp_path / "p.pdf", "--model", "openai/test-model", "-o", tmp_path / "r.json") == 0
+    finally:
+        srv.close()
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["review"]["overall"] == 6 and data["model"] == "openai/test-model"
+    assert [a["step"] for a in data["attempts"]] == ["review", "review-retry-1"]
+    assert "Sparse autoencoders recover planted features" in str(srv.requests[0]["messages"])
+    assert "no JSON object found" in str(srv.requests[1]["messages"][-1]["content"])
+    assert "overall 6/10" in capsys.readouterr().out
