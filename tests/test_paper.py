@@ -174,3 +174,26 @@ def test_templates_citation_keys_all_exist_in_the_bibliography():
     assert {"elhage2022superposition", "bricken2023monosemanticity", "karvonen2025saebench", "bussmann2025matryoshka",
             "chanin2024absorption", "nanda2022transformerlens"} <= keys
     assert len(keys) == len(texmod.bib_entries((root / "references.bib").read_text()))
+
+
+@needs_tex
+def test_kill_9_in_the_writeup_and_in_latexmk_then_resume_gives_the_same_paper(paper_ws, tmp_path):
+    """kill -9 after the 12th exchange (mid-writeup), resume; kill -9 as latexmk starts, resume: the paper
+    ends as in the uninterrupted run, and no exchange was asked twice."""
+    env = {"ORCHESTRATE_MODEL": ""}
+    proc = cli_subprocess("run", FIXTURES / "paper_idea.json", "--sandbox", tmp_path / "sb", "--stages", ALL,
+                          env={**env, "ORCHESTRATE_FAULT": "after:exchange:12"})
+    assert proc.returncode == -9
+    ws = only_workspace(tmp_path / "sb")
+    proc = cli_subprocess("resume", ws, "--stages", ALL, env={**env, "ORCHESTRATE_FAULT": "after:run_started:8"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert [e for e in events(ws, "run_started")][-1]["phase"] == "latex"
+    proc = cli_subprocess("resume", ws, "--stages", ALL, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (ws / "latex" / "paper.tex").read_text() == (paper_ws / "latex" / "paper.tex").read_text()
+    assert (ws / "paper.pdf").is_file()
+    keys = [(e["stage"], e["run"], e["attempt"], e["step"]) for e in events(ws, "exchange")]
+    assert len(keys) == len(set(keys)) == len(events(paper_ws, "exchange"))
+    latex = [e["status"] for e in events(ws, "run_finished") if e["phase"] == "latex"]
+    assert latex == ["failed", "ok"]
+    assert json.loads((ws / "review.json").read_text())["integrity"]["findings"] == []
