@@ -50,24 +50,29 @@ def header(tl: Timeline) -> Panel:
 
 def runs_table(tl: Timeline) -> Table:
     t = Table(title="Runs", title_justify="left", show_lines=False, expand=False)
+    with_tokens = any(a.tokens for r in tl.runs for a in r.attempts)  # a scripted transcript has none
     t.add_column("run", justify="right")
     t.add_column("att", justify="right")
-    t.add_column("verdict")
-    t.add_column("reason", overflow="fold", max_width=60)
-    t.add_column("wall", justify="right")
+    t.add_column("verdict", no_wrap=True)
+    t.add_column("reason", overflow="fold", max_width=60, ratio=1)
+    t.add_column("wall", justify="right", no_wrap=True)
     t.add_column("exit", justify="right")
-    t.add_column("diff", justify="right")
-    t.add_column("tokens", justify="right")
+    t.add_column("diff", justify="right", no_wrap=True)
+    if with_tokens:
+        t.add_column("tokens", justify="right")
+
+    def row(*cells, end: bool) -> None:
+        t.add_row(*(cells if with_tokens else cells[:-1]), end_section=end)
+
     for r in tl.runs:
         last = len(r.attempts) - 1
         for i, a in enumerate(r.attempts):
-            t.add_row(
-                str(r.run) if i == 0 else "", str(a.attempt), verdict(a.verdict), Text(a.reason), fmt_wall(a.wall_s) if a.phases and not tl.imported else "-",
+            row(str(r.run) if i == 0 else "", str(a.attempt), verdict(a.verdict), Text(a.reason),
+                fmt_wall(a.wall_s) if a.phases and not tl.imported else "-",
                 "-" if a.exit_code is None else str(a.exit_code), f"+{a.added} -{a.removed}" if a.edits else "-",
-                fmt_tokens(a.tokens) if a.tokens else "-", end_section=(i == last),
-            )
+                fmt_tokens(a.tokens) if a.tokens else "-", end=(i == last))
         if not r.attempts:
-            t.add_row(str(r.run), "-", verdict(r.status), Text("; ".join(r.reasons)), "-", "-", "-", "-", end_section=True)
+            row(str(r.run), "-", verdict(r.status), Text("; ".join(r.reasons)), "-", "-", "-", "-", end=True)
         t.rows[-1].end_section = True
         if len(r.attempts) == 1 and r.attempts[0].verdict == r.status:
             continue  # one attempt whose verdict is the run's: its row says it all
@@ -80,10 +85,12 @@ def runs_table(tl: Timeline) -> Table:
             note = "the agent ended the stage before it"
         else:
             note = ""
-        if r.status not in ("ok", "not run") and r.reasons:
-            note = (note + ": " if note else "") + "; ".join(r.reasons[:2])
-        t.add_row("", "", summary, Text(note, style="dim"), fmt_wall(r.wall_s) if r.wall_s and not tl.imported else "", "",
-                  f"+{r.added} -{r.removed}" if r.edits else "", "", end_section=True)
+        shown = r.attempts[-1].reason if r.attempts else ""
+        more = [why for why in r.reasons if why not in shown and not why.startswith("gave up after")]
+        if r.status not in ("ok", "not run") and more:
+            note += ("; also: " if note else "") + "; ".join(more[:2])
+        row("", "", summary, Text(note, style="dim"), fmt_wall(r.wall_s) if r.wall_s and not tl.imported else "", "",
+            f"+{r.added} -{r.removed}" if r.edits else "", "", end=True)
     return t
 
 
