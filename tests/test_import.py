@@ -223,3 +223,14 @@ def test_markdown_full_pipeline_stages(tmp_path):
     assert [r.status for r in tl.runs] == ["ok", "not run"]
     assert j.events[0].template == "sae_variants"  # the log names no template: the built-in default
     assert [r.key for r in tl.metric_rows()] == ["training_steps", "final_loss"] and tl.metric_rows()[0].baseline == 100.0
+
+
+def test_template_option_judges_with_that_manifest(tmp_path):
+    if not REFERENCE.is_file():
+        pytest.skip(f"reference log not found at {REFERENCE}")
+    ws = import_log(REFERENCE, sandbox=tmp_path, template=ROOT / "tests" / "fixtures" / "tiny")
+    rec = ws.journal.last(RunRecorded, run=1)
+    assert ws.journal.events[0].template == "tiny"
+    assert rec.status == "failed" and "required key training.steps_executed is missing" in rec.reasons[0]
+    with pytest.raises(InputError):
+        import_log(REFERENCE, sandbox=tmp_path, template=tmp_path / "nowhere")
