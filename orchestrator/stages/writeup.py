@@ -85,6 +85,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         not_results=[f"run {r.run}: {r.status}" for r in bad_runs],
         figures=[paper_results.figure_name(f) for f in figures],
         bib=texmod.bib_entries(bib_path.read_text()),
+        example=f"\\result{{{ok_runs[-1].label if ok_runs else 'run1'}}}{{{(ctx.manifest.key_metrics or ['metric'])[0]}}}",
     )
     files = [PAPER]
     read_only = [p for p in ("notes.txt", "latex/results.tex") if (ws.root / p).exists()]
