@@ -146,7 +146,7 @@ def import_log(path: Path, *, sandbox: Path, template: Path | None = None, model
     manifest = manifest_from(template) if template is not None else builtin_manifest(idea.template)
     name = _name(parsed, path)
     builder = Builder(manifest, model=model or idea.model or "unknown (imported)", baseline=idea.baseline,
-                      find_results=lambda run: console._results_file(path.parent, run))
+                      find_results=lambda run: console._results_file(path.parent, run), max_runs=idea.max_runs or 5)
     built = builder.feed(parsed.items)
 
     sandbox.mkdir(parents=True, exist_ok=True)

@@ -44,12 +44,13 @@ def _summary(error: str) -> str:
 
 class Builder:
     def __init__(self, manifest: Manifest, *, model: str, baseline: dict[str, Any] | None,
-                 find_results: ResultsLookup | None = None) -> None:
+                 find_results: ResultsLookup | None = None, max_runs: int = 5) -> None:
         self.m = manifest
         self.model = model
         self.baseline = baseline
         self.find_results = find_results or (lambda run: (None, None))
         self.out = Built()
+        self.max_runs = max_runs  # AI Scientist's MAX_RUNS (5) unless the log's first prompt says otherwise
         self.stage: str | None = None
         self.run = 1
         self.attempt = 0
@@ -62,6 +63,7 @@ class Builder:
         self.previous_ok: dict[str, Any] | None = None
         self.stage_steps: dict[str, int] = {}
         self.session_cost: float | None = None
+        self.iterations = False  # the log has `Currently on iteration` lines
         self.cost = 0.0
 
     def emit(self, e: _Event) -> None:
@@ -71,6 +73,11 @@ class Builder:
     def start_stage(self, stage: str) -> None:
         if self.stage == stage:
             return
+        if self.stage == "experiments" and stage == "plots" and self.open_attempt and not self.done_declared:
+            # The loop only reaches the plots after a run that exited 0 (or ALL_COMPLETED): it completed.
+            self.outcome(Outcome(kind="completed", line=0, run=self.run, exit_code=0))
+            if self.stage == stage:
+                return
         if self.stage is not None:
             self.finish_stage("done")
         self.stage = stage
@@ -111,6 +118,11 @@ class Builder:
     def reply(self, r: Reply) -> None:
         if self.stage is None:
             self.start_stage("experiments")
+        reflection = self.reflection or r.reflection
+        if self.stage == "experiments" and self.open_attempt and not reflection and not self.prompt and not self.iterations:
+            # A console capture without progress lines: the loop asked again without a failure line, so the
+            # previous attempt exited 0 — AI Scientist's loop then moves to the next run (or to the plots).
+            self.outcome(Outcome(kind="completed", line=r.line, run=self.run, exit_code=0))
         stage = self.stage or "experiments"
         bs = blocks(r.text)
         self.cost += r.cost
@@ -125,13 +137,13 @@ class Builder:
                 step = "edit"
             else:
                 self.step_n += 1
-                step = "lint" if self.reflection else f"fix{self.step_n}"
+                step = "lint" if reflection else f"fix{self.step_n}"
             run, attempt = self.run, self.attempt
             if done:
                 self.done_declared = True
         else:
             n = self.stage_steps[stage] = self.stage_steps.get(stage, 0) + 1
-            step = ("lint" if self.reflection else "edit") + f"{n}"
+            step = ("lint" if reflection else "edit") + f"{n}"
             run = attempt = None
         self.emit(Exchange(stage=stage, run=run, attempt=attempt, step=step, prompt=self.prompt, response=r.text,
                            model=self.model, prompt_tokens=r.sent, completion_tokens=r.received, cost_usd=r.cost,
@@ -181,9 +193,12 @@ class Builder:
         if verdict.ok:
             self.previous_ok = data
         self.run, self.attempt, self.open_attempt, self.last_failure = self.run + 1, 0, False, None
+        if self.run > self.max_runs:
+            self.start_stage("plots")  # the loop ends after its last run
 
     def iteration(self, it: Iteration) -> None:
         """`Currently on iteration I of run R`: a new attempt at run R is about to be asked for."""
+        self.iterations = True
         self.start_stage("experiments")
         if it.run > self.run and self.open_attempt:
             # The loop only moves to the next run when the last attempt exited 0: it completed.

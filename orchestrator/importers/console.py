@@ -41,6 +41,7 @@ FAILED = re.compile(r"^Run (\d+) failed with return code (-?\d+)")
 ERROR = re.compile(r"^Run failed with the following error ?(.*)$")
 TIMEOUT = re.compile(r"^Run (\d+) timed out after (\d+(?:\.\d+)?) seconds")
 COMPLETED = re.compile(r"^Run (\d+) completed\. Here are the results:\s*(.*)$")
+EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b(:.*)?$")
 MODEL = re.compile(r"^(?:Main model|Model): (\S+)")
 STAGES = {"Experiments": "experiments", "Writeup": "writeup", "Review": "review", "Improvement": "review"}
 SIMPLE = [
@@ -78,6 +79,14 @@ def _is_marker(line: str) -> bool:
     )
 
 
+def _rendered_or_stderr(line: str) -> bool:
+    """aider's rich rendering pads every line to the console's width; the plain print does not. The
+    experiment's stderr (a traceback, tqdm bars) follows the plain reply when a run fails."""
+    pad = len(line) - len(line.rstrip())
+    return (pad >= 2 or line.startswith(("Traceback (most recent call last):", '  File "'))
+            or re.match(r"^\s*\d+%\|", line) is not None)
+
+
 def _results_file(log_dir: Path, run: int) -> tuple[dict | None, str | None]:
     """AI Scientist keeps run_R/final_info.json beside its log; the model saw `{k: v["means"]}` of it."""
     path = log_dir / f"run_{run}" / "final_info.json"
@@ -102,13 +111,28 @@ def parse(text: str, log_dir: Path | None = None) -> Parsed:
     iteration_replies: list[Reply] = []
     done_declared = False
     plots_marked = False
+    plain: list[str] | None = None  # the plain print of the reply after aider's lines (upstream `print(coder_out)`)
+    plain_fence = False  # inside a code fence of the plain reply (indented blank lines there are not padding)
     i = 0
 
-    def capture(j: int, first: str, stop_traceback: bool) -> tuple[str, int]:
-        """Text from line j (its rest `first`) until the next marker; returns (text, next index)."""
+    def flush_plain() -> None:
+        nonlocal plain, plain_fence, done_declared
+        plain_fence = False
+        if plain is not None and last_reply is not None and "\n".join(plain).strip():
+            body = "\n".join(plain).strip("\n")
+            last_reply.text = body
+            idea_from_paths(body, idea)
+            if "ALL_COMPLETED" in body:
+                done_declared = True
+        plain = None
+
+    def capture(j: int, first: str, stop_traceback: bool, stop_after_exception: bool = False) -> tuple[str, int]:
+        """Text from line j (its rest `first`) until the next marker; returns (text, next index).
+        With stop_after_exception, a traceback's exception line ends it (what follows is the next reply)."""
         out = [first] if first else []
         k = j + 1
         fence = first.startswith("```")
+        in_tb = first.startswith(("Traceback", '  File "'))
         while k < len(lines):
             ln = lines[k]
             if ln.startswith("```"):
@@ -117,12 +141,18 @@ def parse(text: str, log_dir: Path | None = None) -> Parsed:
                 break
             out.append(ln.rstrip())
             k += 1
+            in_tb = in_tb or ln.startswith(("Traceback (most recent call last):", '  File "'))
+            if stop_after_exception and in_tb and EXCEPTION.match(ln):
+                break
         return "\n".join(out).strip("\n"), k
 
     while i < len(lines):
         raw = lines[i]
         s = raw.strip()
         n = i + 1
+        if plain is not None and not APPLIED.match(s) and (
+                _is_marker(raw) or (not plain_fence and _rendered_or_stderr(raw))):
+            flush_plain()
         if TS.match(s):
             idea.started = idea.started or s
         elif m := STARTING_IDEA.match(s):
@@ -141,16 +171,18 @@ def parse(text: str, log_dir: Path | None = None) -> Parsed:
                 items.append(StageMark(stage="plots", status="started", line=n))
                 plots_marked = True
             body = "\n".join(x.rstrip() for x in rendered).strip()
-            reply = Reply(text=body, line=rendered_start)
+            reply = Reply(text=body, line=rendered_start, reflection="Fix any errors below, if possible." in body)
             tokens_line(reply, s)
             items.append(reply)
             iteration_replies.append(reply)
             last_reply = reply
             rendered, rendered_start = [], n + 1
+            plain = []
         elif m := APPLIED.match(s):
             if last_reply is not None and m[1] not in last_reply.applied:
                 last_reply.applied.append(m[1])
         elif m := CODER_OUT.match(raw):
+            plain = None
             body, i = capture(i, m[1], stop_traceback=True)
             idea_from_paths(body, idea)
             if iteration_replies:
@@ -164,7 +196,7 @@ def parse(text: str, log_dir: Path | None = None) -> Parsed:
         elif m := FAILED.match(s):
             items.append(Outcome(kind="failed", line=n, run=int(m[1]), exit_code=int(m[2])))
         elif m := ERROR.match(raw):
-            body, i = capture(i, m[1], stop_traceback=False)
+            body, i = capture(i, m[1], stop_traceback=False, stop_after_exception=True)
             idea_from_paths(body, idea)
             last = items[-1] if items else None
             if isinstance(last, Outcome) and last.kind == "failed" and not last.error:
@@ -195,8 +227,14 @@ def parse(text: str, log_dir: Path | None = None) -> Parsed:
                     items.append(item)
                     break
             else:
-                rendered.append(raw)
+                if plain is not None:
+                    plain.append(raw.rstrip())
+                    if raw.startswith("```"):
+                        plain_fence = not plain_fence
+                else:
+                    rendered.append(raw)
         i += 1
+    flush_plain()
 
     if log_dir is not None:
         _fill_results(items, log_dir)

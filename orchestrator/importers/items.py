@@ -58,6 +58,7 @@ class Reply:
     session_cost: float | None = None
     applied: list[str] = field(default_factory=list)
     failed: str | None = None
+    reflection: bool = False  # a reply to aider's own follow-up (lint errors) within the same request
 
 
 @dataclass
