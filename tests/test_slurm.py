@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, ROOT, events
 
-submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install 'orchestrator[slurm]')")
-
 from orchestrator.errors import InputError
 from orchestrator.executors.slurm import SlurmConfig, SlurmExecutor, load_config, signal_delay_s
+
+submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install 'orchestrator[slurm]')")
 
 SLEEP_TEMPLATE = FIXTURES / "fleet_sleep"
 CLUSTER_SCRIPT = ROOT / "scripts" / "slurm-cluster"
