@@ -262,7 +262,7 @@ def evaluate_synthetic(sae, task: SyntheticTask, device, n_eval: int = 16384) ->
         "n_eval": int(n_eval),
         "mean_max_cos_parents": best_cos[par].mean().item(),
         "mean_max_cos_children": best_cos[ch].mean().item(),
-        "mean_max_cos_independent": best_cos[ind].mean().item() if len(ind) else float("nan"),
+        "mean_max_cos_independent": best_cos[ind].mean().item() if len(ind) else None,
         "fraction_recovered": (best_cos > 0.9).float().mean().item(),
         "absorption_rate": _nanmean(absorption),
         "absorption_full_rate": _nanmean(absorption_full),
@@ -357,7 +357,7 @@ def _load_pretrained(cfg: dict, device):
         from transformer_lens import HookedTransformer
         model = HookedTransformer.from_pretrained_no_processing(
             name, device=str(device), dtype=cfg.get("lm_dtype", "float32"))
-    except Exception as e:  # noqa: BLE001 - turned into one clear line
+    except Exception as e:
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise SystemExit(
             f"harness: cannot load pretrained model {name!r}: {type(e).__name__}: {msg} "
@@ -425,7 +425,7 @@ def load_lm_activations(cfg: dict, device) -> LMActivations:
     else:
         key = _hash({"harness": HARNESS_VERSION, "model": cfg["model"], "n_ctx": cfg["lm_n_ctx"]})
         model = _load_pretrained(cfg, device)
-        lm_loss = float("nan")
+        lm_loss = None  # not trained here (a NaN would read as a broken run)
         train_ids, eval_ids = _tokenize_for(model, cfg)
         n_ctx = int(cfg["lm_n_ctx"])
     model.eval()
@@ -463,6 +463,18 @@ def load_lm_activations(cfg: dict, device) -> LMActivations:
 
 # --------------------------------------------------------------------------- #
 # core metrics (SAEBench "core" eval)
+
+
+def _ce_sum(logits, target) -> float:
+    """Next-token cross-entropy, summed over the prediction positions."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                           target.reshape(-1), reduction="sum").item()
+
+
+def _kl_sum(logp_clean, logits) -> float:
+    """KL(p_clean || p_patched), summed over the prediction positions."""
+    logp = logits[:, :-1].log_softmax(-1)
+    return (logp_clean.exp() * (logp_clean - logp)).sum(-1).sum().item()
 
 
 @torch.no_grad()
@@ -507,22 +519,12 @@ def evaluate_core(sae, lm: LMActivations, batch_size: int = 32) -> dict:
         logits_abl = model.run_with_hooks(tokens, fwd_hooks=[(hook, ablate)]).float()
         target = tokens[:, 1:]
         n = target.numel()
-
-        def ce(logits):
-            return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                   target.reshape(-1), reduction="sum").item()
-
         logp_clean = logits_clean[:, :-1].log_softmax(-1)
-
-        def kl(logits):  # KL(p_clean || p_patched), summed over prediction positions
-            logp = logits[:, :-1].log_softmax(-1)
-            return (logp_clean.exp() * (logp_clean - logp)).sum(-1).sum().item()
-
-        sums["ce_clean"] += ce(logits_clean)
-        sums["ce_sae"] += ce(logits_sae)
-        sums["ce_abl"] += ce(logits_abl)
-        sums["kl_sae"] += kl(logits_sae)
-        sums["kl_abl"] += kl(logits_abl)
+        sums["ce_clean"] += _ce_sum(logits_clean, target)
+        sums["ce_sae"] += _ce_sum(logits_sae, target)
+        sums["ce_abl"] += _ce_sum(logits_abl, target)
+        sums["kl_sae"] += _kl_sum(logp_clean, logits_sae)
+        sums["kl_abl"] += _kl_sum(logp_clean, logits_abl)
         x, x_hat, f = captured["x"].float(), captured["x_hat"].float(), captured["f"].float()
         m = x.shape[0]
         sums["n_tok"] += m
@@ -574,7 +576,7 @@ def env_info() -> dict:
     try:
         from importlib.metadata import version
         tl = version("transformer_lens")
-    except Exception:  # noqa: BLE001
+    except Exception:
         tl = getattr(transformer_lens, "__version__", "unknown")
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformer_lens": tl, "platform": sys.platform,

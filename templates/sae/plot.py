@@ -12,7 +12,7 @@ import re
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 # label shown for each run; the agent may fill this in (e.g. {"run_1": "Matryoshka"})
 LABELS = {"run_0": "baseline"}
