@@ -149,8 +149,15 @@ def _squeue_state(job_id: str) -> str:
 
 
 def _sacct(*args: str) -> list[list[str]]:
-    cp = subprocess.run(["sacct", "-n", "-P", "-X", *args], check=False, capture_output=True, text=True, timeout=30)
-    return [r.split("|") for r in cp.stdout.strip().splitlines() if r.strip()]
+    """Accounting rows; slurmctld hands a job's end to slurmdbd a moment after it happens, so ask until they come."""
+    rows: list[list[str]] = []
+    for _ in range(40):
+        cp = subprocess.run(["sacct", "-n", "-P", "-X", *args], check=False, capture_output=True, text=True, timeout=30)
+        rows = [r.split("|") for r in cp.stdout.strip().splitlines() if r.strip()]
+        if rows and not any(c in ("RUNNING", "PENDING", "COMPLETING") for r in rows for c in r):
+            break
+        time.sleep(0.5)
+    return rows
 
 
 def _full_verdict(ws: Path) -> dict:
@@ -170,11 +177,9 @@ def test_an_ideas_runs_go_through_real_jobs(tmp_path):
     started = events(ws, "run_started")
     ids = [e["job_id"] for e in started]
     assert [e["phase"] for e in started] == ["smoke", "full"] and all(ids) and len(set(ids)) == 2
-    acct = {row[0]: row for row in _sacct("-j", ",".join(ids), "-o", "JobID,State,JobName%80")}
-    for e in started:
-        _, state, name = acct[e["job_id"]]
-        assert state == "COMPLETED"
-        assert name == f"orch:{ws.name}:run_1:attempt_1:{e['phase']}"
+    for e in started:  # each run is exactly one real job, named after its workspace and run
+        rows = _sacct("--name", f"orch:{ws.name}:run_1:attempt_1:{e['phase']}", "-o", "JobID,State")
+        assert rows == [[e["job_id"], "COMPLETED"]], rows
     info = json.loads((ws / "run_1" / "final_info.json").read_text())  # written on the node, read here
     assert info["env"]["slurm_job_id"] == started[1]["job_id"]
     assert (ws / ".orchestrate/runs/run_1/attempt_1/full/stdout.txt").is_file()
@@ -209,6 +214,37 @@ def test_a_cancelled_job_gets_a_clear_verdict(tmp_path):
     fin = _full_verdict(ws)
     assert fin["status"] == "failed"
     assert f"Slurm job {job_id}" in fin["reasons"][0] and "was cancelled" in fin["reasons"][0], fin["reasons"]
+    assert (fin["job"]["job_id"], fin["job"]["state"]) == (job_id, "CANCELLED")
+
+
+def _node_cpus() -> int:
+    cp = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], check=False, capture_output=True, text=True, timeout=30)
+    return int(cp.stdout.split()[0])
+
+
+@cluster
+def test_a_preempted_job_gets_a_clear_verdict(tmp_path):
+    cp = subprocess.run(["sinfo", "-h", "-p", "urgent", "-o", "%P"], check=False, capture_output=True, text=True, timeout=30)
+    if "urgent" not in cp.stdout:
+        pytest.skip("needs a partition 'urgent' that preempts the default one (scripts/slurm-cluster makes it)")
+    cpus = _node_cpus()
+    idea = _idea(tmp_path, "slurm_preempt", sleep_s=600, slurm={"cpus": cpus})  # the whole node
+    proc = _start(tmp_path, idea, tmp_path / "sb")
+    urgent = None
+    try:
+        ws, job_id = _full_run_job(tmp_path / "sb")
+        urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent", "-c", str(cpus), "-o", "/dev/null",
+                                 "--wrap", "sleep 2"], check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+        assert proc.wait(timeout=120) == 0, (tmp_path / "orchestrate.out").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if urgent:
+            subprocess.run(["scancel", urgent], check=False, timeout=30)
+    fin = _full_verdict(ws)
+    assert fin["status"] == "failed"
+    assert f"Slurm job {job_id}" in fin["reasons"][0] and "was preempted" in fin["reasons"][0], fin["reasons"]
+    assert fin["job"]["state"] == "PREEMPTED"
 
 
 @cluster
