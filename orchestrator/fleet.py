@@ -170,12 +170,10 @@ def expand_ideas(paths: list[Path], *, all_: bool, idea_name: str | None) -> lis
 def executor_spec(args: argparse.Namespace, idea_slurm: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What each idea's runs execute on, as the journal keeps it."""
     if args.executor == "slurm":
-        from .executors.slurm import SlurmExecutor, load_config, slurm_available
+        from .executors.slurm import SlurmExecutor, check_cluster, load_config
 
         ex = SlurmExecutor(load_config(getattr(args, "slurm_config", None), idea_slurm))
-        if not slurm_available():
-            raise InputError(None, "--executor slurm: no Slurm controller answers `sinfo` here "
-                                   "(try scripts/slurm-cluster start for a local one)")
+        check_cluster(ex.config)
         return ex.spec()
     gpus = gpu_slots(args.gpus)
     if not gpus:

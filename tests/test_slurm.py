@@ -167,6 +167,24 @@ def _full_verdict(ws: Path) -> dict:
 
 
 @cluster
+def test_an_unknown_partition_stops_before_anything_is_made(tmp_path):
+    idea = _idea(tmp_path, "slurm_bad", sleep_s=0, slurm={"partition": "no-such-partition"})
+    cp = _run("run", idea, "--executor", "slurm", "--sandbox", tmp_path / "sb")
+    assert cp.returncode == 2 and "no partition 'no-such-partition'" in cp.stderr, cp.stderr
+    assert _workspace(tmp_path / "sb") is None
+
+
+@cluster
+def test_a_job_slurm_refuses_is_an_error_that_starts_nothing(tmp_path):
+    from orchestrator.executors.slurm import SubmitError
+
+    ex = SlurmExecutor(SlurmConfig(mem="100000G"))  # more than any node here
+    with pytest.raises(SubmitError, match="Slurm refused the job for run_1/attempt_1/full .*mem=100000G"):
+        ex.submit([sys.executable, "-c", "pass"], cwd=tmp_path, log_dir=tmp_path / "logs", timeout_s=60, env={},
+                  limits=None, isolation="none", writable=[], watch_dir=None, key="run_1/attempt_1/full")
+
+
+@cluster
 def test_an_ideas_runs_go_through_real_jobs(tmp_path):
     idea = _idea(tmp_path, "slurm_ok", sleep_s=0.5, max_runs=2)
     cp = _run("run", idea, "--executor", "slurm", "--sandbox", tmp_path / "sb")

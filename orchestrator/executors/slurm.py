@@ -29,16 +29,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import runner, sandbox
-from ..errors import InputError
+from ..errors import InputError, OrchestratorError
 from ..settings import Limits
 from ..validation import first_problem
 
 SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before the time limit
-START_MARGIN_S = 60  # for the job to start its Python and the runner before the run's own clock starts
+START_MARGIN_S = 60
+UNKNOWN_JOB_S = 60  # a job that neither squeue nor sacct knows for this long is lost (purged, another cluster)  # for the job to start its Python and the runner before the run's own clock starts
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
                 "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"}
 # Environment the node gives a job that the run needs to see (its GPUs, its allocation).
 _NODE_VARS = re.compile(r"^(SLURM_\w+|CUDA_VISIBLE_DEVICES|ROCR_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|HIP_VISIBLE_DEVICES)$")
+
+
+class SubmitError(OrchestratorError):
+    """sbatch refused a job (an unknown partition, a limit of the site): nothing was started; resume retries."""
 
 
 class SlurmConfig(BaseModel):
@@ -171,6 +176,17 @@ def slurm_available() -> bool:
     return runner.tool(["sinfo", "-h", "-o", "%P"], timeout_s=20).exit_code == 0
 
 
+def check_cluster(config: SlurmConfig) -> None:
+    """Before any workspace is made: a controller answers, and the partition asked for exists."""
+    res = runner.tool(["sinfo", "-h", "-o", "%P"], timeout_s=20)
+    if res.exit_code != 0:
+        raise InputError(None, "--executor slurm: no Slurm controller answers `sinfo` here "
+                               "(scripts/slurm-cluster start makes a local one)")
+    names = [p.rstrip("*") for p in res.stdout.split()]
+    if config.partition and config.partition not in names:
+        raise InputError(None, f"--executor slurm: no partition {config.partition!r} (have: {', '.join(names)})")
+
+
 class SlurmExecutor:
     """Each run is a Slurm job; `run` = `submit` + `wait`."""
 
@@ -225,10 +241,19 @@ class SlurmExecutor:
         ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=0, python=self.config.python)
         ex.update_parameters(**self.parameters(timeout_s, key, cwd))
         submitted = time.time()
-        job = ex.submit(run_job, list(argv), str(cwd), str(log_dir), float(timeout_s), runner.scrub_env(env), limits,
-                        isolation, [str(w) for w in writable], str(watch_dir) if watch_dir else None, out_dir)
+        try:
+            job = ex.submit(run_job, list(argv), str(cwd), str(log_dir), float(timeout_s), runner.scrub_env(env), limits,
+                            isolation, [str(w) for w in writable], str(watch_dir) if watch_dir else None, out_dir)
+        except (submitit.core.utils.FailedSubmissionError, submitit.core.utils.FailedJobError, OSError) as exc:
+            msg = " ".join(str(exc).split())[-400:]
+            raise SubmitError(f"Slurm refused the job for {key} ({self._summary()}): {msg}") from None
         (folder / f"{job.job_id}.submitted_at").write_text(f"{submitted:.6f}\n")
         return str(job.job_id)
+
+    def _summary(self) -> str:
+        c = self.config.model_dump(exclude_defaults=True, include={"partition", "time", "cpus", "mem", "gpus", "gres",
+                                                                   "account", "qos", "constraint"})
+        return ", ".join(f"{k}={v}" for k, v in c.items()) or "default settings"
 
     def cancel(self, job_id: str) -> None:
         runner.tool(["scancel", job_id], timeout_s=30)
@@ -270,10 +295,12 @@ class SlurmExecutor:
                 if now >= next_check:
                     state, _code, nodes = self.job_state(job_id)
                     next_check = now + max(2.0, self.config.poll_s)
-                    if state in FINAL_STATES:
+                    if state in FINAL_STATES or state is None:  # None: Slurm knows no such job (any more)
                         final_seen = final_seen or now
-                        if now - final_seen > 5:  # its result, if it wrote one, has had time to reach us
+                        if now - final_seen > (5 if state else UNKNOWN_JOB_S):  # its result has had time to reach us
                             break
+                    else:
+                        final_seen = None
                 time.sleep(self.config.poll_s)
             value: Any = None
             trace = ""
@@ -363,7 +390,8 @@ class SlurmExecutor:
         if state == "OUT_OF_MEMORY":
             return self._record(job_id, argv, cwd, log_dir, "slurm-memory",
                                 f"the {job} exceeded its Slurm memory allocation ({self.config.mem or 'the default'})", **kw)
-        detail = f"the {job} ended ({state or 'state unknown'}, exit {code or '?'}) without a result from the run"
+        detail = (f"the {job} ended ({state}, exit {code or '?'}) without a result from the run" if state else
+                  f"Slurm does not know the {job} (purged from its records, or another cluster) and it left no result")
         tail = (trace or self._job_log_tail(log_dir, job_id)).strip()
         return self._record(job_id, argv, cwd, log_dir, "slurm-failed", detail, stderr_extra=tail, **kw)
 
