@@ -197,3 +197,33 @@ def test_kill_9_in_the_writeup_and_in_latexmk_then_resume_gives_the_same_paper(p
     latex = [e["status"] for e in events(ws, "run_finished") if e["phase"] == "latex"]
     assert latex == ["failed", "ok"]
     assert json.loads((ws / "review.json").read_text())["integrity"]["findings"] == []
+
+
+def test_hsae_transcript_later_stages_fit_the_stages_cite_known_keys_and_type_no_numbers():
+    """The offline demo's plots/writeup/compile/review lines: in the order the stages ask, citing only keys of
+    latex/references.bib, every number a macro, and a review that parses as the form."""
+    from orchestrator.paper.integrity import extract_numbers
+    from orchestrator.review_model import parse_review
+    from orchestrator.stages.writeup import SECTIONS
+
+    root = Path(__file__).resolve().parent.parent
+    rows = [json.loads(ln) for ln in (root / "ideas" / "hsae.transcript.jsonl").read_text().splitlines() if ln.strip()][1:]
+    later = [r for r in rows if r["stage"] != "experiments"]
+    assert rows[:len(rows) - len(later)] == [r for r in rows if r["stage"] == "experiments"]  # appended after them
+    steps = [(r["stage"], r.get("attempt"), r.get("step")) for r in later]
+    assert steps == ([("plots", 1, "edit"), ("plots", None, "notes")]
+                     + [("writeup", None, f"{k}:{s}") for s, _h, _m in SECTIONS for k in ("section", "refine")]
+                     + [("review", None, "review")])
+    keys = texmod.bib_keys((root / "latex" / "references.bib").read_text())
+    template = (root / "latex" / "paper.tex").read_text()
+    for r in later:
+        if r["stage"] != "writeup":
+            continue
+        for key, _line in texmod.cite_keys(r["response"]):
+            assert key in keys, (r["step"], key)
+        for search in [b.split("=======")[0] for b in r["response"].split("<<<<<<< SEARCH\n")[1:]]:
+            assert search in template, (r["step"], search)  # each section replaces its own placeholder
+        typed = [n.text for n in extract_numbers(texmod.to_text(r["response"], {}))]
+        assert typed == [], (r["step"], typed)
+    review, err = parse_review(later[-1]["response"])
+    assert review is not None, err
