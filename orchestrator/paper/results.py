@@ -49,12 +49,21 @@ def _load(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _results_file(ws) -> str:
+    from ..errors import WorkspaceError
+
+    try:
+        return ws.manifest.results_file
+    except WorkspaceError:  # an imported workspace has no manifest; AI Scientist's name is the default
+        return "final_info.json"
+
+
 def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
     """(results, not results): the baseline and the ok runs with their files; the failed and degenerate
     runs with whatever numbers their last full attempt produced (for the integrity check only)."""
-    m = ws.manifest
+    results_file = _results_file(ws)
     ok: list[RunData] = []
-    base = _load(ws.root / "run_0" / m.results_file)
+    base = _load(ws.root / "run_0" / results_file)
     if base is not None:
         ok.append(RunData(run=0, status="ok", values=_numeric(flatten(base)), baseline=True))
     bad: list[RunData] = []
@@ -63,7 +72,7 @@ def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
         latest[rec.run] = rec
     for run in sorted(latest):
         rec = latest[run]
-        info = _load(ws.root / f"run_{run}" / m.results_file)
+        info = _load(ws.root / f"run_{run}" / results_file)
         if rec.status == "ok" and info is not None:
             ok.append(RunData(run=run, status="ok", values=_numeric(flatten(info))))
             continue
@@ -71,7 +80,7 @@ def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
         for fin in ws.journal.of(RunFinished, run=run, phase="full"):
             if fin.metrics:
                 values = _numeric(fin.metrics)
-            moved = ws.attempt_dir(run, fin.attempt) / "out" / m.results_file
+            moved = ws.attempt_dir(run, fin.attempt) / "out" / results_file
             data = _load(moved)
             if data is not None:
                 values = _numeric(flatten(data))
