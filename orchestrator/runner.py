@@ -320,6 +320,7 @@ def run(
     containment: list[str] = []
     if isolation == "bwrap":
         ro = sandbox.workspace_read_only(cwd) if read_only is None else list(read_only)
+        ro += sandbox.hidden_by_private_tmp(full_argv[0])
         full_argv = sandbox.bwrap_argv(full_argv, cwd=cwd, writable=[cwd, *writable], read_only=ro)
         containment.append("bwrap")
     cg = None

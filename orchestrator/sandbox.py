@@ -80,6 +80,20 @@ def workspace_read_only(cwd: Path) -> list[Path]:
     return out
 
 
+def hidden_by_private_tmp(executable: str) -> list[Path]:
+    """The interpreter's environment when it lives under /tmp, which the sandbox replaces by a private
+    tmpfs: bound back read-only so that `--python /tmp/env/bin/python` still runs."""
+    exe = Path(shutil.which(executable) or executable)
+    if not exe.is_absolute() or not exe.exists():
+        return []
+    root = exe.parent.parent if exe.parent.name == "bin" else exe.parent
+    try:
+        root.relative_to("/tmp")
+    except ValueError:
+        return []
+    return [root]
+
+
 def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], read_only: Sequence[Path] = ()) -> list[str]:
     """Wrap argv: read-only root, private /tmp, no network, own pid namespace, only `writable` writable,
     and `read_only` (paths inside the writable ones) bound read-only on top of them."""

@@ -355,3 +355,22 @@ def test_stale_run_cgroups_left_by_a_killed_orchestrator_are_swept(monkeypatch):
     fresh = cgroup.make("fresh" + os.urandom(6).hex(), memory_mb=None, max_tasks=16)
     assert not stale.exists()
     fresh.remove()
+
+
+@pytest.mark.skipif(not __import__("orchestrator.sandbox", fromlist=["x"]).bwrap_available(), reason="bwrap unavailable")
+def test_interpreter_under_tmp_still_runs_inside_the_private_tmp(tmp_path):
+    """bwrap gives the run a private /tmp; an interpreter there (--python /tmp/env/bin/python) is bound back."""
+    import sys
+    import tempfile
+
+    from orchestrator import runner
+
+    env_root = Path(tempfile.mkdtemp(prefix="pyenv_", dir="/tmp"))
+    (env_root / "bin").mkdir()
+    (env_root / "bin" / "python").symlink_to(sys.executable)
+    work = tmp_path / "ws"
+    work.mkdir()
+    rec = runner.run([str(env_root / "bin" / "python"), "-c", "print('inside')"], cwd=work, log_dir=tmp_path / "logs",
+                     timeout_s=30, isolation="bwrap", read_only=[])
+    assert rec.exit_code == 0, Path(rec.stderr_path).read_text()
+    assert Path(rec.stdout_path).read_text().strip() == "inside"
