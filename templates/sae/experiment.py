@@ -120,10 +120,16 @@ def train(sae, batches, steps, lr, l1_coeff, warmup_frac, name):
 
 
 # ----------------------------------------------------------------------------
-# 1. synthetic activations with a planted hierarchy
+# data: synthetic activations with a planted hierarchy, and the activations of a
+# small language model (trained once by the harness, then cached)
 
 t_start = time.time()
 task = harness.SyntheticTask(cfg)
+lm = harness.load_lm_activations(cfg, device)
+
+# ----------------------------------------------------------------------------
+# 1. an SAE on the synthetic activations, scored against the planted features
+
 syn_sae = SAE(task.d_in, cfg["syn_d_sae"]).to(device)
 syn_train = train(syn_sae, task.batches(cfg["syn_batch_size"], device), cfg["syn_steps"],
                   cfg["sae_lr"], cfg["syn_l1_coeff"], cfg["l1_warmup_frac"], "synthetic")
@@ -133,9 +139,8 @@ print("synthetic:", {k: round(v, 4) for k, v in synthetic.items() if isinstance(
       flush=True)
 
 # ----------------------------------------------------------------------------
-# 2. activations of a small language model
+# 2. an SAE on the language model's activations, scored with SAEBench core metrics
 
-lm = harness.load_lm_activations(cfg, device)
 sae = SAE(lm.d_in, cfg["d_sae"]).to(device)
 training = train(sae, lm.batches(cfg["sae_batch_size"], device), cfg["sae_steps"],
                  cfg["sae_lr"], cfg["l1_coeff"], cfg["l1_warmup_frac"], "lm")

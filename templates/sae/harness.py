@@ -402,7 +402,14 @@ class LMActivations:
 
 
 def load_lm_activations(cfg: dict, device) -> LMActivations:
-    """Build (or load from the cache) the model and its activations at hook_name."""
+    """Build (or load from the cache) the model and its activations at hook_name.
+    The global torch RNG is left as it was, so a run's results do not depend on
+    whether the cache was warm."""
+    with torch.random.fork_rng(devices=[]):
+        return _load_lm_activations(cfg, device)
+
+
+def _load_lm_activations(cfg: dict, device) -> LMActivations:
     hook = cfg["hook_name"]
     n_tokens = int(cfg["n_train_tokens"])
     cdir = cache_dir()
