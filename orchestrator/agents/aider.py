@@ -19,6 +19,17 @@ from ..errors import AgentError, AuthenticationFailed, BudgetExceeded
 from . import hermetic
 
 DONE_BLOCK = re.compile(r"```json\s*(\{.*?\})\s*```", re.S)
+# An applied edit in an earlier reply: its file name line, the fence, SEARCH ... REPLACE, the fence.
+EDIT_BLOCK = re.compile(r"(?m)^(\S[^\n]*)\n```[^\n]*\n<<<<<<< SEARCH\n.*?\n>>>>>>> REPLACE\n```[ \t]*$", re.S)
+
+
+def compact_history(messages: list[dict]) -> None:
+    """Shorten earlier replies in place: their SEARCH/REPLACE blocks are already applied and the files'
+    current content goes with every message, so the blocks only repeat code. The prose stays."""
+    for m in messages:
+        if m.get("role") == "assistant" and isinstance(m.get("content"), str) and "<<<<<<< SEARCH" in m["content"]:
+            m["content"] = EDIT_BLOCK.sub(lambda g: f"[edit to {g.group(1).strip()}: handled; its current content is above]",
+                                          m["content"])
 
 
 class StageDecision(BaseModel):
@@ -251,6 +262,7 @@ class AiderSession:
         self.model.extra_params = {"mock_response": scripted.text} if scripted else {"max_retries": 0}
         self.io.captured.clear()
         self.io.questions.clear()
+        compact_history(coder.done_messages)
         sent0, recv0, cost0 = coder.total_tokens_sent, coder.total_tokens_received, coder.total_cost
         before = {f: _read(self.root / f) for f in self.files}
         self.model.last_messages = []

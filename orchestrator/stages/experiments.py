@@ -18,11 +18,13 @@ STAGE = "experiments"
 
 
 def experiment_files(ctx: Context) -> list[str]:
-    """The editable files the agent works on in this stage: the command's script and other code, and notes."""
+    """The editable files the agent works on in this stage: the command's script and other code. Notes
+    stay out of this chat (the orchestrator writes the run sections; the agent annotates them in the
+    plots stage): sending them with every message would only cost tokens."""
     m = ctx.manifest
     script = next((p for p in shlex.split(m.command) if p.endswith(".py")), None)
     plot = next((p for p in shlex.split(m.plot_command or "") if p.endswith(".py")), None)
-    files = [f for f in m.editable if f != plot and not any(c in f for c in "*?[")]
+    files = [f for f in m.editable if f not in (plot, "notes.txt") and not any(c in f for c in "*?[")]
     if script and script in files:
         files.remove(script)
         files.insert(0, script)
