@@ -270,6 +270,11 @@ class Timeline:
         return [r for r in self.runs if r.is_result]
 
     @property
+    def tried(self) -> list[RunView]:
+        """Runs that were attempted: not the run number the agent ended the stage at."""
+        return [r for r in self.runs if r.status != "not run"]
+
+    @property
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for r in self.runs:
