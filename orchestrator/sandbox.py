@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -81,17 +82,22 @@ def workspace_read_only(cwd: Path) -> list[Path]:
 
 
 def hidden_by_private_tmp(executable: str) -> list[Path]:
-    """The interpreter's environment when it lives under /tmp, which the sandbox replaces by a private
-    tmpfs: bound back read-only so that `--python /tmp/env/bin/python` still runs."""
-    exe = Path(shutil.which(executable) or executable)
-    if not exe.is_absolute() or not exe.exists():
-        return []
-    root = exe.parent.parent if exe.parent.name == "bin" else exe.parent
-    try:
-        root.relative_to("/tmp")
-    except ValueError:
-        return []
-    return [root]
+    """The interpreter's environments that live under /tmp, which the sandbox replaces by a private
+    tmpfs: bound back read-only so that `--python /tmp/env/bin/python` still runs. Every hop of a
+    symlink chain counts (a venv's python links to its base interpreter, which may be under /tmp too)."""
+    cur = Path(shutil.which(executable) or executable)
+    roots: list[Path] = []
+    seen: set[Path] = set()
+    while cur.is_absolute() and cur not in seen and len(seen) < 40:
+        seen.add(cur)
+        root = cur.parent.parent if cur.parent.name == "bin" else cur.parent
+        if root.is_relative_to("/tmp") and root != Path("/tmp") and root not in roots:
+            roots.append(root)
+        if not cur.is_symlink():
+            break
+        target = Path(os.readlink(cur))
+        cur = target if target.is_absolute() else cur.parent / target
+    return roots
 
 
 def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], read_only: Sequence[Path] = ()) -> list[str]:
