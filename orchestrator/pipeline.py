@@ -78,7 +78,12 @@ def resolve_limits(template: Template, idea: Idea, opts: RunOptions) -> Limits:
 
 
 def configured_model(opts: RunOptions) -> str | None:
-    return opts.model or os.environ.get("ORCHESTRATE_MODEL") or None
+    """--model, else $ORCHESTRATE_MODEL, else the user's config file; its provider variables are applied."""
+    from . import userconfig
+
+    cfg = userconfig.load()
+    userconfig.apply(cfg)
+    return opts.model or os.environ.get("ORCHESTRATE_MODEL") or cfg.model or None
 
 
 def prepare(idea_path: Path, opts: RunOptions) -> tuple:
@@ -152,6 +157,9 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     model = None
     transcript = None
     if head.agent.startswith("aider:"):
+        from . import userconfig
+
+        userconfig.apply(userconfig.load())  # the provider's keys and endpoint, as for `run`
         model = opts.model or head.agent.split(":", 1)[1]
     else:
         t = load_transcript(ws.state / "transcript.jsonl")

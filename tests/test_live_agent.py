@@ -171,3 +171,27 @@ def test_whole_live_idea_makes_no_non_loopback_network_attempt(tmp_path, server,
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
     assert (home / ".cache" / "orchestrator").is_dir()  # the default cache was in use
     assert all(p.startswith(".cache/orchestrator/") for p in written), written
+
+
+def test_model_and_endpoint_from_the_users_config_file(tmp_path, server, monkeypatch):
+    """No --model and no provider variables in the environment: the config file names both."""
+    base, key = server.base_url, "sk-from-config"
+    monkeypatch.delenv("OPENAI_API_BASE")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'model = "{MODEL}"\n[env]\nOPENAI_API_BASE = "{base}"\nOPENAI_API_KEY = "{key}"\n')
+    monkeypatch.setenv("ORCHESTRATE_CONFIG", str(cfg))
+    server.replies = [Canned(R1), Canned(DONE)]
+    assert run_cli("run", live_idea(tmp_path, max_runs=2), "--sandbox", tmp_path / "sb") == 0
+    ws = only_workspace(tmp_path / "sb")
+    assert events(ws, "workspace_created")[0]["agent"] == f"aider:{MODEL}"
+    assert len(server.requests) == 2
+
+
+def test_bad_config_file_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('model = "x"\napi_key = "nope"\n')
+    monkeypatch.setenv("ORCHESTRATE_CONFIG", str(cfg))
+    assert run_cli("run", live_idea(tmp_path), "--sandbox", tmp_path / "sb") == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and str(cfg) in err[0] and "api_key" in err[0]

@@ -1,0 +1,52 @@
+"""The user's own settings: a default model and provider variables (keys, OPENAI_API_BASE), kept out
+of idea specs. `$ORCHESTRATE_CONFIG`, else `<ORCHESTRATE_HOME>/config.toml`:
+
+    model = "openai/my-model"
+    [env]
+    OPENAI_API_BASE = "http://localhost:8000/v1"
+    OPENAI_API_KEY = "sk-..."
+
+Variables already set in the environment win over the file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .agents.hermetic import cache_home
+from .errors import InputError
+from .validation import first_problem
+
+
+class UserConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("ORCHESTRATE_CONFIG", cache_home() / "config.toml"))
+
+
+def load() -> UserConfig:
+    path = config_path()
+    if not path.is_file():
+        return UserConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(path, f"not valid TOML: {exc}") from None
+    try:
+        return UserConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(path, first_problem(path, exc)) from None
+
+
+def apply(cfg: UserConfig) -> None:
+    """Provider variables from the file, where the environment does not set them already."""
+    for key, value in cfg.env.items():
+        os.environ.setdefault(key, value)
