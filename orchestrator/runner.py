@@ -148,8 +148,8 @@ def _kill_all(pgid: int | None, token: str) -> int:
     return found
 
 
-def dir_bytes(path: Path) -> int:
-    total = 0
+def _files(path: Path):
+    """Every file under `path` (symlinks not followed, unreadable entries skipped), with its stat."""
     stack = [path]
     while stack:
         try:
@@ -159,12 +159,16 @@ def dir_bytes(path: Path) -> int:
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(Path(entry.path))
                         else:
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                            yield entry, entry.stat(follow_symlinks=False)
                     except OSError:
                         continue
         except OSError:
             continue
-    return total
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes the files under `path` occupy on disk."""
+    return sum(st.st_blocks * 512 for _, st in _files(path))
 
 
 class _CappedSink(threading.Thread):
@@ -253,21 +257,7 @@ def _preexec(limits: Limits | None, join: list[str]):
 
 def _largest_file(path: Path, at_least: int) -> Path | None:
     """A file under `path` of `at_least` bytes (the file-size cap reached), if any."""
-    stack = [path]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as it:
-                for entry in it:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(Path(entry.path))
-                        elif entry.stat(follow_symlinks=False).st_size >= at_least:
-                            return Path(entry.path)
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    return None
+    return next((Path(entry.path) for entry, st in _files(path) if st.st_size >= at_least), None)
 
 
 def _end_reaper(proc: subprocess.Popen) -> None:

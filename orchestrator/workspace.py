@@ -154,6 +154,18 @@ def _git_env() -> dict[str, str]:
     return env
 
 
+def new_folder(sandbox: Path, name: str) -> tuple[Path, Path]:
+    """(`sandbox/<YYYYmmdd_HHMMSS>_<name>` not yet taken, the temporary name to build it under)."""
+    sandbox.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    final = sandbox / f"{stamp}_{name}"
+    n = 2
+    while final.exists():
+        final = sandbox / f"{stamp}_{name}_{n}"
+        n += 1
+    return final, sandbox / f".partial_{final.name}_{os.getpid()}"
+
+
 def create(
     loaded: LoadedIdea,
     template: Template,
@@ -165,14 +177,7 @@ def create(
     from .events import WorkspaceCreated
 
     idea = loaded.idea
-    sandbox.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d_%H%M%S")
-    final = sandbox / f"{stamp}_{idea.name}"
-    n = 2
-    while final.exists():
-        final = sandbox / f"{stamp}_{idea.name}_{n}"
-        n += 1
-    tmp = sandbox / f".partial_{final.name}_{os.getpid()}"
+    final, tmp = new_folder(sandbox, idea.name)
     try:
         shutil.copytree(template.root, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
         if idea.template_config:

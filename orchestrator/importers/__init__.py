@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ..events import WorkspaceCreated
 from ..journal import Journal
 from ..template import MANIFEST, Check, Manifest
 from ..timeline import IMPORT_MANIFEST
-from ..workspace import STATE_DIR, Workspace
+from ..workspace import STATE_DIR, Workspace, new_folder
 from . import aider_md, console
 from .builder import Builder
 from .items import Parsed
@@ -149,14 +148,7 @@ def import_log(path: Path, *, sandbox: Path, template: Path | None = None, model
                       find_results=lambda run: console._results_file(path.parent, run), max_runs=idea.max_runs or 5)
     built = builder.feed(parsed.items)
 
-    sandbox.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d_%H%M%S")
-    final = sandbox / f"{stamp}_imported_{name}"
-    n = 2
-    while final.exists():
-        final = sandbox / f"{stamp}_imported_{name}_{n}"
-        n += 1
-    tmp = sandbox / f".partial_{final.name}_{os.getpid()}"
+    final, tmp = new_folder(sandbox, f"imported_{name}")
     try:
         state = tmp / STATE_DIR
         state.mkdir(parents=True)
