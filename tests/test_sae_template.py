@@ -218,3 +218,23 @@ def test_transcript_states_in_smoke_mode(tmp_path, cache_dir):
         verdict = validate(info, manifest, smoke=True)
         assert verdict.status == "ok", (label, verdict.reasons)
         assert "hsae" in info and info["hsae"]["synthetic"]["level1_size"] >= 1
+
+
+def test_gpu_profile_offline_without_weights_fails_in_one_clear_line(tmp_path):
+    """The gpu profile names google/gemma-2-2b; offline, with no weights cached, the run must end with
+    one line saying so — not a hub traceback — and write no results."""
+    py = sae_python()
+    ws = workspace(tmp_path)
+    cfg = json.loads((ws / "config.json").read_text())
+    cfg["profile"] = "gpu"
+    (ws / "config.json").write_text(json.dumps(cfg))
+    home = tmp_path / "home"  # an empty Hugging Face cache
+    env = {**os.environ, "HOME": str(home), "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "ORCHESTRATE_CACHE_DIR": str(tmp_path / "cache"), "ORCHESTRATE_SMOKE": "1"}
+    proc = subprocess.run([py, "experiment.py", "--out_dir=run_gpu"], cwd=ws, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("harness: cannot load pretrained model 'google/gemma-2-2b'"), proc.stderr[-1500:]
+    assert "Traceback" not in proc.stderr
+    assert not (ws / "run_gpu" / "final_info.json").exists()
