@@ -93,6 +93,9 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
         record = ctx.executor.wait(job_id, argv=argv, **kw) if job_id else ctx.executor.run(argv, **kw)
     verdict, status = judge(ctx, record, out, run=run, smoke=smoke)
     tb, err_tail, out_tail = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(ws.root))
+    if tb and verdict.reasons and verdict.reasons[0].startswith("exited with code"):
+        # name the exception where the verdict is read (notes, show, report), not only in the feedback
+        verdict.reasons[0] += f": {tb.strip().splitlines()[-1].strip()[:200]}"
     feedback = ""
     commit = None
     if status != "ok":

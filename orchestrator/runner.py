@@ -359,45 +359,46 @@ def run(
     written_cap = limits.max_written_mb * 1024 * 1024 if limits else None
     containment.append("watchdog")
     next_du = 0.0
-    while True:
-        try:
-            proc.wait(timeout=_POLL_S)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        except BaseException:  # Ctrl-C or SIGTERM on the orchestrator: the experiment's tree goes with it
-            if reaper:
-                _end_reaper(proc)
-            if cg is not None:
-                cg.remove()
-            _kill_all(pgid, token)
-            raise
-        now = time.monotonic()
-        pids = set(tree_pids(token)) | (cg.pids() if cg else set())
-        rss = sum(_rss_kb(p) for p in pids if not (reaper and p == proc.pid))
-        peak_kb = max(peak_kb, rss)
-        if now - start > timeout_s:
-            killed = "timeout"
-        elif (cg is not None and cg.oom_kills()) or (mem_cap_kb and rss > mem_cap_kb):
-            killed = "memory"
-        elif (cg is not None and cg.pid_limit_hits()) or (max_procs and len(pids) > max_procs):
-            killed = "processes"
-        elif stop is not None and stop.is_set():
-            killed = "interrupted"
-        elif watch_dir is not None and written_cap and now >= next_du:
-            used = dir_bytes(watch_dir)
-            # as often as a walk of the folder stays cheap (a twentieth of the time), at most every 2 s
-            next_du = now + min(2.0, max(_POLL_S, 20 * (time.monotonic() - now)))
-            if used > written_cap:
-                killed = "written-bytes"
-        if killed:
-            if reaper:  # first, so that it can end the orphans it holds
-                _end_reaper(proc)
-            if cg is not None:
-                cg.kill_all()
-            _kill_all(pgid, token)
-            proc.wait()
-            break
+    try:
+        while True:
+            try:
+                proc.wait(timeout=_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            pids = set(tree_pids(token)) | (cg.pids() if cg else set())
+            rss = sum(_rss_kb(p) for p in pids if not (reaper and p == proc.pid))
+            peak_kb = max(peak_kb, rss)
+            if now - start > timeout_s:
+                killed = "timeout"
+            elif (cg is not None and cg.oom_kills()) or (mem_cap_kb and rss > mem_cap_kb):
+                killed = "memory"
+            elif (cg is not None and cg.pid_limit_hits()) or (max_procs and len(pids) > max_procs):
+                killed = "processes"
+            elif stop is not None and stop.is_set():
+                killed = "interrupted"
+            elif watch_dir is not None and written_cap and now >= next_du:
+                used = dir_bytes(watch_dir)
+                # as often as a walk of the folder stays cheap (a twentieth of the time), at most every 2 s
+                next_du = now + min(2.0, max(_POLL_S, 20 * (time.monotonic() - now)))
+                if used > written_cap:
+                    killed = "written-bytes"
+            if killed:
+                if reaper:  # first, so that it can end the orphans it holds
+                    _end_reaper(proc)
+                if cg is not None:
+                    cg.kill_all()
+                _kill_all(pgid, token)
+                proc.wait()
+                break
+    except BaseException:  # Ctrl-C or SIGTERM on the orchestrator, wherever it lands: the tree goes with it
+        if reaper:
+            _end_reaper(proc)
+        if cg is not None:
+            cg.remove()
+        _kill_all(pgid, token)
+        raise
     leftover = _kill_all(pgid, token)
     if reaper:
         try:
