@@ -81,23 +81,10 @@ print("RESULT " + json.dumps({"version": __version__, "steps": trainer.n_trainin
 
 
 def parse_blocks(text: str) -> list[tuple[str, str]]:
-    lines = text.splitlines(keepends=True)
-    blocks, i = [], 0
-    while i < len(lines):
-        if lines[i].rstrip("\r\n") != "<<<<<<< SEARCH":
-            i += 1
-            continue
-        k, search, replace = i + 1, [], []
-        while lines[k].rstrip("\r\n") != "=======":
-            search.append(lines[k])
-            k += 1
-        k += 1
-        while lines[k].rstrip("\r\n") != ">>>>>>> REPLACE":
-            replace.append(lines[k])
-            k += 1
-        blocks.append(("".join(search), "".join(replace)))
-        i = k + 1
-    return blocks
+    """(search, replace) for each aider block, by the orchestrator's own parser."""
+    from orchestrator.importers.items import blocks
+
+    return [(b.search, b.replace) for b in blocks(text)]
 
 
 def transcript_states() -> list[tuple[int, int, str]]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.importers.items import blocks
 from orchestrator.results import validate
 from orchestrator.template import load_template
 
@@ -36,29 +37,8 @@ IDEA = ROOT / "ideas" / "hsae.json"
 
 
 def parse_blocks(text: str) -> list[tuple[str, str, str]]:
-    """(file name, search, replace) for each block; the file name is the last
-    non-blank, non-fence line before `<<<<<<< SEARCH`."""
-    lines = text.splitlines(keepends=True)
-    blocks, i = [], 0
-    while i < len(lines):
-        if lines[i].rstrip("\r\n") != "<<<<<<< SEARCH":
-            i += 1
-            continue
-        j = i - 1
-        while j >= 0 and (not lines[j].strip() or lines[j].strip().startswith("```")):
-            j -= 1
-        fname = lines[j].strip() if j >= 0 else ""
-        k, search, replace = i + 1, [], []
-        while lines[k].rstrip("\r\n") != "=======":
-            search.append(lines[k])
-            k += 1
-        k += 1
-        while lines[k].rstrip("\r\n") != ">>>>>>> REPLACE":
-            replace.append(lines[k])
-            k += 1
-        blocks.append((fname, "".join(search), "".join(replace)))
-        i = k + 1
-    return blocks
+    """(file name, search, replace) for each aider block, by the importer's parser."""
+    return [(b.file, b.search, b.replace) for b in blocks(text)]
 
 
 def apply_blocks(content: str, blocks: list[tuple[str, str, str]], where: str) -> str:
