@@ -17,10 +17,11 @@ does with `ORCHESTRATE_CGROUP=0` in the orchestrator's environment.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .procs import sigkill_until_gone
 
 PREFIX = "orchestrate-"
 SWITCH = "ORCHESTRATE_CGROUP"  # "0": make no cgroups (the watchdog alone enforces the caps)
@@ -158,23 +159,10 @@ class RunCgroup:
 
     def kill_all(self) -> int:
         """SIGKILL every process in the run's cgroup(s), until none is left; returns how many were seen."""
-        seen: set[int] = set()
         for d, v in {(d, self.versions[c]) for c, d in self.dirs.items()}:
             if v == 2 and (d / "cgroup.kill").exists():
                 _write(d / "cgroup.kill", "1")
-        me = os.getpid()
-        for _ in range(100):
-            pids = self.pids() - {me}
-            if not pids:
-                break
-            seen |= pids
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            time.sleep(0.01)
-        return len(seen)
+        return len(sigkill_until_gone(self.pids, rounds=100, pause=0.01))
 
     def remove(self) -> bool:
         """Kill what is left and remove the directories; True when all are gone."""

@@ -38,6 +38,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import cgroup, sandbox
+from .procs import sigkill_until_gone
 from .settings import Limits
 
 TOKEN_VAR = "ORCHESTRATE_RUN_TOKEN"
@@ -108,14 +109,7 @@ def tree_pids(token: str) -> list[int]:
 def kill_marked(name: str, value: str) -> int:
     """Kill every process whose environment carries name=value (leftovers of a killed orchestrator)."""
     needle = f"{name}={value}".encode()
-    me = os.getpid()
-    pids = [pid for pid, env in _proc_tokens().items() if needle in env.split(b"\0") and pid != me]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return len(pids)
+    return len(sigkill_until_gone(lambda: [pid for pid, env in _proc_tokens().items() if needle in env.split(b"\0")]))
 
 
 def _rss_kb(pid: int) -> int:
@@ -133,19 +127,7 @@ def _kill_all(pgid: int | None, token: str) -> int:
             os.killpg(pgid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    found = 0
-    for _ in range(20):  # a fork storm can outrun one sweep: sweep until nothing is left
-        pids = tree_pids(token)
-        if not pids:
-            break
-        found += len(pids)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.02)
-    return found
+    return len(sigkill_until_gone(lambda: tree_pids(token)))
 
 
 def _files(path: Path):
