@@ -85,7 +85,8 @@ class Journal:
         self.events.append(event)  # type: ignore[arg-type]
         for listener in self.listeners:
             listener(event)
-        _fault_point(event.type, sum(1 for e in self.events if e.type == event.type))
+        if _FAULT:
+            _fault_point(event.type, sum(1 for e in self.events if e.type == event.type))
         return event
 
     def of(self, kind: type[E], **match: object) -> list[E]:
@@ -104,12 +105,14 @@ class Journal:
         return iter(self.events)
 
 
+_FAULT = os.environ.get("ORCHESTRATE_FAULT", "")
+
+
 def _fault_point(kind: str, count: int) -> None:
     """Fault injection for crash tests: ORCHESTRATE_FAULT=after:<event type>:<n> kills this process
     with SIGKILL right after the n-th event of that type is on disk — a real kill -9 at an exact point."""
-    spec = os.environ.get("ORCHESTRATE_FAULT", "")
-    if spec.startswith("after:"):
-        _, want, n = spec.split(":")
+    if _FAULT.startswith("after:"):
+        _, want, n = _FAULT.split(":")
         if want == kind and int(n) == count:
             import signal
 

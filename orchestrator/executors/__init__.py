@@ -11,10 +11,6 @@ from .. import runner
 from ..settings import Limits
 
 
-class RunRequest(Protocol):
-    pass
-
-
 class Executor(Protocol):
     name: str
 

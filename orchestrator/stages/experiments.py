@@ -104,7 +104,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
             if full.status == "ok":
                 break
             prompt = _feedback_prompt(ctx, files, full)
-        rec = _record(ctx, run, status, attempts, reasons, metrics, flat_base)
+        rec = _record(ctx, run, status, attempts, reasons, metrics, baseline)
         if rec.status == "ok":
             results += 1
         runs_left = max_runs - run
@@ -121,7 +121,7 @@ def _execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
     return execute(ctx, run, attempt, phase)
 
 
-def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[str], metrics: dict, flat_base: dict) -> RunRecorded:
+def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[str], metrics: dict, baseline: dict) -> RunRecorded:
     """A run's final verdict, its notes section and its commit — once."""
     j = ctx.journal
     done = j.last(RunRecorded, run=run)
@@ -134,7 +134,6 @@ def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[st
     if "notes.txt" in ctx.manifest.editable:
         text = notes.read_text() if notes.exists() else ""
         rec_for_notes = rec.model_copy(update={"commit": ctx.ws.head()})
-        base = _baseline(ctx)
-        notes.write_text(text.rstrip("\n") + "\n\n" + run_section(rec_for_notes, edits, ctx.manifest.key_metrics, base, ctx.limits.max_attempts))
+        notes.write_text(text.rstrip("\n") + "\n\n" + run_section(rec_for_notes, edits, ctx.manifest.key_metrics, baseline, ctx.limits.max_attempts))
     rec.commit = ctx.ws.commit(f"run {run}: {status} after {attempts} attempt(s)")
     return j.append(rec)
