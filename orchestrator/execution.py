@@ -126,12 +126,9 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
     if record.timed_out:
         limit = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
         return Verdict(status="failed", reasons=[f"killed after its time limit of {limit:g} s"]), "timeout"
-    if record.killed and record.limit_detail:
-        return Verdict(status="failed", reasons=[f"stopped: {record.limit_detail}"], kinds=[f"limit-{record.killed}"]), "failed"
-    if record.killed:
-        what = {"memory": f"its memory limit of {ctx.limits.memory_mb} MB",
-                "written-bytes": f"the limit of {ctx.limits.max_written_mb} MB written to the workspace"}.get(record.killed, record.killed)
-        return Verdict(status="failed", reasons=[f"killed: it exceeded {what}"]), "failed"
+    if record.killed:  # the executor words every limit it enforced (runner._limit_detail, Slurm's states)
+        detail = record.limit_detail or record.killed
+        return Verdict(status="failed", reasons=[f"stopped: {detail}"], kinds=[f"limit-{record.killed}"]), "failed"
     if record.exit_code != 0:
         return Verdict(status="failed", reasons=[f"exited with code {record.exit_code}"]), "failed"
     info, err = load_results(out / m.results_file)
