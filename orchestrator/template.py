@@ -5,8 +5,9 @@ from __future__ import annotations
 import fnmatch
 import tomllib
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import TemplateError
 from .validation import first_problem
@@ -60,6 +61,7 @@ class Manifest(BaseModel):
     results_file: str = "final_info.json"
     required_keys: list[str] = Field(default_factory=list)
     key_metrics: list[str] = Field(default_factory=list)
+    goals: dict[str, Literal["max", "min"]] = Field(default_factory=dict)  # which way a key metric is better; absent: none
     figures: list[str] = Field(default_factory=lambda: ["*.png"])
     requirements: str = "requirements.txt"
     timeouts: Timeouts = Field(default_factory=Timeouts)
@@ -79,6 +81,14 @@ class Manifest(BaseModel):
         for p in v:
             if p.startswith("/") or ".." in Path(p).parts:
                 raise ValueError(f"{p!r} must be a path inside the template")
+        return v
+
+    @field_validator("goals")
+    @classmethod
+    def _goals_of_key_metrics(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        unknown = [k for k in v if k not in info.data.get("key_metrics", [])]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not one of key_metrics")
         return v
 
     def is_editable(self, rel: str) -> bool:
