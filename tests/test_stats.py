@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,8 @@ from orchestrator.stats import (
     format_summary,
     summarize,
 )
+
+LATEX = Path(__file__).resolve().parents[1] / "latex"
 
 # R's `sleep` data set, extra hours of sleep under two drugs (Student 1908).
 SLEEP_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
@@ -104,3 +109,55 @@ def test_printing_rounds_the_mean_to_the_intervals_precision():
     assert format_pm(3.0, 0.0) == "3 ± 0"
     assert format_number(0.91342) == "0.9134" and format_number(41.0) == "41" and format_number(-0.00012) == "-1.2×10^-4"
     assert format_number(float("nan")) == "n/a" and format_number(0.25, sign=True) == "+0.25"
+
+
+SEEDS = {
+    "run0": {"core.l0": [18.1, 18.2, 18.0], "core.explained_variance": [0.8965, 0.9, 0.9035]},
+    "run2": {"core.l0": [19.1, 19.25, 19.3], "core.explained_variance": [0.9025, 0.906, 0.9095]},
+    "run3": {"core.l0": [17.5], "core.explained_variance": [0.5]},
+}
+
+
+def test_macros_carry_the_uncertainty_and_the_difference_against_the_baseline():
+    from orchestrator.paper import tex
+
+    lines = tex.stat_macros(SEEDS, keys=["core.l0", "core.explained_variance"])
+    results = "\n".join(lines)
+    values, diffs = tex.setresults(results), tex.setresults(results, "diff")
+    assert values[("run2", "core.l0")] == "\\ensuremath{19.2 \\pm 0.3}"
+    assert values[("run3", "core.l0")] == "17.5"  # one seed: the plain number
+    assert diffs[("run2", "core.explained_variance")] == "\\ensuremath{+0.006\\ [-0.002, 0.014]}"
+    assert diffs[("run3", "core.l0")] == "\\ensuremath{-0.6}" and ("run0", "core.l0") not in diffs
+    text = tex.source_text("L0 is \\result{run2}{core.l0}, \\diff{run2}{core.explained_variance} in EV; "
+                           "\\diff{run9}{core.l0}.", results)
+    assert "L0 is 19.2 ± 0.3, +0.006 [-0.002, 0.014] in EV; ??." in text
+    assert [u[3] for u in tex.result_uses("\\result{run2}{core.l0} \\diff{run2}{core.l0}")] == ["result", "diff"]
+
+
+def test_the_integrity_check_accepts_every_number_results_tex_prints():
+    from orchestrator.paper import tex
+    from orchestrator.paper.integrity import PaperInputs, check
+
+    results = "\n".join(tex.stat_macros(SEEDS, keys=["core.explained_variance"]))
+    paper = "Run 2 reaches \\result{run2}{core.l0} and \\diff{run2}{core.explained_variance}; \\diff{run2}{core.mse}.\n"
+    rep = check(PaperInputs(text=tex.source_text(paper, results) + "It also reaches 0.0123.\n", tex=paper,
+                            results_tex=results, runs=[]))
+    assert rep.numbers_checked == 6 and rep.numbers_matched == 5  # 19.2, 0.3, 0.006, 0.002, 0.014 are results.tex's
+    assert {f.kind for f in rep.findings} == {"unmatched-number", "undefined-result", "unresolved-reference"}
+    assert any("\\diff{run2}{core.mse}" in f.message for f in rep.findings)
+
+
+@pytest.mark.skipif(not shutil.which("pdflatex") or not shutil.which("pdftotext"), reason="needs pdflatex and pdftotext")
+def test_the_macros_compile_and_print(tmp_path):
+    from orchestrator.paper import tex
+
+    shutil.copy(LATEX / "orchestrate.sty", tmp_path)
+    (tmp_path / "results.tex").write_text("\n".join(tex.stat_macros(SEEDS, keys=["core.explained_variance"])) + "\n")
+    (tmp_path / "p.tex").write_text("\\documentclass{article}\\usepackage{orchestrate}\\input{results}\\begin{document}\n"
+                                    "L0 \\result{run2}{core.l0}; EV \\diff{run2}{core.explained_variance}; "
+                                    "one seed \\result{run3}{core.l0}.\n\\end{document}\n")
+    subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "p.tex"], cwd=tmp_path,
+                   capture_output=True, check=True, timeout=120)
+    out = subprocess.run(["pdftotext", "-enc", "UTF-8", "p.pdf", "-"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    assert "L0 19.2 ± 0.3; EV +0.006 [−0.002, 0.014]; one seed 17.5." in " ".join(out.split())

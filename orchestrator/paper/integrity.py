@@ -176,7 +176,7 @@ def check(p: PaperInputs) -> IntegrityReport:
 
 
 def _check_numbers(p: PaperInputs, rep: IntegrityReport) -> None:
-    good = _run_values(p.runs or []) + [(float(v), "idea spec") for v in p.extra_values]
+    good = _run_values(p.runs or []) + [(float(v), "idea spec") for v in p.extra_values] + _macro_numbers(p.results_tex)
     bad = _run_values(p.failed)
     status = {r.run: r.status for r in p.failed}
     for num in extract_numbers(p.text or ""):
@@ -211,6 +211,16 @@ def _check_numbers(p: PaperInputs, rep: IntegrityReport) -> None:
                 message=f"run {r.run} is {r.status}, not a result, but is mentioned without saying so: {' '.join(sentence.split())[:160]!r}"))
 
 
+def _macro_numbers(results_tex: str | None) -> list[tuple[float, str]]:
+    """Every number results.tex prints (a mean, its ± half-width, a difference's interval): generated
+    from validated runs, so the text may show them."""
+    out = []
+    for macro in ("result", "change", "diff"):
+        for (run, key), v in texmod.setresults(results_tex or "", macro).items():
+            out += [(n.value, f"{run} {key}") for n in extract_numbers(texmod.plain_value(v))]
+    return out
+
+
 def _check_source(p: PaperInputs, rep: IntegrityReport) -> None:
     f = rep.findings
     tex = p.tex or ""
@@ -235,7 +245,7 @@ def _check_source(p: PaperInputs, rep: IntegrityReport) -> None:
                 if not _figure_exists(target, roots):
                     f.append(Finding(kind="missing-figure", where=f"results.tex:{line}",
                                      message=f"figure {target!r} is placed but no such file exists"))
-        defined = {m: texmod.setresults(p.results_tex, m) for m in ("result", "change")}
+        defined = {m: texmod.setresults(p.results_tex, m) for m in ("result", "change", "diff")}
         failed = {r.label: r.status for r in p.failed}
         for run, key, line, macro in texmod.result_uses(tex):
             if (run, key) in defined[macro]:

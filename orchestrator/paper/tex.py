@@ -1,12 +1,16 @@
 """The LaTeX source read as structure: sections, citations, figures, \\result uses, bibliography keys,
-and a plain-text rendering for when no PDF exists. Regular expressions over a known template, not a
+and a plain-text rendering for when no PDF exists; and the \\setresult / \\setdiff lines that carry a
+run's statistics over its seeds into the paper (stat_macros). Regular expressions over a known template, not a
 TeX parser: good enough for the paper the orchestrator itself set up."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .. import stats
 
 SECTIONS = ("title", "abstract", "introduction", "background", "method", "experimental setup", "results",
             "related work", "conclusion")
@@ -15,10 +19,10 @@ PLACEHOLDER = "(to be written)"
 _COMMENT = re.compile(r"(?<!\\)%.*$")
 _CITE = re.compile(r"\\(?:no)?cite[a-zA-Z]*\*?(?:\[[^\]]*\]){0,2}\{([^}]*)\}")
 _GRAPHICS = re.compile(r"\\includegraphics\*?(?:\[[^\]]*\])?\{([^}]*)\}")
-_RESULT = re.compile(r"\\(result|change)\{([^}]*)\}\{([^}]*)\}")
+_RESULT = re.compile(r"\\(result|change|diff)\{([^}]*)\}\{([^}]*)\}")
 _SECTION = re.compile(r"\\section\*?\{([^}]*)\}")
 _BIBKEY = re.compile(r"@\s*([A-Za-z]+)\s*[{(]\s*([^,\s]+)\s*,")
-_SETRESULT = re.compile(r"\\set(result|change)\{([^}]*)\}\{([^}]*)\}\{(.*)\}\s*$")
+_SETRESULT = re.compile(r"\\set(result|change|diff)\{([^}]*)\}\{([^}]*)\}\{(.*)\}\s*$")
 
 
 @dataclass
@@ -57,7 +61,7 @@ def graphics(tex: str) -> list[tuple[str, int]]:
 
 
 def result_uses(tex: str) -> list[tuple[str, str, int, str]]:
-    """(run, metric, line, macro) for every \\result and \\change in the source."""
+    """(run, metric, line, macro) for every \\result, \\change and \\diff in the source."""
     clean = strip_comments(tex)
     return [(m.group(2).strip(), m.group(3).strip(), _line_of(clean, m.start()), m.group(1)) for m in _RESULT.finditer(clean)]
 
@@ -102,7 +106,7 @@ def placeholders(tex: str) -> list[tuple[str, int]]:
 
 
 def setresults(results_tex: str, macro: str = "result") -> dict[tuple[str, str], str]:
-    """(run, metric) -> the LaTeX value results.tex sets, for \\result (or "change": \\change)."""
+    """(run, metric) -> the LaTeX value results.tex sets, for \\result (or "change": \\change, "diff": \\diff)."""
     out = {}
     for ln in results_tex.splitlines():
         m = _SETRESULT.match(ln.strip())
@@ -116,18 +120,19 @@ _DROP_ARG = ("label", "ref", "eqref", "autoref", "cref", "Cref", "pageref", "inc
              "graphicspath", "url", "href", "begin", "end", "setcaption", "resizebox", "addtolength", "newcommand")
 
 
-def to_text(tex: str, values: dict[tuple[str, str], str], changes: dict[tuple[str, str], str] | None = None) -> str:
+def to_text(tex: str, values: dict[tuple[str, str], str], changes: dict[tuple[str, str], str] | None = None,
+            diffs: dict[tuple[str, str], str] | None = None) -> str:
     """A plain-text rendering of LaTeX prose: \\result macros replaced by their values, citations and
     references by placeholders, other commands dropped, their text arguments kept."""
     s = strip_comments(tex)
     s = re.sub(r"\\begin\{document\}", "", s)
 
     def _value(m: re.Match) -> str:
-        table = values if m.group(1) == "result" else (changes or {})
+        table = {"result": values, "change": changes or {}, "diff": diffs or {}}[m.group(1)]
         v = table.get((m.group(2).strip(), m.group(3).strip()))
         if v is None:
             return "??"
-        return _plain(v) + ("%" if m.group(1) == "change" else "")
+        return plain_value(v) + ("%" if m.group(1) == "change" else "")
 
     s = _RESULT.sub(_value, s)
     s = _CITE.sub(" (citation) ", s)
@@ -142,11 +147,12 @@ def to_text(tex: str, values: dict[tuple[str, str], str], changes: dict[tuple[st
 
 def source_text(tex: str, results_tex: str | None) -> str:
     """The paper as text when there is no PDF: the source with results.tex's values put in."""
-    return to_text(tex, setresults(results_tex or ""), setresults(results_tex or "", "change"))
+    return to_text(tex, setresults(results_tex or ""), setresults(results_tex or "", "change"),
+                   setresults(results_tex or "", "diff"))
 
 
-def _plain(latex_value: str) -> str:
-    v = latex_value.replace("\\ensuremath", "").replace("\\times", "×")
+def plain_value(latex_value: str) -> str:
+    v = latex_value.replace("\\ensuremath", "").replace("\\times", "×").replace("\\pm", "±").replace("\\ ", " ")
     return re.sub(r"[{}^]", "", v).replace("× 10", "×10")
 
 
@@ -169,4 +175,37 @@ def bib_entries(bib: str) -> list[dict[str, str]]:
         y = re.search(r"\byear\s*=\s*[{\"]?(\d{4})", body, re.IGNORECASE)
         title_text = re.sub(r"[{}]", "", t.group(1)) if t else ""
         out.append({"key": h.group(2), "title": title_text, "year": y.group(1) if y else ""})
+    return out
+
+
+# ---- a run's statistics as macros -------------------------------------------------------------------
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def latex_number(plain: str) -> str:
+    """stats' plain rendering as LaTeX: "19.2 ± 0.3" -> \\ensuremath{19.2 \\pm 0.3}, minus signs in math."""
+    if plain == "n/a":
+        return "n/a"
+    s = re.sub(r"×10\^(-?\d+)", r"\\times 10^{\1}", plain).replace("±", "\\pm").replace(" [", "\\ [")
+    return f"\\ensuremath{{{s}}}" if re.search(r"[-+\\]", s) else s
+
+
+def stat_macros(seeds: stats.Seeds, *, baseline: str = "run0", keys: Iterable[str] = ()) -> list[str]:
+    """results.tex lines from per-seed values (run label -> metric -> values): a \\setresult for every
+    metric of every run, "mean ± h" (h: half-width of the 95% t interval) or the plain number for one
+    seed; and a \\setdiff for each of `keys` of every run against the baseline: the difference of the
+    means with its 95% Welch interval, "+0.006 [-0.002, 0.014]" (the signed difference alone for one seed)."""
+    out: list[str] = []
+    for run in sorted(seeds, key=lambda r: (r != baseline, r)):
+        if not _SAFE_NAME.match(run):
+            continue
+        for key in sorted(seeds[run]):
+            if _SAFE_NAME.match(key):
+                out.append(f"\\setresult{{{run}}}{{{key}}}{{{latex_number(stats.format_summary(stats.summarize(seeds[run][key])))}}}")
+    for run in sorted(r for r in seeds if r != baseline and _SAFE_NAME.match(r)):
+        for key in keys:
+            d = stats.against(seeds, run, baseline, key) if _SAFE_NAME.match(key) else None
+            if d is not None and d.diff is not None:
+                out.append(f"\\setdiff{{{run}}}{{{key}}}{{{latex_number(stats.format_difference(d))}}}")
     return out
