@@ -2,7 +2,9 @@
 
 Findings: numbers in the text that match no validated run value; numbers or mentions that present a
 failed or degenerate run as a result; figures referenced but missing; citation keys absent from the
-bibliography; \\result macros with no validated value; sections left empty; unresolved references.
+bibliography; \\result macros with no validated value; sections left empty; unresolved references;
+and, given the runs' per-seed values and the metrics' goals (PaperInputs.claims), comparative claims
+the statistics do not support (check_claims, below).
 
 Which numbers are checked, and why the rest are not:
 - checked: every decimal number, every number in scientific notation, every percentage, and every
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .. import stats
 from . import tex as texmod
 from .results import RunData
 
@@ -35,7 +39,8 @@ _MAX_COUNT = 10  # integers up to this are read as counts, not as results
 
 class Finding(BaseModel):
     kind: str  # unmatched-number, failed-run-number, failed-run-presented, missing-figure, missing-citation,
-    #            undefined-result, empty-section, unresolved-reference, placeholder
+    #            undefined-result, empty-section, unresolved-reference, placeholder,
+    #            claim-not-significant, claim-single-seed, claim-wrong-direction, claim-against-goal, claim-no-goal
     severity: Severity = "error"
     message: str
     where: str = ""
@@ -79,6 +84,7 @@ class PaperInputs:
     failed: list[RunData] = field(default_factory=list)
     extra_values: list[float] = field(default_factory=list)  # numbers the user wrote (the idea spec)
     figure_roots: list[Path] = field(default_factory=list)
+    claims: ClaimInputs | None = None  # per-seed values and goals: comparative prose held to them (check_claims)
 
 
 _NUM = re.compile(
@@ -168,6 +174,7 @@ def check(p: PaperInputs) -> IntegrityReport:
             line = p.text.count("\n", 0, m.start()) + 1
             f.append(Finding(kind="unresolved-reference", message=f"unresolved reference or result {m.group(0)!r} in the text",
                              where=f"text line {line}"))
+    check_claims(p, rep)
     if p.tex is None:
         rep.notes.append("source checks (citations, figures, sections, \\result macros) skipped: no LaTeX source")
         return rep
@@ -273,3 +280,314 @@ def _figure_exists(target: str, roots: list[Path]) -> bool:
         if not Path(target).suffix and any((root / f"{target}{ext}").is_file() for ext in (".png", ".pdf", ".jpg", ".jpeg")):
             return True
     return False
+
+
+# ---- claims held to the statistics ------------------------------------------------------------------
+#
+# A claim is a clause (a sentence cut at ";", "while", "whereas", "but", "although") holding a comparative
+# word (improves, reduces, outperforms, higher, lower, better, worse, increases, ...) not negated ("does
+# not improve", "no significant difference" are not claims) and a metric: a \result/\change/\diff macro,
+# or a key metric's name ("core.l0", "L0", "explained variance", "CE-loss score"). A comparative clause
+# without a metric takes the metrics of its sentence, a sentence without any those of the sentence before
+# ("This is a clear improvement."). Runs bind by macro, by name ("run 2", "the baseline") and by a printed
+# number equal to exactly one run's mean of that metric. A run after "than", "over", "against", "relative
+# to", "compared to/with", "versus", "from", "outperforms", "beats", "exceeds" or "improves on" is the
+# reference, the others the subject; no reference means the baseline, a superlative (best, lowest) every
+# other run; no subject means any run but the references (the claim holds when one of them supports it).
+# Each (subject, reference) pair must show: a difference significant at 0.05 (Welch, every side more than
+# one seed), in the direction the word says (higher/lower against the data; better/worse against the
+# metric's declared goal, never the model's reading of it). "from A to B" with a better/worse word is
+# checked against the goal from the printed numbers alone; "lower is better" is checked against the
+# declared goal. Not caught: claims with no metric in the sentence or the one before, and metrics named by
+# a synonym ("sparsity" for L0).
+
+
+@dataclass
+class ClaimInputs:
+    seeds: Mapping[str, Mapping[str, Sequence[float]]]  # run label -> metric -> one value per seed
+    goals: Mapping[str, str] = field(default_factory=dict)  # metric -> "max" | "min" (the manifest's [goals])
+    key_metrics: Sequence[str] = ()  # bound by name as well as by macro
+    baseline: str = "run0"
+
+
+def seeds_of(runs: list[RunData]) -> dict[str, dict[str, list[float]]]:
+    """Today's runs as per-seed values: one seed each (so every comparative claim is single-seed)."""
+    return {r.label: {k: [float(v)] for k, v in r.values.items()} for r in runs}
+
+
+_WORDS = {
+    "up": r"increas\w*|higher|highest|rais(?:e|es|ed|ing)|larger|largest|greater|greatest|grow\w*|grew|ris(?:e|es|ing)|rose|"
+          r"exceed\w*|boost\w*|doubl\w*",
+    "down": r"reduc\w*|lower(?:s|ed|ing)?|lowest|decreas\w*|smaller|smallest|fewer|drop\w*|fall(?:s|ing)?|fell|cut(?:s|ting)?|"
+            r"halv\w*|shr[iu]nk\w*|diminish\w*",
+    "better": r"improv\w*|outperform\w*|better|best|beat(?:s|ing)?|superior|surpass\w*|stronger",
+    "worse": r"wors\w*|degrad\w*|hurt\w*|underperform\w*|inferior|deteriorat\w*|harm\w*|weaker|regress\w*",
+    "differ": r"differ(?:s|ed|ence|ences|ent)?|significant(?:ly)?",
+}
+_COMPARATIVE = re.compile("|".join(rf"(?P<{k}>\b(?:{v})\b)" for k, v in _WORDS.items()), re.IGNORECASE)
+_SUPERLATIVE = re.compile(r"\b(?:best|worst|highest|lowest|largest|smallest|greatest)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|without|cannot|fails? to|failed to)\b|n't\b", re.IGNORECASE)
+_REFERENCE = re.compile(r"\b(?:than|over|against|relative to|compared (?:to|with)|versus|vs\.?|from|"
+                        r"outperform\w*|beat\w*|surpass\w*|exceed\w*|improv\w*\s+(?:up)?on)\W*(?:the\s+|that of\s+)?\W*$",
+                        re.IGNORECASE)
+_GOAL_STATEMENT = re.compile(r"\b(higher|larger|greater|lower|smaller)\s+(?:is|means|=)\s+better\b", re.IGNORECASE)
+_CLAUSE = re.compile(r";|,?\s+\b(?:while|whereas|but|although|though)\b\s+", re.IGNORECASE)
+_RUN_NAME = re.compile(r"\b[Rr]un[\s_]?(\d+)\b|\b(?:the\s+)?(baseline)\b", re.IGNORECASE)
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|Sec|approx|resp)\.", re.IGNORECASE)
+_TOKEN = re.compile("\x03(\\d+)\x04")
+_LINE = re.compile("\x01(\\d+)\x02")
+
+
+@dataclass
+class _Mention:
+    run: str
+    pos: int
+    implied_baseline: bool = False  # \diff and \change compare against the baseline
+
+
+def check_claims(p: PaperInputs, rep: IntegrityReport) -> None:
+    """Findings claim-not-significant, claim-single-seed, claim-wrong-direction, claim-against-goal and
+    claim-no-goal for comparative prose the per-seed statistics do not support."""
+    c = p.claims
+    if c is None or (p.tex is None and p.text is None):
+        return
+    text, macros, where = _claim_text(p)
+    aliases = _aliases([*c.key_metrics, *c.goals])
+    unbound = 0
+    prev: list[str] = []
+    prev_text = ""
+    for start, end in _sentences(text):
+        lead = re.match(r"(?:\s|\x01\d+\x02)*", text[start:end])
+        line_m = list(_LINE.finditer(text[:start + (lead.end() if lead else 0)]))
+        line = int(line_m[-1].group(1)) if line_m else 1
+        s = _LINE.sub("", text[start:end])
+        s_metrics = _metrics_in(s, macros, aliases)
+        claimed_any = False
+        for a, b in _spans(s):
+            clause = _goal_statements(s[a:b], _metrics_in(s[a:b], macros, aliases) or s_metrics or prev, c, rep, where, line)
+            words = _comparatives(clause)
+            if not words:
+                continue
+            metrics, context = _metrics_in(clause, macros, aliases), clause  # runs bind within the context
+            if not metrics:
+                metrics, context = (s_metrics, s) if s_metrics else (prev, f"{prev_text} {s}")
+            if not metrics:
+                unbound += 1
+                continue
+            claimed_any = True
+            for metric in metrics:
+                problem = _judge(clause, context, words, metric, macros, c)
+                if problem:
+                    kind, why = problem
+                    rep.findings.append(Finding(kind=kind, where=f"{where}:{line}" if where else f"text line {line}",
+                                                message=f"{_show(clause, macros)!r}: {why}"))
+        if s_metrics or not claimed_any:
+            prev, prev_text = s_metrics, s
+    if unbound:
+        rep.notes.append(f"{unbound} comparative clause(s) name no metric (by macro or key-metric name): claims not checked")
+
+
+def _claim_text(p: PaperInputs) -> tuple[str, list[tuple[str, str, str]], str]:
+    """The prose as text with a line marker on each line and each result macro as a token."""
+    macros: list[tuple[str, str, str]] = []
+    if p.tex is not None:
+        src = texmod.strip_comments(p.tex)
+        lines = [f"\x01{n}\x02{ln}" for n, ln in enumerate(src.splitlines(), 1)]
+        src = "\n".join(lines)
+        begin = src.find("\\begin{document}")
+        src = src[begin:] if begin != -1 else src
+        cut = re.search(r"\\bibliography\{|\\end\{document\}", src)
+        src = src[:cut.start()] if cut else src
+
+        def _tok(m: re.Match) -> str:
+            macros.append((m.group(1), m.group(2).strip(), m.group(3).strip()))
+            return f" \x03{len(macros) - 1}\x04 "
+
+        src = re.sub(r"\\(result|change|diff)\{([^}]*)\}\{([^}]*)\}", _tok, src)
+        return texmod.to_text(src, {}), macros, "paper.tex"
+    text = _references_cut(p.text or "")
+    return "\n".join(f"\x01{n}\x02{ln}" for n, ln in enumerate(text.splitlines(), 1)), macros, ""
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    masked = _ABBREV.sub(lambda m: m.group(0)[:-1] + "\x05", text)
+    out, start = [], 0
+    for m in re.finditer(r"[.!?](?=\s)|\n\s*\n", masked):
+        out.append((start, m.end()))
+        start = m.end()
+    out.append((start, len(text)))
+    return [(a, b) for a, b in out if text[a:b].strip()]
+
+
+def _spans(s: str) -> list[tuple[int, int]]:
+    cuts = [0, *(x for m in _CLAUSE.finditer(s) for x in (m.start(), m.end())), len(s)]
+    return [(cuts[i], cuts[i + 1]) for i in range(0, len(cuts), 2)]
+
+
+def _norm(s: str) -> str:
+    """Lower case, - and _ as spaces, TeX's "\\_" as "_" first: positions kept where it matters little."""
+    return re.sub(r"[-_]", " ", s.replace("\\_", "_").lower())
+
+
+def _aliases(keys: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key in dict.fromkeys(keys):
+        last = key.rsplit(".", 1)[-1]
+        names = {_norm(key), _norm(last)}
+        if re.fullmatch(r"[a-z]+\d+", last.lower()):  # l0 -> also "l 0" as "$L_0$" renders
+            names.add(re.sub(r"(\d+)$", r" \1", last.lower()))
+        out[key] = sorted(names, key=len, reverse=True)
+    return out
+
+
+def _metrics_in(s: str, macros: list[tuple[str, str, str]], aliases: dict[str, list[str]]) -> list[str]:
+    metrics = list(dict.fromkeys(macros[int(m.group(1))][2] for m in _TOKEN.finditer(s)))
+    low = _norm(_TOKEN.sub(" ", s))
+    for key, names in aliases.items():
+        if key not in metrics and any(re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", low) for n in names):
+            metrics.append(key)
+    return metrics
+
+
+def _comparatives(clause: str) -> set[str]:
+    out = set()
+    plain = _TOKEN.sub(" ", clause)
+    for m in _COMPARATIVE.finditer(plain):
+        before = " ".join(plain[:m.start()].split()[-3:])
+        if _NEGATION.search(before):
+            continue
+        out.add(m.lastgroup)
+    if {"up", "down"} <= out:  # "a higher learning rate lowers L0": which way is not clear, only that it differs
+        out -= {"up", "down"}
+        out.add("differ")
+    if {"better", "worse"} <= out:
+        out -= {"better", "worse"}
+        out.add("differ")
+    return out
+
+
+def _goal_statements(clause: str, metrics: list[str], c: ClaimInputs, rep: IntegrityReport, where: str, line: int) -> str:
+    """Check "lower is better" against the declared goal; the statement is not a claim itself."""
+    for m in _GOAL_STATEMENT.finditer(clause):
+        said = "max" if m.group(1).lower() in ("higher", "larger", "greater") else "min"
+        for metric in metrics:
+            goal = c.goals.get(metric)
+            if goal and goal != said:
+                rep.findings.append(Finding(kind="claim-against-goal", where=f"{where}:{line}" if where else f"text line {line}",
+                                            message=f"{' '.join(clause.split())[:160]!r}: says {m.group(0)!r} of {metric}, "
+                                                    f"whose declared goal is {goal}"))
+    return _GOAL_STATEMENT.sub(" ", clause)
+
+
+def _mentions(clause: str, metric: str, macros: list[tuple[str, str, str]], c: ClaimInputs) -> list[_Mention]:
+    out: list[_Mention] = []
+    for m in _TOKEN.finditer(clause):
+        macro, run, _key = macros[int(m.group(1))]
+        out.append(_Mention(run, m.start(), implied_baseline=macro != "result"))
+    plain = _TOKEN.sub(lambda m: " " * len(m.group(0)), clause)
+    for m in _RUN_NAME.finditer(plain):
+        out.append(_Mention(c.baseline if m.group(2) else f"run{m.group(1)}", m.start()))
+    means = {r: stats.summarize(v[metric]).mean for r, v in c.seeds.items() if metric in v}
+    for num in extract_numbers(plain.replace("\n", " ")):
+        hits = [r for r, mean in means.items() if mean is not None and matches(num, mean)]
+        if len(hits) == 1:
+            pos = plain.find(num.text)
+            out.append(_Mention(hits[0], pos if pos >= 0 else 0))
+    return sorted(out, key=lambda x: x.pos)
+
+
+def _roles(clause: str, mentions: list[_Mention], baseline: str) -> tuple[list[str], list[str]]:
+    subjects: list[str] = []
+    refs: list[str] = []
+    plain = _TOKEN.sub(lambda m: " " * len(m.group(0)), clause)
+    for mn in mentions:
+        if mn.run in subjects or mn.run in refs:
+            continue
+        (refs if _REFERENCE.search(plain[max(0, mn.pos - 40):mn.pos]) else subjects).append(mn.run)
+        if mn.implied_baseline and baseline not in subjects and baseline not in refs and mn.run != baseline:
+            refs.append(baseline)
+    return subjects, refs
+
+
+def _judge(clause: str, context: str, words: set[str], metric: str, macros: list[tuple[str, str, str]],
+           c: ClaimInputs) -> tuple[str, str] | None:
+    """(kind, why) when the claim of clause about metric is not supported, else None; runs bind in context."""
+    have = [r for r, v in c.seeds.items() if metric in v]
+    if not have:
+        return None  # no run has it: the number and macro checks speak for it
+    goal = c.goals.get(metric)
+    word = _COMPARATIVE.search(_TOKEN.sub(" ", clause))
+    said = word.group(0) if word else "a difference"
+    if words & {"better", "worse"} and goal not in ("max", "min"):
+        return "claim-no-goal", f"says {said!r} about {metric}, which declares no goal (max/min) in template.toml"
+    stated = _stated_movement(clause, metric, macros, c)
+    if stated and goal and words & {"better", "worse"}:
+        good = (stated > 0) == (goal == "max")
+        if good != ("better" in words):
+            return "claim-against-goal", (f"says {said!r} of {metric} for a move {'up' if stated > 0 else 'down'}, "
+                                          f"but its declared goal is {goal}")
+    subjects, refs = _roles(context, _mentions(context, metric, macros, c), c.baseline)
+    subjects = [r for r in subjects if r in have]
+    refs = [r for r in refs if r in have]
+    if not subjects:
+        pool = [r for r in have if r not in refs and r != c.baseline] or [r for r in have if r not in refs]
+        candidates, need_all = pool, False
+    else:
+        candidates, need_all = subjects, True
+    problems = []
+    for subj in candidates:
+        these = [r for r in have if r != subj] if _SUPERLATIVE.search(clause) else (refs or ([c.baseline] if subj != c.baseline
+                                                                                          else [r for r in have if r != subj]))
+        bad = next((pb for ref in these if ref != subj and (pb := _pair(subj, ref, metric, words, goal, said, c))), None)
+        if bad is None and not need_all:
+            return None
+        if bad is not None:
+            problems.append(bad)
+    return problems[0] if problems else None
+
+
+def _pair(subj: str, ref: str, metric: str, words: set[str], goal: str | None, said: str, c: ClaimInputs) -> tuple[str, str] | None:
+    d = stats.against(c.seeds, subj, ref, metric)
+    if d is None or d.diff is None:
+        return None
+    vs = f"{metric}: {subj} {stats.format_summary(d.run)} vs {ref} {stats.format_summary(d.reference)}"
+    sign = (d.diff > 0) - (d.diff < 0)
+    if ("up" in words and sign <= 0) or ("down" in words and sign >= 0):
+        return "claim-wrong-direction", f"says {said!r}, but the difference is {stats.format_difference(d)} ({vs})"
+    if words & {"better", "worse"} and goal in ("max", "min"):
+        improved = sign > 0 if goal == "max" else sign < 0
+        if improved != ("better" in words) or sign == 0:
+            return "claim-against-goal", (f"says {said!r}, but with the declared goal {goal} the difference "
+                                          f"{stats.format_difference(d)} is {'an improvement' if improved else 'no improvement'} ({vs})")
+    if d.status == "single-seed":
+        return "claim-single-seed", f"says {said!r} from a single seed, which cannot tell a difference from seed noise ({vs})"
+    if d.status != "ok":
+        return "claim-not-significant", f"says {said!r}, but the difference has no test ({d.status}; {vs})"
+    if not d.significant:
+        return "claim-not-significant", (f"says {said!r}, but the difference {stats.format_difference(d)} is not "
+                                         f"significant (Welch p = {d.p:.2g}, n = {d.run.n}/{d.reference.n}; {vs})")
+    return None
+
+
+def _stated_movement(clause: str, metric: str, macros: list[tuple[str, str, str]], c: ClaimInputs) -> float | None:
+    """B - A for "from A to B" in the clause, A and B printed numbers or \\result macros."""
+    m = re.search(r"\bfrom\s+(\S+)\s+to\s+(\S+)", clause)
+    if not m:
+        return None
+    a, b = (_value_of(x, metric, macros, c) for x in m.groups())
+    return None if a is None or b is None else b - a
+
+
+def _value_of(word: str, metric: str, macros: list[tuple[str, str, str]], c: ClaimInputs) -> float | None:
+    t = _TOKEN.search(word)
+    if t:
+        macro, run, key = macros[int(t.group(1))]
+        vals = c.seeds.get(run, {}).get(key)
+        return stats.summarize(vals).mean if macro == "result" and vals else None
+    nums = extract_numbers(word.strip(",.;:()"))
+    return nums[0].value if nums else None
+
+
+def _show(clause: str, macros: list[tuple[str, str, str]]) -> str:
+    s = _TOKEN.sub(lambda m: "\\{}{{{}}}{{{}}}".format(*macros[int(m.group(1))]), clause)
+    return " ".join(s.split())[:200]
