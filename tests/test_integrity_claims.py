@@ -129,3 +129,9 @@ def test_the_text_of_a_pdf_binds_runs_by_their_printed_means():
     rep = _check(text=text)
     assert _claims(rep) == [(2, "claim-not-significant"), (3, "claim-against-goal")]
     assert "run1" in rep.findings[0].message and "run0" in rep.findings[0].message
+
+
+def test_a_claim_in_a_figure_caption_is_checked():
+    tex = ("\\begin{document}\n\\setcaption{l0}{L0 per run.}\n"
+           "\\setcaption{ev}{Run 1 improves the explained variance.}\n\\end{document}\n")
+    assert _claims(_check(tex=tex)) == [(3, "claim-not-significant")]

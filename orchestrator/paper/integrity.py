@@ -404,6 +404,7 @@ def _claim_text(p: PaperInputs) -> tuple[str, list[tuple[str, str, str]], str]:
             return f" \x03{len(macros) - 1}\x04 "
 
         src = re.sub(r"\\(result|change|diff)\{([^}]*)\}\{([^}]*)\}", _tok, src)
+        src = re.sub(r"\\setcaption\{[^}]*\}", "\n\n", src)  # a figure's caption is prose too (to_text drops it)
         return texmod.to_text(src, {}), macros, "paper.tex"
     text = _references_cut(p.text or "")
     return "\n".join(f"\x01{n}\x02{ln}" for n, ln in enumerate(text.splitlines(), 1)), macros, ""
