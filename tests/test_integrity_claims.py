@@ -104,6 +104,15 @@ def test_todays_single_seed_runs_make_every_comparative_claim_single_seed():
     ("Run 1 improves L0 (\\diff{run1}{core.l0}).", None),
     # a superlative compares against every other run, the single-seed one included
     ("Run 1 has the lowest absorption rate of all runs.", "claim-single-seed"),
+    # each metric takes the comparative nearest to it; a method sentence is no claim
+    ("Run 2 reaches a higher explained variance (\\result{run2}{core.explained_variance}) at a lower L0 "
+     "(\\result{run2}{core.l0}).", "claim-wrong-direction"),
+    ("A higher learning rate lowers L0 in run 1.", None),
+    ("Each true feature is matched to the latent with the highest decoder cosine, which gives the fraction "
+     "recovered and the absorption rate.", None),
+    ("The difference in explained variance for run 1 is non-significant.", None),
+    ("Absorption rate and $L_0$ (lower is better), explained variance (higher is better).", None),
+    ("Explained variance and $L_0$ (higher is better).", "claim-against-goal"),
     # the pronoun dodge: the metric is in the sentence before
     ("Run 1 reaches an explained variance of \\result{run1}{core.explained_variance}. That is an improvement.",
      "claim-not-significant"),

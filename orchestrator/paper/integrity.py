@@ -285,21 +285,26 @@ def _figure_exists(target: str, roots: list[Path]) -> bool:
 # ---- claims held to the statistics ------------------------------------------------------------------
 #
 # A claim is a clause (a sentence cut at ";", "while", "whereas", "but", "although") holding a comparative
-# word (improves, reduces, outperforms, higher, lower, better, worse, increases, ...) not negated ("does
-# not improve", "no significant difference" are not claims) and a metric: a \result/\change/\diff macro,
-# or a key metric's name ("core.l0", "L0", "explained variance", "CE-loss score"). A comparative clause
-# without a metric takes the metrics of its sentence, a sentence without any those of the sentence before
-# ("This is a clear improvement."). Runs bind by macro, by name ("run 2", "the baseline") and by a printed
-# number equal to exactly one run's mean of that metric. A run after "than", "over", "against", "relative
-# to", "compared to/with", "versus", "from", "outperforms", "beats", "exceeds" or "improves on" is the
-# reference, the others the subject; no reference means the baseline, a superlative (best, lowest) every
-# other run; no subject means any run but the references (the claim holds when one of them supports it).
-# Each (subject, reference) pair must show: a difference significant at 0.05 (Welch, every side more than
-# one seed), in the direction the word says (higher/lower against the data; better/worse against the
-# metric's declared goal, never the model's reading of it). "from A to B" with a better/worse word is
-# checked against the goal from the printed numbers alone; "lower is better" is checked against the
-# declared goal. Not caught: claims with no metric in the sentence or the one before, and metrics named by
-# a synonym ("sparsity" for L0).
+# word (improves, reduces, outperforms, higher, lower, better, worse, increases, significantly, ...) not
+# negated in the three words before it ("does not improve", "non-significant" are no claims) and a metric:
+# a \result/\change/\diff macro, or a key metric's name ("core.l0", "L0", "$L_0$", "explained variance",
+# "CE-loss score"). Each metric takes the comparative nearest its first mention, within 12 words ("the
+# best variant keeps the explained variance (...) at a lower L0 (...)": best -> explained variance, lower
+# -> L0); in a clause that names no run, a name binds only within 6 words (a method sentence with "highest
+# decoder cosine" is no claim about the absorption rate it mentions later). A clause that refers back
+# ("This is a clear improvement over the baseline.": this/that/it/which with a noun like improvement, or a
+# run) takes the metrics of its sentence, or of the sentence before. Runs bind by macro, by name ("run 2",
+# "the baseline") and by a printed number equal to exactly one run's mean of that metric. A run after
+# "than", "over", "against", "relative to", "compared to/with", "versus", "from", "outperforms", "beats",
+# "exceeds" or "improves on" is the reference, the others the subject; no reference means the baseline, a
+# superlative (best, lowest) every other run; no subject means any run but the references (the claim holds
+# when one of them supports it). Each (subject, reference) pair must show: a difference significant at
+# 0.05 (Welch, every side more than one seed), in the direction the word says (higher/lower against the
+# data; better/worse against the metric's declared goal, never the model's reading of it). "from A to B"
+# with a better/worse word is checked against the goal from the printed numbers alone; "lower is better"
+# is checked against the declared goal of the metrics named just before it. Not caught: claims whose
+# metric is in neither the sentence nor the one before, metrics named by a synonym ("sparsity" for L0) or
+# through a macro the paper defines itself.
 
 
 @dataclass
@@ -322,11 +327,11 @@ _WORDS = {
             r"halv\w*|shr[iu]nk\w*|diminish\w*",
     "better": r"improv\w*|outperform\w*|better|best|beat(?:s|ing)?|superior|surpass\w*|stronger",
     "worse": r"wors\w*|degrad\w*|hurt\w*|underperform\w*|inferior|deteriorat\w*|harm\w*|weaker|regress\w*",
-    "differ": r"differ(?:s|ed|ence|ences|ent)?|significant(?:ly)?",
+    "differ": r"differ(?:s|ed|ent|ing)?|significant(?:ly)?",  # "the difference ... is not significant" is no claim
 }
 _COMPARATIVE = re.compile("|".join(rf"(?P<{k}>\b(?:{v})\b)" for k, v in _WORDS.items()), re.IGNORECASE)
 _SUPERLATIVE = re.compile(r"\b(?:best|worst|highest|lowest|largest|smallest|greatest)\b", re.IGNORECASE)
-_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|without|cannot|fails? to|failed to)\b|n't\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:not|no|non|never|neither|nor|without|cannot|fails? to|failed to)\b|n't\b", re.IGNORECASE)
 _REFERENCE = re.compile(r"\b(?:than|over|against|relative to|compared (?:to|with)|versus|vs\.?|from|"
                         r"outperform\w*|beat\w*|surpass\w*|exceed\w*|improv\w*\s+(?:up)?on)\W*(?:the\s+|that of\s+)?\W*$",
                         re.IGNORECASE)
@@ -334,6 +339,11 @@ _GOAL_STATEMENT = re.compile(r"\b(higher|larger|greater|lower|smaller)\s+(?:is|m
 _CLAUSE = re.compile(r";|,?\s+\b(?:while|whereas|but|although|though)\b\s+", re.IGNORECASE)
 _RUN_NAME = re.compile(r"\b[Rr]un[\s_]?(\d+)\b|\b(?:the\s+)?(baseline)\b", re.IGNORECASE)
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|Sec|approx|resp)\.", re.IGNORECASE)
+_ANAPHOR = re.compile(r"\b(?:this|that|these|those|which|it|they)\b", re.IGNORECASE)
+_NOUN_CLAIM = re.compile(r"\b(?:improvements?|reductions?|increases?|decreases?|gains?|drops?|degradations?|differences?|"
+                         r"advantages?)\b", re.IGNORECASE)
+_NEAR = 6  # words between a comparative and a metric's name, in a clause that names no run
+_WINDOW = 12  # words between a comparative and the metric it is about, at most
 _TOKEN = re.compile("\x03(\\d+)\x04")
 _LINE = re.compile("\x01(\\d+)\x02")
 
@@ -361,26 +371,33 @@ def check_claims(p: PaperInputs, rep: IntegrityReport) -> None:
         line_m = list(_LINE.finditer(text[:start + (lead.end() if lead else 0)]))
         line = int(line_m[-1].group(1)) if line_m else 1
         s = _LINE.sub("", text[start:end])
-        s_metrics = _metrics_in(s, macros, aliases)
+        s_metrics = list(_positions(s, macros, aliases))
         claimed_any = False
         for a, b in _spans(s):
-            clause = _goal_statements(s[a:b], _metrics_in(s[a:b], macros, aliases) or s_metrics or prev, c, rep, where, line)
-            words = _comparatives(clause)
-            if not words:
+            clause = _goal_statements(s[a:b], macros, aliases, c, rep, where, line)
+            found = _comparatives(clause)
+            if not found:
                 continue
-            metrics, context = _metrics_in(clause, macros, aliases), clause  # runs bind within the context
-            if not metrics:
-                metrics, context = (s_metrics, s) if s_metrics else (prev, f"{prev_text} {s}")
-            if not metrics:
+            pos = _positions(clause, macros, aliases)
+            if not (_TOKEN.search(clause) or _RUN_NAME.search(clause)):  # no run named: a name binds only near the word
+                pos = {k: v for k, v in pos.items() if any(abs(x - w) <= _NEAR for x in v for w, _, _ in found)}
+            # each metric takes the comparative nearest its first mention ("the best variant keeps the explained
+            # variance (...) at a lower L0 (...)": best -> explained variance, lower -> L0), within _WINDOW words
+            near = {k: min(found, key=lambda f, x=v[0]: (abs(f[0] - x), f[0] < x)) for k, v in pos.items()}
+            claims = {k: [f] for k, f in near.items() if min(abs(f[0] - x) for x in pos[k]) <= _WINDOW}
+            context = clause  # runs bind within the context
+            if not claims and _ANAPHOR.search(clause) and (_NOUN_CLAIM.search(clause) or _RUN_NAME.search(clause)):
+                claims, context = ({k: found for k in s_metrics}, s) if s_metrics else ({k: found for k in prev}, f"{prev_text} {s}")
+            if not claims:
                 unbound += 1
                 continue
             claimed_any = True
-            for metric in metrics:
-                problem = _judge(clause, context, words, metric, macros, c)
+            for metric, words in claims.items():
+                problem = _judge(clause, context, _classes(words), words[0][2], metric, macros, c)
                 if problem:
                     kind, why = problem
                     rep.findings.append(Finding(kind=kind, where=f"{where}:{line}" if where else f"text line {line}",
-                                                message=f"{_show(clause, macros)!r}: {why}"))
+                                                message=f"{why}, in {_show(clause, macros)!r}"))
         if s_metrics or not claimed_any:
             prev, prev_text = s_metrics, s
     if unbound:
@@ -441,42 +458,58 @@ def _aliases(keys: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def _metrics_in(s: str, macros: list[tuple[str, str, str]], aliases: dict[str, list[str]]) -> list[str]:
-    metrics = list(dict.fromkeys(macros[int(m.group(1))][2] for m in _TOKEN.finditer(s)))
-    low = _norm(_TOKEN.sub(" ", s))
+def _word_at(low: str, pos: int) -> int:
+    return len(low[:pos].split())
+
+
+def _positions(s: str, macros: list[tuple[str, str, str]], aliases: dict[str, list[str]]) -> dict[str, list[int]]:
+    """metric -> the word indices (in _norm(s)) where s names it, by macro or by name; first mention first."""
+    low = _norm(s)
+    out: dict[str, list[int]] = {}
+    for m in _TOKEN.finditer(low):
+        out.setdefault(macros[int(m.group(1))][2], []).append(_word_at(low, m.start()))
     for key, names in aliases.items():
-        if key not in metrics and any(re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", low) for n in names):
-            metrics.append(key)
-    return metrics
+        for n in names:
+            for m in re.finditer(rf"(?<![\w.]){re.escape(n)}(?![\w])", low):
+                out.setdefault(key, []).append(_word_at(low, m.start()))
+    return {k: sorted(set(v)) for k, v in sorted(out.items(), key=lambda kv: min(kv[1]))}
 
 
-def _comparatives(clause: str) -> set[str]:
-    out = set()
-    plain = _TOKEN.sub(" ", clause)
-    for m in _COMPARATIVE.finditer(plain):
-        before = " ".join(plain[:m.start()].split()[-3:])
-        if _NEGATION.search(before):
+def _comparatives(clause: str) -> list[tuple[int, str, str]]:
+    """(word index, class, word) of each comparative word not negated in the three words before it."""
+    low = _norm(clause)
+    out = []
+    for m in _COMPARATIVE.finditer(low):
+        if _NEGATION.search(" ".join(low[:m.start()].split()[-3:])):
             continue
-        out.add(m.lastgroup)
-    if {"up", "down"} <= out:  # "a higher learning rate lowers L0": which way is not clear, only that it differs
-        out -= {"up", "down"}
-        out.add("differ")
-    if {"better", "worse"} <= out:
-        out -= {"better", "worse"}
-        out.add("differ")
+        out.append((_word_at(low, m.start()), m.lastgroup or "differ", m.group(0)))
     return out
 
 
-def _goal_statements(clause: str, metrics: list[str], c: ClaimInputs, rep: IntegrityReport, where: str, line: int) -> str:
-    """Check "lower is better" against the declared goal; the statement is not a claim itself."""
-    for m in _GOAL_STATEMENT.finditer(clause):
-        said = "max" if m.group(1).lower() in ("higher", "larger", "greater") else "min"
-        for metric in metrics:
+def _classes(found: list[tuple[int, str, str]]) -> set[str]:
+    out = {cls for _, cls, _ in found}
+    if {"up", "down"} <= out:  # "a higher learning rate lowers L0" (bound to nothing nearer): only that it differs
+        out = (out - {"up", "down"}) | {"differ"}
+    if {"better", "worse"} <= out:
+        out = (out - {"better", "worse"}) | {"differ"}
+    return out
+
+
+def _goal_statements(clause: str, macros: list[tuple[str, str, str]], aliases: dict[str, list[str]], c: ClaimInputs,
+                     rep: IntegrityReport, where: str, line: int) -> str:
+    """Check "lower is better" against the declared goal of the metrics named in the few words before it
+    ("absorption and child-parent leak (lower is better)"); the statement is not a claim itself."""
+    low = _norm(clause)
+    pos = _positions(clause, macros, aliases)
+    for m in _GOAL_STATEMENT.finditer(low):
+        said = "max" if m.group(1) in ("higher", "larger", "greater") else "min"
+        at = _word_at(low, m.start())
+        for metric, xs in pos.items():
             goal = c.goals.get(metric)
-            if goal and goal != said:
+            if goal and goal != said and any(at - _NEAR <= x < at for x in xs):
                 rep.findings.append(Finding(kind="claim-against-goal", where=f"{where}:{line}" if where else f"text line {line}",
-                                            message=f"{' '.join(clause.split())[:160]!r}: says {m.group(0)!r} of {metric}, "
-                                                    f"whose declared goal is {goal}"))
+                                            message=f"says {m.group(0)!r} of {metric}, whose declared goal is {goal}, "
+                                                    f"in {' '.join(clause.split())[:160]!r}"))
     return _GOAL_STATEMENT.sub(" ", clause)
 
 
@@ -510,15 +543,13 @@ def _roles(clause: str, mentions: list[_Mention], baseline: str) -> tuple[list[s
     return subjects, refs
 
 
-def _judge(clause: str, context: str, words: set[str], metric: str, macros: list[tuple[str, str, str]],
+def _judge(clause: str, context: str, words: set[str], said: str, metric: str, macros: list[tuple[str, str, str]],
            c: ClaimInputs) -> tuple[str, str] | None:
     """(kind, why) when the claim of clause about metric is not supported, else None; runs bind in context."""
     have = [r for r, v in c.seeds.items() if metric in v]
     if not have:
         return None  # no run has it: the number and macro checks speak for it
     goal = c.goals.get(metric)
-    word = _COMPARATIVE.search(_TOKEN.sub(" ", clause))
-    said = word.group(0) if word else "a difference"
     if words & {"better", "worse"} and goal not in ("max", "min"):
         return "claim-no-goal", f"says {said!r} about {metric}, which declares no goal (max/min) in template.toml"
     stated = _stated_movement(clause, metric, macros, c)
@@ -537,7 +568,7 @@ def _judge(clause: str, context: str, words: set[str], metric: str, macros: list
         candidates, need_all = subjects, True
     problems = []
     for subj in candidates:
-        these = [r for r in have if r != subj] if _SUPERLATIVE.search(clause) else (refs or ([c.baseline] if subj != c.baseline
+        these = [r for r in have if r != subj] if _SUPERLATIVE.fullmatch(said) else (refs or ([c.baseline] if subj != c.baseline
                                                                                           else [r for r in have if r != subj]))
         bad = next((pb for ref in these if ref != subj and (pb := _pair(subj, ref, metric, words, goal, said, c))), None)
         if bad is None and not need_all:
