@@ -30,7 +30,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy import stats as sps
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -94,6 +93,8 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summar
     mean = float(arr.mean())
     if n == 1:
         return Summary(n=1, status="single-seed", mean=mean)
+    from scipy import stats as sps  # here: scipy.stats takes most of a second to import
+
     std = float(arr.std(ddof=1))
     se = std / math.sqrt(n)
     h = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * se
@@ -109,6 +110,8 @@ def compare(run: Sequence[float], reference: Sequence[float], confidence: float 
             return Difference(run=a, reference=b, status=bad, diff=diff)
     if a.std == 0 and b.std == 0:
         return Difference(run=a, reference=b, status="no-variance", diff=diff, se=0.0)
+    from scipy import stats as sps
+
     res = sps.ttest_ind(np.asarray(run, float), np.asarray(reference, float), equal_var=False)
     ci = res.confidence_interval(confidence)
     p = float(res.pvalue)
