@@ -161,3 +161,13 @@ def test_the_macros_compile_and_print(tmp_path):
     out = subprocess.run(["pdftotext", "-enc", "UTF-8", "p.pdf", "-"], cwd=tmp_path, capture_output=True, text=True,
                          check=True).stdout
     assert "L0 19.2 ± 0.3; EV +0.006 [−0.002, 0.014]; one seed 17.5." in " ".join(out.split())
+
+
+def test_a_run_against_another_by_label():
+    from orchestrator.stats import against, summaries
+
+    d = against(SEEDS, "run2", "run0", "core.l0")
+    assert d is not None and d.diff == pytest.approx(19.2167 - 18.1, abs=1e-4) and d.status == "ok"
+    assert against(SEEDS, "run2", "run0", "core.mse") is None and against(SEEDS, "run9", "run0", "core.l0") is None
+    table = summaries(SEEDS)
+    assert table["run3"]["core.l0"].status == "single-seed" and table["run0"]["core.l0"].n == 3
