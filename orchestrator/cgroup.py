@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .env import cgroups_off
 from .procs import sigkill_until_gone
 
 PREFIX = "orchestrate-"
-SWITCH = "ORCHESTRATE_CGROUP"  # "0": make no cgroups (the watchdog alone enforces the caps)
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class RunCgroup:
 def make(token: str, *, memory_mb: int | None, max_tasks: int | None) -> RunCgroup | None:
     """A cgroup for one run with the caps asked for, or None where no controller could be used."""
     wanted = {c for c, on in (("memory", memory_mb), ("pids", max_tasks)) if on}
-    if not wanted or os.environ.get(SWITCH) == "0":
+    if not wanted or cgroups_off():
         return None
     mounts = _mounts()
     own = _own_paths()

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from .env import citation_backend
 from .paper.tex import bib_keys
 
 
@@ -162,8 +163,7 @@ class SemanticScholarBackend:
 
 def backend_from_env(env: Mapping[str, str] | None = None) -> CitationBackend:
     env = os.environ if env is None else env
-    kind = (env.get("ORCHESTRATE_CITATIONS") or "offline").strip().lower()
-    url = env.get("ORCHESTRATE_CITATIONS_URL")
+    kind, url = citation_backend(env)
     if kind == "openalex":
         return OpenAlexBackend(url or "https://api.openalex.org", mailto=env.get("OPENALEX_MAILTO"))
     if kind in ("semanticscholar", "s2"):

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import BudgetExceeded, OrchestratorError
+from .errors import OrchestratorError
 
-READERS = ("show", "report", "review", "import")
+COMMANDS = ("replay", "show", "report", "review", "import")  # each a module orchestrator.commands.<name>_cmd
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -52,28 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idea", dest="idea_name")
     p.add_argument("--template")
 
-    p = sub.add_parser("replay", help="re-execute a workspace or transcript with its recorded replies; report metric deltas")
-    p.add_argument("source", type=Path, help="a workspace folder or a transcript .jsonl")
-    p.add_argument("--idea-file", type=Path, help="the idea spec, for a transcript whose idea file is not beside it")
-    p.add_argument("--sandbox", type=Path, default=Path("sandbox"))
-    p.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance for a metric to count as reproduced")
-    p.add_argument("--python")
-    p.add_argument("--stages")
-
     p = sub.add_parser("export", help="write a workspace's exchanges as a transcript")
     p.add_argument("workspace", type=Path)
     p.add_argument("-o", "--output", type=Path)
 
-    for name in READERS:
-        try:
-            mod = importlib.import_module(f"orchestrator.commands.{name}_cmd")
-        except ModuleNotFoundError:
-            continue
+    for name in COMMANDS:  # a command module that does not import is a bug: it fails here, loudly
+        mod = importlib.import_module(f"orchestrator.commands.{name}_cmd")
         mod.add_arguments(sub.add_parser(name, help=mod.HELP))
     return parser
 
 
 def _opts(args: argparse.Namespace):
+    """The run's options from `run`'s or `resume`'s arguments."""
     from .pipeline import RunOptions
 
     return RunOptions(
@@ -86,61 +76,34 @@ def _opts(args: argparse.Namespace):
     )
 
 
-def _drive(ctx, stages) -> int:
-    from .events import RunRecorded
-    from .pipeline import execute
-    from .progress import Progress
-
-    prog = Progress(max_runs=ctx.limits.max_runs, max_attempts=ctx.limits.max_attempts, isolation=ctx.isolation)
-    prog.seed(ctx.journal.events)
-    ctx.journal.listeners.append(prog)
-    try:
-        with prog:
-            execute(ctx, stages)
-    except KeyboardInterrupt:
-        ctx.ws.unlock()
-        from .events import Message
-
-        ctx.journal.append(Message(level="warning", text="interrupted by the user"))
-        print(f"interrupted; continue with: orchestrate resume {ctx.ws.root}", file=sys.stderr)
-        return 130
-    except BudgetExceeded as exc:
-        from .events import Message
-
-        ctx.journal.append(Message(level="warning", text=str(exc)))
-        print(f"{exc}\nworkspace: {ctx.ws.root}", file=sys.stderr)
-        ctx.ws.unlock()
-        return exc.exit_code
-    except BaseException:
-        ctx.ws.unlock()
-        raise
-    ctx.ws.unlock()
-    recs = ctx.journal.of(RunRecorded)
-    ok = sum(1 for r in recs if r.status == "ok")
-    print(f"done: {ok} of {len(recs)} run(s) are results; workspace: {ctx.ws.root}")
-    return 0
-
-
 def cmd_run(args) -> int:
+    """`orchestrate run`: one idea here, or many (and GPU slots, Slurm) through the fleet."""
+    from .drive import drive
+    from .fleet import FleetOptions
     from .pipeline import start
 
-    if args.all or len(args.idea) > 1 or args.parallel > 1 or args.executor != "local" or args.gpus:
-        from .fleet import run_many  # many ideas, GPU slots, executors (scale-out)
+    fleet = FleetOptions(ideas=list(args.idea), all_=args.all, idea_name=args.idea_name, parallel=args.parallel,
+                         executor=args.executor, gpus=args.gpus, slurm_config=args.slurm_config)
+    if fleet.scaled_out:
+        from .fleet import run_many
 
-        return run_many(args, _opts(args))
+        return run_many(fleet, _opts(args))
     ctx, stages = start(args.idea[0], _opts(args), log=lambda s: print(s, flush=True))
-    return _drive(ctx, stages)
+    return drive(ctx, stages)
 
 
 def cmd_resume(args) -> int:
+    """`orchestrate resume`: continue a workspace's stages from its journal."""
+    from .drive import drive
     from .pipeline import reopen
 
     ctx, stages = reopen(args.workspace, _opts(args), log=lambda s: print(s, flush=True))
     print(f"resuming {ctx.ws.root}: stages left: {', '.join(stages) or 'none'}")
-    return _drive(ctx, stages)
+    return drive(ctx, stages)
 
 
 def cmd_check(args) -> int:
+    """`orchestrate check`: validate an idea and its template without making anything."""
     from .pipeline import RunOptions, prepare
 
     opts = RunOptions(idea_name=args.idea_name, template=args.template, model="(check)")
@@ -157,13 +120,8 @@ def cmd_check(args) -> int:
     return 0
 
 
-def cmd_replay(args) -> int:
-    from .replay import replay
-
-    return replay(args)
-
-
 def cmd_export(args) -> int:
+    """`orchestrate export`: a workspace's exchanges as a transcript file."""
     from .agents.replay import export_transcript
     from .events import Exchange, WorkspaceCreated
     from .workspace import Workspace
@@ -182,9 +140,10 @@ def cmd_export(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the command, and turn a typed error into one line and its exit code."""
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "replay": cmd_replay, "export": cmd_export}.get(args.command)
+    handler = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "export": cmd_export}.get(args.command)
     try:
         if handler is None:
             mod = importlib.import_module(f"orchestrator.commands.{args.command}_cmd")

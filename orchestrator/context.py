@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .agents.aider import Budget, RetryPolicy
 from .agents.replay import TranscriptSource
+from .env import stream_replies
 from .executors import Executor, LocalExecutor
 from .settings import Limits
 from .spec import Idea
@@ -27,7 +27,7 @@ class Context:
     budget: Budget
     cache_dir: Path
     retry: RetryPolicy = field(default_factory=RetryPolicy.from_env)
-    stream: bool = field(default_factory=lambda: os.environ.get("ORCHESTRATE_STREAM") == "1")
+    stream: bool = field(default_factory=stream_replies)
     stop: threading.Event = field(default_factory=threading.Event)
     tex_available: bool = True
     tex_missing: str = ""

@@ -6,7 +6,6 @@ A failed write (a full disk) is rolled back so the file stays a sequence of whol
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from .env import fault_point
 from .errors import JournalError, WorkspaceError
 from .events import EVENT_ADAPTER, Event, _Event
 
@@ -105,7 +105,7 @@ class Journal:
         return iter(self.events)
 
 
-_FAULT = os.environ.get("ORCHESTRATE_FAULT", "")
+_FAULT = fault_point()
 
 
 def _fault_point(kind: str, count: int) -> None:
@@ -117,7 +117,3 @@ def _fault_point(kind: str, count: int) -> None:
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
-
-
-def dump_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

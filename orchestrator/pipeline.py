@@ -5,19 +5,19 @@ each served from the journal when it was already done."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import env
 from . import sandbox as sandbox_mod
 from .agents.aider import Budget
-from .agents.hermetic import cache_home
 from .agents.replay import TranscriptSource, load_transcript
 from .context import Context
 from .conversation import Conversations
+from .env import cache_home
 from .errors import InputError, TranscriptError
-from .events import STAGES, Exchange, Message, StageFinished, StageStarted, WorkspaceCreated
-from .fleet import build_executor, pending_job_dirs
+from .events import STAGES, Exchange, Message, RunFinished, RunStarted, StageFinished, StageStarted, WorkspaceCreated
+from .executors.factory import build_executor
 from .pyenv import experiment_python
 from .settings import Limits
 from .spec import Idea, load_idea
@@ -27,6 +27,8 @@ from .workspace import Workspace, create
 
 @dataclass
 class RunOptions:
+    """What one run of an idea was asked on the command line (None: the idea's, the template's or the default)."""
+
     model: str | None = None
     template: str | None = None
     python: str | None = None
@@ -40,7 +42,7 @@ class RunOptions:
     full_timeout_s: float | None = None
     smoke_timeout_s: float | None = None
     transcript: Path | None = None  # replay: serve this transcript, whatever the idea names
-    executor: dict | None = None  # where runs execute (fleet.build_executor: GPU slots, Slurm); None: here
+    executor: dict | None = None  # where runs execute (executors.factory.build_executor: GPU slots, Slurm); None: here
 
 
 def import_stages() -> None:
@@ -56,6 +58,7 @@ def import_stages() -> None:
 
 
 def selected_stages(requested: list[str] | None) -> list[str]:
+    """The stages to run, in pipeline order: those asked for (checked), else every one available."""
     from .stages import REGISTRY
 
     import_stages()
@@ -83,7 +86,7 @@ def configured_model(opts: RunOptions) -> str | None:
 
     cfg = userconfig.load()
     userconfig.apply(cfg)
-    return opts.model or os.environ.get("ORCHESTRATE_MODEL") or cfg.model or None
+    return opts.model or env.default_model() or cfg.model or None
 
 
 def prepare(idea_path: Path, opts: RunOptions) -> tuple:
@@ -111,6 +114,7 @@ def prepare(idea_path: Path, opts: RunOptions) -> tuple:
 
 
 def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[str]]:
+    """Make a new workspace for the idea and a context to run it; returns it with the stages to run."""
     loaded, template, limits, model, transcript, stages = prepare(idea_path, opts)
     cache = cache_home()
     python = experiment_python(template, cache, override=opts.python, log=log)
@@ -171,7 +175,7 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     # a killed orchestrator may leave its experiment running (isolation none): end it first
     from .runner import kill_marked
 
-    kill_marked("ORCHESTRATE_WORKSPACE", str(ws.root))
+    kill_marked(env.WORKSPACE, str(ws.root))
     keep = [f"--exclude=/{d}" for d in pending_job_dirs(ws.journal)]  # Slurm jobs may still write there
     if keep:
         ws.git("reset", "-q", "--hard", ws.last_recorded_commit())
@@ -190,7 +194,14 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     return ctx, stages
 
 
+def pending_job_dirs(journal) -> list[str]:
+    """Out folders of runs submitted as jobs that have no verdict yet: a resume waits for those jobs."""
+    return [e.out_dir for e in journal.of(RunStarted)
+            if e.job_id and journal.last(RunFinished, run=e.run, attempt=e.attempt, phase=e.phase) is None]
+
+
 def execute(ctx: Context, stages: list[str]) -> None:
+    """Run each stage that has not finished yet, in order, recording its start and its end."""
     from .stages import REGISTRY
 
     conv = Conversations(ctx)

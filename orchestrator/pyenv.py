@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys as _sys
 
-    from .agents.hermetic import cache_home
+    from .env import cache_home
     from .errors import OrchestratorError
     from .template import find_template, load_template
 

@@ -1,4 +1,4 @@
-"""`orchestrate replay`: re-execute a workspace (or a transcript) with its recorded replies in a fresh
+"""Replay: re-execute a workspace (or a transcript) with its recorded replies in a fresh
 workspace, through the same aider edit path, and compare every run's metrics with the recording."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .agents.replay import export_transcript, load_transcript
+from .drive import drive
 from .errors import InputError, TranscriptError
 from .events import EditApplied, Exchange, RunRecorded, WorkspaceCreated
+from .pipeline import RunOptions, start
 from .workspace import Workspace
 
 # Metrics that measure the machine, not the experiment: never a divergence.
@@ -72,10 +74,10 @@ def compare(recorded: dict[int, RunRecorded], replayed: dict[int, RunRecorded], 
     return ReplayReport(workspace="", deltas=deltas, divergences=div)
 
 
-def _source(args) -> tuple[Path, Path, dict[int, RunRecorded], list[EditApplied], Path]:
+def _source(source: Path, idea_file: Path | None) -> tuple[Path, Path, dict[int, RunRecorded], list[EditApplied], Path]:
     """(idea file, transcript file, recorded runs, recorded edits, a scratch dir) for a workspace or a transcript."""
     scratch = Path(tempfile.mkdtemp(prefix="replay_"))
-    src = Path(args.source)
+    src = Path(source)
     if src.is_dir():
         ws = Workspace(src)
         head = ws.journal.events[0]
@@ -93,28 +95,27 @@ def _source(args) -> tuple[Path, Path, dict[int, RunRecorded], list[EditApplied]
     if not src.is_file():
         raise InputError(src, "neither a workspace folder nor a transcript file")
     t = load_transcript(src)
-    idea_file = args.idea_file or (src.parent / f"{t.header.idea}.json" if t.header.idea else None)
+    idea_file = idea_file or (src.parent / f"{t.header.idea}.json" if t.header.idea else None)
     if idea_file is None or not Path(idea_file).is_file():
         raise InputError(src, "cannot find the idea spec for this transcript: pass --idea-file")
     return Path(idea_file), src, {}, [], scratch
 
 
-def replay(args) -> int:
-    from .cli import _drive
-    from .pipeline import RunOptions, start
-
-    idea_file, transcript, recorded, recorded_edits, _scratch = _source(args)
-    opts = RunOptions(transcript=transcript, sandbox=args.sandbox, python=args.python,
-                      stages=[s for s in args.stages.split(",")] if args.stages else ["experiments"])
+def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path("sandbox"), rtol: float = 1e-3,
+           python: str | None = None, stages: list[str] | None = None) -> int:
+    """Re-run a workspace or a transcript with its recorded replies in a new workspace under `sandbox`, print the
+    metric deltas and write them to .orchestrate/replay.json; returns 1 on any divergence."""
+    idea_file, transcript, recorded, recorded_edits, _scratch = _source(source, idea_file)
+    opts = RunOptions(transcript=transcript, sandbox=sandbox, python=python, stages=stages or ["experiments"])
     ctx, stages = start(idea_file, opts, log=lambda s: print(s, flush=True))
     divergence = None
     try:
-        rc = _drive(ctx, stages)
+        rc = drive(ctx, stages)
     except TranscriptError as exc:
         divergence = str(exc)
         rc = 1
     replayed = _runs(ctx.ws)
-    report = compare(recorded, replayed, None, args.rtol) if recorded else ReplayReport(workspace="", deltas=[], divergences=[])
+    report = compare(recorded, replayed, None, rtol) if recorded else ReplayReport(workspace="", deltas=[], divergences=[])
     report.workspace = str(ctx.ws.root)
     if divergence:
         report.divergences.insert(0, f"a response no longer applies: {divergence}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .agents.hermetic import cache_home
+from . import env
 from .errors import InputError
 from .validation import first_problem
 
@@ -29,7 +29,8 @@ class UserConfig(BaseModel):
 
 
 def config_path() -> Path:
-    return Path(os.environ.get("ORCHESTRATE_CONFIG", cache_home() / "config.toml"))
+    """Where the user's config file is (see `env.config_path`)."""
+    return env.config_path()
 
 
 def load() -> UserConfig:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, ROOT, events
 
-from orchestrator.fleet import GpuSlotExecutor, expand_ideas, gpu_slots
+from orchestrator.executors.gpus import GpuSlotExecutor, gpu_slots
+from orchestrator.fleet import expand_ideas
 
 SLEEP_TEMPLATE = FIXTURES / "fleet_sleep"
 # Per idea: what each run's final verdict must be, and the verdict of every smoke/full run in order.

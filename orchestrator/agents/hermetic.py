@@ -4,7 +4,8 @@ no writes to the user's home outside the cache the orchestrator owns."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from ..env import model_metadata_path
 
 _DONE = False
 
@@ -17,11 +18,6 @@ DEFAULT_METADATA = {
     "output_cost_per_token": 0.0,
     "mode": "chat",
 }
-
-
-def cache_home() -> Path:
-    """The orchestrator's own cache (environments, aider's and litellm's files)."""
-    return Path(os.environ.get("ORCHESTRATE_HOME", Path.home() / ".cache" / "orchestrator"))
 
 
 def prepare() -> None:
@@ -43,7 +39,7 @@ def local_metadata(name: str) -> dict | None:
     <ORCHESTRATE_HOME>/models.json, a JSON object keyed by model name."""
     import json
 
-    path = Path(os.environ.get("ORCHESTRATE_MODEL_METADATA", cache_home() / "models.json"))
+    path = model_metadata_path()
     if not path.is_file():
         return None
     try:

@@ -1,0 +1,40 @@
+"""The run loop: drive a workspace's stages with the progress view attached, and turn an interruption or
+a spent budget into a resumable stop (a message in the journal, the lock released, an exit code)."""
+
+from __future__ import annotations
+
+import sys
+
+from .context import Context
+from .errors import BudgetExceeded
+from .events import Message, RunRecorded
+from .pipeline import execute
+from .progress import Progress
+
+
+def drive(ctx: Context, stages: list[str]) -> int:
+    """Run `stages` of ctx's workspace to the end or to a resumable stop; returns the exit code."""
+    prog = Progress(max_runs=ctx.limits.max_runs, max_attempts=ctx.limits.max_attempts, isolation=ctx.isolation)
+    prog.seed(ctx.journal.events)
+    ctx.journal.listeners.append(prog)
+    try:
+        with prog:
+            execute(ctx, stages)
+    except KeyboardInterrupt:
+        ctx.ws.unlock()
+        ctx.journal.append(Message(level="warning", text="interrupted by the user"))
+        print(f"interrupted; continue with: orchestrate resume {ctx.ws.root}", file=sys.stderr)
+        return 130
+    except BudgetExceeded as exc:
+        ctx.journal.append(Message(level="warning", text=str(exc)))
+        print(f"{exc}\nworkspace: {ctx.ws.root}", file=sys.stderr)
+        ctx.ws.unlock()
+        return exc.exit_code
+    except BaseException:
+        ctx.ws.unlock()
+        raise
+    ctx.ws.unlock()
+    recs = ctx.journal.of(RunRecorded)
+    ok = sum(1 for r in recs if r.status == "ok")
+    print(f"done: {ok} of {len(recs)} run(s) are results; workspace: {ctx.ws.root}")
+    return 0

@@ -1,0 +1,134 @@
+"""The fleet's live view: one row per idea, kept up to date by tailing each idea's journal."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any, Self
+
+from ..events import EVENT_ADAPTER, Message, RunFinished, RunRecorded, RunStarted, StageFinished, StageStarted
+
+
+@dataclasses.dataclass
+class IdeaState:
+    """One row of the live view, kept up to date from the idea's journal."""
+
+    name: str
+    ws: Path
+    state: str = "queued"  # queued, running, done, failed, interrupted, stopping
+    stage: str = "-"
+    run: str = "-"
+    verdict: str = "-"
+    results: int = 0
+    runs: int = 0
+    job: str = ""
+    rc: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    proc: Any = None
+    stages: list[str] = dataclasses.field(default_factory=list)
+    _offset: int = 0
+    _starts: dict = dataclasses.field(default_factory=dict)
+
+    def poll_journal(self) -> list[str]:
+        """Read what the idea's process appended since last time; returns lines worth printing."""
+        path = self.ws / ".orchestrate" / "journal.jsonl"
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        lines = []
+        for raw in data[:end].splitlines():
+            if not raw.strip():
+                continue
+            try:
+                e = EVENT_ADAPTER.validate_json(raw)
+            except ValueError:
+                continue
+            line = self._apply(e)
+            if line:
+                lines.append(f"[{self.name}] {line}")
+        return lines
+
+    def _apply(self, e) -> str | None:
+        if isinstance(e, StageStarted):
+            self.stage = e.stage
+        elif isinstance(e, StageFinished):
+            self.stage = f"{e.stage} {e.status}"
+            return f"stage {e.stage}: {e.status}" + (f" — {e.summary}" if e.summary else "")
+        elif isinstance(e, RunStarted):
+            self.run = f"{e.run}.{e.attempt} {e.phase}"
+            self.job = e.job_id or ""
+        elif isinstance(e, RunFinished):
+            self.verdict = f"run {e.run} {e.phase}: {e.status}"
+        elif isinstance(e, RunRecorded):
+            self.runs += 1
+            self.results += e.status == "ok"
+            return f"run {e.run}: {e.status.upper()} after {e.attempts} attempt(s)"
+        elif isinstance(e, Message) and e.level != "info":
+            return f"{e.level}: {e.text}"
+        return None
+
+    def elapsed(self) -> str:
+        if self.started is None:
+            return "-"
+        return f"{(self.ended or time.monotonic()) - self.started:.0f}s"
+
+
+class FleetView:
+    """Every idea in one table: a rich live view on a terminal, plain lines elsewhere."""
+
+    def __init__(self, ideas: list[IdeaState], *, slots: str, stream=None, live: bool | None = None) -> None:
+        from rich.console import Console
+
+        self.ideas = ideas
+        self.slots = slots
+        self.stream = stream or sys.stderr
+        self.live_mode = self.stream.isatty() if live is None else live
+        self.console = Console(file=self.stream, highlight=False)
+        self.t0 = time.monotonic()
+        self._live = None
+
+    def table(self):
+        from rich.table import Table
+
+        t = Table(title=f"{len(self.ideas)} idea(s) · {self.slots} · {time.monotonic() - self.t0:.0f}s", title_justify="left")
+        for col in ("idea", "workspace", "state", "stage", "run", "last verdict", "results", "time"):
+            t.add_column(col)
+        for i in self.ideas:
+            run = f"{i.run} (job {i.job})" if i.job and i.state == "running" else i.run
+            t.add_row(i.name, i.ws.name, i.state, i.stage, run, i.verdict, f"{i.results}/{i.runs}", i.elapsed())
+        return t
+
+    def __enter__(self) -> Self:
+        if self.live_mode:
+            from rich.live import Live
+
+            self._live = Live(self.table(), console=self.console, refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.update(self.table())
+            self._live.__exit__(*exc)
+            self._live = None
+
+    def line(self, text: str) -> None:
+        if self._live is not None:
+            self._live.console.print(text)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def refresh(self) -> None:
+        for i in self.ideas:
+            for text in i.poll_journal():
+                self.line(text)
+        if self._live is not None:
+            self._live.update(self.table())
