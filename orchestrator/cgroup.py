@@ -149,14 +149,6 @@ class RunCgroup:
         d = self.dirs.get("pids")
         return _read_int(d / "pids.events", "max") if d is not None else 0
 
-    def peak_memory_mb(self) -> float:
-        """The cgroup's peak charge (resident memory plus page cache), where the kernel reports it."""
-        d = self.dirs.get("memory")
-        if d is None:
-            return 0.0
-        name = "memory.peak" if self.versions["memory"] == 2 else "memory.max_usage_in_bytes"
-        return _read_int(d / name) / 2**20
-
     def kill_all(self) -> int:
         """SIGKILL every process in the run's cgroup(s), until none is left; returns how many were seen."""
         for d, v in {(d, self.versions[c]) for c, d in self.dirs.items()}:

@@ -5,7 +5,6 @@ plotted nothing still left a white PNG behind. These checks catch that before th
 
 from __future__ import annotations
 
-import fnmatch
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -32,10 +31,6 @@ def find_figures(root: Path, globs: list[str]) -> list[Path]:
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts):
                 found.add(p)
     return sorted(found)
-
-
-def matches(rel: str, globs: list[str]) -> bool:
-    return any(fnmatch.fnmatch(rel, g) for g in globs)
 
 
 def _load(path: Path):
@@ -83,7 +78,3 @@ def check_image(path: Path, *, rel: str | None = None) -> FigureCheck:
         return FigureCheck(path=name, ok=False, width=w, height=h,
                            problem=f"the image is {what}: a single colour ({colour}); nothing was drawn")
     return FigureCheck(path=name, ok=True, width=w, height=h)
-
-
-def check_figures(root: Path, globs: list[str]) -> list[FigureCheck]:
-    return [check_image(p, rel=str(p.relative_to(root))) for p in find_figures(root, globs)]

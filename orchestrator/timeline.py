@@ -329,9 +329,6 @@ class Timeline:
                 return r.code_commit
         return None
 
-    def figure_artifacts(self) -> list[Artifact]:
-        return [a for a in self.artifacts if a.kind in ("figure", "plot") and a.ok]
-
 
 def _num(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
