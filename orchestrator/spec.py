@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import SpecError
 from .settings import LimitOverrides
-from .validation import first_problem
+from .validation_message import first_problem
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
 

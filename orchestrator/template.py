@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import TemplateError
-from .validation import first_problem
+from .validation_message import first_problem
 
 MANIFEST = "template.toml"
 BASELINE_RUN = "run_0"

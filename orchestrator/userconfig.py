@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import env
 from .errors import InputError
-from .validation import first_problem
+from .validation_message import first_problem
 
 
 class UserConfig(BaseModel):

@@ -13,7 +13,7 @@ from conftest import FIXTURES, cli_subprocess, events, only_workspace, run_cli
 
 from orchestrator.paper import integrity
 from orchestrator.paper import tex as texmod
-from orchestrator.paper.results import RunData, format_value, results_tex
+from orchestrator.paper.results_tex import RunData, format_value, results_tex
 
 HAVE_TEX = all(shutil.which(t) for t in ("latexmk", "pdflatex", "bibtex"))
 needs_tex = pytest.mark.skipif(not HAVE_TEX, reason="latexmk/pdflatex/bibtex not installed (apt-get install latexmk texlive-latex-recommended)")
@@ -203,7 +203,7 @@ def test_hsae_transcript_later_stages_fit_the_stages_cite_known_keys_and_type_no
     """The offline demo's plots/writeup/compile/review lines: in the order the stages ask, citing only keys of
     latex/references.bib, every number a macro, and a review that parses as the form."""
     from orchestrator.paper.integrity import extract_numbers
-    from orchestrator.review_model import parse_review
+    from orchestrator.review_form import parse_review
     from orchestrator.stages.writeup import SECTIONS
 
     root = Path(__file__).resolve().parent.parent

@@ -43,7 +43,7 @@ def add_later_stages(ws: Path) -> None:
             plt.close(f)
     plt.close("all")
     from orchestrator.paper.integrity import Finding, IntegrityReport
-    from orchestrator.review_model import Review, ReviewFile
+    from orchestrator.review_form import Review, ReviewFile
 
     review = ReviewFile(
         source="paper.pdf", model="test/model",

@@ -14,8 +14,8 @@ from conftest import run_cli
 from orchestrator import citations
 from orchestrator.paper import integrity
 from orchestrator.paper.integrity import PaperInputs, extract_numbers
-from orchestrator.paper.results import RunData
-from orchestrator.review_model import Review, ask_review, parse_review
+from orchestrator.paper.results_tex import RunData
+from orchestrator.review_form import Review, ask_review, parse_review
 
 FORM = {"summary": "s", "strengths": ["a"], "weaknesses": ["b"], "questions": [], "limitations": ["c"],
         "soundness": 2, "presentation": 3, "contribution": 2, "overall": 4, "confidence": 3, "decision": "Reject"}

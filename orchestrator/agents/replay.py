@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import TranscriptError
 from ..events import Exchange
-from ..validation import first_problem
+from ..validation_message import first_problem
 from .aider import ScriptedReply
 
 

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _llm(model: str, prompt: str):
     from ..agents.aider import AiderSession, Budget
-    from ..review_model import ask_review
+    from ..review_form import ask_review
 
     with tempfile.TemporaryDirectory(prefix="orchestrate-review-") as tmp:
         session = AiderSession(Path(tmp), [], model, budget=Budget(None))
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..events import WorkspaceCreated
     from ..paper import integrity
-    from ..review_model import ReviewFile
+    from ..review_form import ReviewFile
     from ..spec import Idea
     from ..stages.review import REVIEW_FILE, pdf_inputs, review_prompt, workspace_inputs
     from ..workspace import Workspace

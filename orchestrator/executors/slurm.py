@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .. import runner, sandbox
 from ..errors import InputError, OrchestratorError
 from ..settings import Limits
-from ..validation import first_problem
+from ..validation_message import first_problem
 
 SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before the time limit
 START_MARGIN_S = 60

@@ -67,7 +67,7 @@ def manifest_from(template: Path) -> Manifest:
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(path, f"not valid TOML: {exc}") from None
     except ValidationError as exc:
-        from ..validation import first_problem
+        from ..validation_message import first_problem
 
         raise TemplateError(path, first_problem(path, exc)) from None
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from .. import stats
 from . import tex as texmod
-from .results import RunData
+from .results_tex import RunData
 
 Severity = Literal["error", "warning", "note"]
 _MIN_SECTION_WORDS = 15

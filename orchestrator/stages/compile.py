@@ -17,7 +17,7 @@ from ..conversation import Conversations
 from ..events import Artifact, EditApplied, Message, RunFinished, RunStarted
 from ..latex import APT_PACKAGES, LatexProblem, compile_pdf, lint
 from ..paper import integrity
-from ..paper import results as paper_results
+from ..paper import results_tex as paper_results
 from ..paper import tex as texmod
 from . import stage
 from .writeup import PAPER, good_figures, prepare_latex

@@ -13,9 +13,9 @@ from ..conversation import Conversations
 from ..errors import WorkspaceError
 from ..events import Artifact, Message
 from ..paper import integrity
-from ..paper import results as paper_results
+from ..paper import results_tex as paper_results
 from ..paper import tex as texmod
-from ..review_model import ReviewFile, ask_review
+from ..review_form import ReviewFile, ask_review
 from ..runner import tool
 from . import stage
 

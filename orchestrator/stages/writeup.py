@@ -17,7 +17,7 @@ from ..context import Context
 from ..conversation import Conversations
 from ..events import Artifact, Message
 from ..figures import check_image, find_figures
-from ..paper import results as paper_results
+from ..paper import results_tex as paper_results
 from ..paper import tex as texmod
 from . import stage
 
