@@ -123,12 +123,12 @@ def cmd_check(args) -> int:
 def cmd_export(args) -> int:
     """`orchestrate export`: a workspace's exchanges as a transcript file."""
     from .agents.replay import export_transcript
-    from .events import Exchange, WorkspaceCreated
+    from .events import Exchange
+    from .readmodel import workspace_created
     from .workspace import Workspace
 
     ws = Workspace(args.workspace)
-    head = ws.journal.events[0]
-    assert isinstance(head, WorkspaceCreated)
+    head = workspace_created(ws.journal.events, args.workspace)
     text = export_transcript(ws.journal.of(Exchange), idea=head.idea["name"], template=head.template,
                              note=f"recorded from {head.agent}" + (" (scripted)" if head.scripted else ""))
     if args.output:

@@ -67,17 +67,12 @@ def tex_preflight(*, which=None) -> tuple[bool, str]:
                    "without it this run stops at latex/paper.tex (no PDF)")
 
 
-def apply_preflight(ctx, stages: Sequence[str], log=print) -> None:
-    """At the start of a run: check TeX once, say what is missing in one line, remember it in ctx."""
+def preflight_for(stages: Sequence[str]) -> tuple[bool, str] | None:
+    """At the start of a run: `tex_preflight()` when a paper stage is among `stages`, else None (not needed).
+    The caller records what is missing; nothing is written here."""
     if not {"writeup", "compile", "review"} & set(stages):
-        return
-    ok, message = tex_preflight()
-    ctx.tex_available, ctx.tex_missing = ok, "" if ok else message
-    if not ok:
-        from .events import Message
-
-        log(message)
-        ctx.journal.append(Message(level="warning", text=message))
+        return None
+    return tex_preflight()
 
 
 def _numbered(lines: list[str], around: int, *, before: int = 2, after: int = 1) -> str:

@@ -16,9 +16,11 @@ from .context import Context
 from .conversation import Conversations
 from .env import cache_home
 from .errors import InputError, TranscriptError
-from .events import STAGES, Exchange, Message, RunFinished, RunStarted, StageFinished, StageStarted, WorkspaceCreated
+from .events import STAGES, Exchange, Message, StageFinished, StageStarted
 from .executors.factory import build_executor
+from .latex import preflight_for
 from .pyenv import experiment_python
+from .readmodel import WorkspaceModel, workspace_created
 from .settings import Limits
 from .spec import Idea, load_idea
 from .template import Template, find_template, load_template
@@ -139,9 +141,11 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         budget=Budget(limits.budget_usd), cache_dir=cache / "data" / template.manifest.name,
         executor=build_executor(opts.executor),
     )
-    from .latex import apply_preflight  # TeX is checked now, not discovered at the compile stage
-
-    apply_preflight(ctx, stages, log)
+    tex = preflight_for(stages)  # TeX is checked now, not discovered at the compile stage
+    if tex is not None and not tex[0]:
+        ctx.tex_available, ctx.tex_missing = False, tex[1]
+        log(tex[1])
+        ws.journal.append(Message(level="warning", text=tex[1]))
     ws.lock()
     return ctx, stages
 
@@ -149,9 +153,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
 def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[str]]:
     """A context for an existing workspace; the tree is put back at the last commit the journal vouches for."""
     ws = Workspace(root)
-    head = ws.journal.events[0] if ws.journal.events else None
-    if not isinstance(head, WorkspaceCreated):
-        raise InputError(root, "the journal does not start with workspace_created")
+    head = workspace_created(ws.journal.events, root)
     if head.imported_from:
         raise InputError(root, "an imported workspace is read-only: show or report it instead")
     ws.lock()
@@ -176,7 +178,7 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     from .runner import kill_marked
 
     kill_marked(env.WORKSPACE, str(ws.root))
-    keep = [f"--exclude=/{d}" for d in pending_job_dirs(ws.journal)]  # Slurm jobs may still write there
+    keep = [f"--exclude=/{d}" for d in WorkspaceModel.build(ws.journal.events).pending_job_dirs()]  # Slurm jobs may still write there
     if keep:
         ws.git("reset", "-q", "--hard", ws.last_recorded_commit())
         ws.git("clean", "-q", "-fd", *keep)
@@ -192,12 +194,6 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     stages = [s for s in selected_stages(opts.stages) if s not in done]
     ws.journal.append(Message(text=f"resumed; stages left: {', '.join(stages) or 'none'}"))
     return ctx, stages
-
-
-def pending_job_dirs(journal) -> list[str]:
-    """Out folders of runs submitted as jobs that have no verdict yet: a resume waits for those jobs."""
-    return [e.out_dir for e in journal.of(RunStarted)
-            if e.job_id and journal.last(RunFinished, run=e.run, attempt=e.attempt, phase=e.phase) is None]
 
 
 def execute(ctx: Context, stages: list[str]) -> None:

@@ -11,10 +11,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .events import EditApplied, Event, Exchange, Message, RunFinished, RunRecorded, RunStarted, StageFinished, StageStarted
+from .events import Event, Exchange, RunFinished, RunStarted, StageStarted
+from .formatting import describe
 
 
 class Progress:
+    """The live view of one workspace's run: a panel of where it is, and a line per event worth one."""
+
     def __init__(self, *, max_runs: int, max_attempts: int, isolation: str, stream: TextIO | None = None,
                  live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -67,38 +70,18 @@ class Progress:
             print(text, file=self.stream, flush=True)
 
     def __call__(self, e: Event) -> None:
-        """Journal listener."""
-        text = None
+        """Journal listener: update the panel, print the event's line (`formatting.describe`)."""
         if isinstance(e, StageStarted):
             self.stage = e.stage
-            text = f"stage {e.stage}: started"
-        elif isinstance(e, StageFinished):
-            text = f"stage {e.stage}: {e.status}" + (f" — {e.summary}" if e.summary else "")
         elif isinstance(e, Exchange):
             self.run, self.attempt = e.run, e.attempt
             self.tokens += e.prompt_tokens + e.completion_tokens
             self.cost += e.cost_usd
-            where = f" run {e.run} attempt {e.attempt}" if e.run else ""
-            text = f"  agent{where}: {e.step} reply ({e.prompt_tokens}+{e.completion_tokens} tokens, ${e.cost_usd:.4f}{', scripted' if e.scripted else ''})"
-        elif isinstance(e, EditApplied):
-            what = f"edited {', '.join(e.files)} (+{e.added} -{e.removed})" if e.files else "no edit"
-            if e.failed:
-                what += " — edit blocks did not apply"
-            if e.refused:
-                what += f" — refused edits to {', '.join(e.refused)}"
-            if e.done:
-                what = "declared the stage done"
-            text = f"  agent: {what}"
         elif isinstance(e, RunStarted):
             self.run, self.attempt, self.phase = e.run, e.attempt, e.phase
         elif isinstance(e, RunFinished):
             self.last_verdict = f"run {e.run} {e.phase}: {e.status}"
-            why = f" — {e.reasons[0]}" if e.reasons else ""
-            text = f"  run {e.run} attempt {e.attempt} {e.phase}: {e.status} in {e.wall_s:.1f}s{why}"
-        elif isinstance(e, RunRecorded):
-            text = f"run {e.run}: {e.status.upper()} after {e.attempts} attempt(s)"
-        elif isinstance(e, Message):
-            text = f"{e.level}: {e.text}" if e.level != "info" else e.text
+        text = describe(e)
         if self._live is not None:
             self._live.update(self._panel())
         if text:

@@ -16,8 +16,10 @@ from rich.table import Table
 from .agents.replay import export_transcript, load_transcript
 from .drive import drive
 from .errors import InputError, TranscriptError
-from .events import EditApplied, Exchange, RunRecorded, WorkspaceCreated
+from .events import EditApplied, Exchange, RunRecorded
+from .formatting import fmt_num
 from .pipeline import RunOptions, start
+from .readmodel import WorkspaceModel, workspace_created
 from .workspace import Workspace
 
 # Metrics that measure the machine, not the experiment: never a divergence.
@@ -25,6 +27,8 @@ VOLATILE = ("wall_time", "wall_s", "time_s", "seconds", "throughput", "per_sec",
 
 
 class Delta(BaseModel):
+    """One metric of one run: the recorded value, the replayed one, and whether they agree."""
+
     run: int
     metric: str
     recorded: float | None
@@ -35,16 +39,19 @@ class Delta(BaseModel):
 
 
 class ReplayReport(BaseModel):
+    """What replay.json holds: every metric's delta and every divergence, in words."""
+
     workspace: str
     deltas: list[Delta]
     divergences: list[str]
 
 
 def _runs(ws: Workspace) -> dict[int, RunRecorded]:
-    return {r.run: r for r in ws.journal.of(RunRecorded)}
+    return WorkspaceModel.build(ws.journal.events).recorded()
 
 
 def compare(recorded: dict[int, RunRecorded], replayed: dict[int, RunRecorded], keys: list[str] | None, rtol: float) -> ReplayReport:
+    """Each run's status and metrics, recorded against replayed, within relative tolerance `rtol`."""
     deltas: list[Delta] = []
     div: list[str] = []
     for run in sorted(set(recorded) | set(replayed)):
@@ -80,9 +87,7 @@ def _source(source: Path, idea_file: Path | None) -> tuple[Path, Path, dict[int,
     src = Path(source)
     if src.is_dir():
         ws = Workspace(src)
-        head = ws.journal.events[0]
-        if not isinstance(head, WorkspaceCreated):
-            raise InputError(src, "the journal does not start with workspace_created")
+        head = workspace_created(ws.journal.events, src)
         idea = dict(head.idea)
         idea["template"] = head.template_root
         idea.pop("transcript", None)
@@ -140,7 +145,7 @@ def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recordin
         table.add_column(col, justify="right" if col not in ("metric", "") else "left", no_wrap=col == "metric")
 
     def f(v: Any) -> str:
-        return "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+        return fmt_num(v, digits=6, missing="-")
 
     if have_recording:
         for d in report.deltas:

@@ -11,7 +11,10 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from .timeline import RunView, Timeline, delta, fmt_num, fmt_tokens, fmt_wall, log_tail, run_diff
+from .formatting import delta, fmt_num, fmt_tokens, fmt_wall
+from .readmodel import RunView
+from .run_files import log_tail, run_diff
+from .timeline import Timeline
 from .workspace import Workspace
 
 STYLE = {

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from ..events import EVENT_ADAPTER, Message, RunFinished, RunRecorded, RunStarted, StageFinished, StageStarted
+from ..formatting import describe
+from ..readmodel import WorkspaceModel
 
 
 @dataclasses.dataclass
@@ -21,16 +23,24 @@ class IdeaState:
     stage: str = "-"
     run: str = "-"
     verdict: str = "-"
-    results: int = 0
-    runs: int = 0
     job: str = ""
     rc: int | None = None
     started: float | None = None
     ended: float | None = None
     proc: Any = None
     stages: list[str] = dataclasses.field(default_factory=list)
+    model: WorkspaceModel = dataclasses.field(default_factory=WorkspaceModel)  # what the journal said so far
     _offset: int = 0
-    _starts: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def runs(self) -> int:
+        """Runs with a final verdict."""
+        return len(self.model.recorded())
+
+    @property
+    def results(self) -> int:
+        """Runs whose final verdict is ok."""
+        return sum(r.status == "ok" for r in self.model.recorded().values())
 
     def poll_journal(self) -> list[str]:
         """Read what the idea's process appended since last time; returns lines worth printing."""
@@ -57,25 +67,21 @@ class IdeaState:
         return lines
 
     def _apply(self, e) -> str | None:
+        self.model.apply(e)
         if isinstance(e, StageStarted):
             self.stage = e.stage
         elif isinstance(e, StageFinished):
             self.stage = f"{e.stage} {e.status}"
-            return f"stage {e.stage}: {e.status}" + (f" — {e.summary}" if e.summary else "")
         elif isinstance(e, RunStarted):
             self.run = f"{e.run}.{e.attempt} {e.phase}"
             self.job = e.job_id or ""
         elif isinstance(e, RunFinished):
             self.verdict = f"run {e.run} {e.phase}: {e.status}"
-        elif isinstance(e, RunRecorded):
-            self.runs += 1
-            self.results += e.status == "ok"
-            return f"run {e.run}: {e.status.upper()} after {e.attempts} attempt(s)"
-        elif isinstance(e, Message) and e.level != "info":
-            return f"{e.level}: {e.text}"
-        return None
+        shown = isinstance(e, (StageFinished, RunRecorded)) or (isinstance(e, Message) and e.level != "info")
+        return describe(e) if shown else None
 
     def elapsed(self) -> str:
+        """How long the idea's process has run (or ran), for the table."""
         if self.started is None:
             return "-"
         return f"{(self.ended or time.monotonic()) - self.started:.0f}s"

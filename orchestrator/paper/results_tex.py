@@ -15,14 +15,18 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..events import RunFinished, RunRecorded
+from ..readmodel import WorkspaceModel
 from ..results import flatten
+from ..template import BASELINE_RUN
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _SAFE_FIGURE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 
 
 class RunData(BaseModel):
+    """One run's numbers as the paper may use them (or, for a run that is not a result, as the integrity
+    check compares the prose against)."""
+
     run: int
     status: str  # ok, failed, degenerate, ... ("ok" for the baseline)
     values: dict[str, float | int] = Field(default_factory=dict)  # flattened numeric results
@@ -63,24 +67,22 @@ def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
     runs with whatever numbers their last full attempt produced (for the integrity check only)."""
     results_file = _results_file(ws)
     ok: list[RunData] = []
-    base = _load(ws.root / "run_0" / results_file)
+    base = _load(ws.root / BASELINE_RUN / results_file)
     if base is not None:
         ok.append(RunData(run=0, status="ok", values=_numeric(flatten(base)), baseline=True))
     bad: list[RunData] = []
-    latest: dict[int, RunRecorded] = {}
-    for rec in ws.journal.of(RunRecorded):
-        latest[rec.run] = rec
-    for run in sorted(latest):
-        rec = latest[run]
+    model = WorkspaceModel.build(ws.journal.events)
+    for run, rec in model.recorded().items():
         info = _load(ws.root / f"run_{run}" / results_file)
         if rec.status == "ok" and info is not None:
             ok.append(RunData(run=run, status="ok", values=_numeric(flatten(info))))
             continue
         values: dict[str, float | int] = {}
-        for fin in ws.journal.of(RunFinished, run=run, phase="full"):
+        fulls = [(a.attempt, p) for a in model.runs[run].attempts for p in a.phases if p.phase == "full" and p.finished]
+        for attempt, fin in fulls:
             if fin.metrics:
                 values = _numeric(fin.metrics)
-            moved = ws.attempt_dir(run, fin.attempt) / "out" / results_file
+            moved = ws.attempt_dir(run, attempt) / "out" / results_file
             data = _load(moved)
             if data is not None:
                 values = _numeric(flatten(data))

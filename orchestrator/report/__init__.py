@@ -19,7 +19,10 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from ..timeline import Timeline, build, delta, fmt_num, fmt_tokens, fmt_wall, log_tail, run_diff
+from ..formatting import delta, fmt_num, fmt_tokens, fmt_wall
+from ..run_files import log_tail, run_diff
+from ..template import BASELINE_RUN
+from ..timeline import Timeline, build
 from ..workspace import Workspace
 from . import charts
 
@@ -88,7 +91,7 @@ def collect_figures(tl: Timeline, out_dir: Path) -> list[Figure]:
         for pat in tl.figures or ["*.png"]:
             for p in sorted(tl.root.glob(pat)):
                 rel = p.relative_to(tl.root).as_posix()
-                if p.is_file() and p.suffix.lower() in IMAGE_TYPES and not rel.startswith((".", "run_0/")) \
+                if p.is_file() and p.suffix.lower() in IMAGE_TYPES and not rel.startswith((".", f"{BASELINE_RUN}/")) \
                         and p not in [x for x, _ in paths] and not fnmatch.fnmatch(rel, "report*"):
                     paths.append((p, ""))
     out = []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
-from ..timeline import MetricRow, delta, fmt_num
+from ..formatting import delta, fmt_num
+from ..timeline import MetricRow
 
 BAR_H = 22
 GAP = 8
