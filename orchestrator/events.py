@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from .migrations import JOURNAL_VERSION
+
 Stage = Literal["experiments", "plots", "writeup", "compile", "review"]
 STAGES: tuple[str, ...] = ("experiments", "plots", "writeup", "compile", "review")
 VerdictStatus = Literal["ok", "failed", "degenerate", "tampered", "timeout", "interrupted"]
@@ -21,6 +23,8 @@ class _Event(BaseModel):
 
 
 class WorkspaceCreated(_Event):
+    """The journal's first event: the idea, template, limits, agent and executor the workspace was made with."""
+
     type: Literal["workspace_created"] = "workspace_created"
     idea: dict[str, Any]
     idea_path: str
@@ -32,7 +36,8 @@ class WorkspaceCreated(_Event):
     python: str | None = None
     isolation: str = "none"
     imported_from: str | None = None
-    executor: dict[str, Any] = Field(default_factory=dict)  # where runs execute (fleet.build_executor); {}: here
+    executor: dict[str, Any] = Field(default_factory=dict)  # where runs execute (executors.factory.build_executor); {}: here
+    version: int = JOURNAL_VERSION  # the journal's shape (migrations.py); absent in journals older than versions
 
 
 class StageStarted(_Event):

@@ -6,6 +6,7 @@ A failed write (a full disk) is rolled back so the file stays a sequence of whol
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from .env import fault_point
 from .errors import JournalError, WorkspaceError
 from .events import EVENT_ADAPTER, Event, _Event
+from .migrations import migrate
 
 E = TypeVar("E", bound=_Event)
 
@@ -32,25 +34,48 @@ class Journal:
         self._load()
 
     def _load(self) -> None:
+        """Read the events, migrated to the current shape (`migrations`); a torn last record is cut off."""
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        good_end = 0
+        lines: list[tuple[int, int, bytes]] = []  # (start, end past the newline, line) of each whole line
         pos = 0
         while pos < len(data):
             nl = data.find(b"\n", pos)
             if nl == -1:
                 break  # no newline: the last write was torn
-            line = data[pos:nl]
-            if line.strip():
-                try:
-                    self.events.append(EVENT_ADAPTER.validate_json(line))
-                except (ValidationError, ValueError):
-                    if data[nl + 1 :].strip():
-                        raise WorkspaceError(self.path, f"corrupt record at byte {pos} (not the last one)") from None
-                    break
+            lines.append((pos, nl + 1, data[pos:nl]))
             pos = nl + 1
-            good_end = pos
+        good_end = pos
+
+        def bad(start: int, end: int) -> None:
+            nonlocal good_end
+            if data[end:].strip():
+                raise WorkspaceError(self.path, f"corrupt record at byte {start} (not the last one)") from None
+            good_end = start  # the last record is torn: cut it off
+
+        parsed: list[tuple[int, int, dict]] = []
+        for start, end, line in lines:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            if not isinstance(rec, dict):
+                bad(start, end)
+                break
+            parsed.append((start, end, rec))
+        try:
+            records = migrate([rec for _, _, rec in parsed])
+        except ValueError as exc:
+            raise WorkspaceError(self.path, str(exc)) from None
+        for (start, end, _), rec in zip(parsed, records):
+            try:
+                self.events.append(EVENT_ADAPTER.validate_python(rec))
+            except ValidationError:
+                bad(start, end)
+                break
         if good_end < len(data):
             self.torn = data[good_end:]
             # Keep the torn bytes for forensics, then cut them so appends start on a clean line.
@@ -62,6 +87,7 @@ class Journal:
                 os.fsync(fh.fileno())
 
     def append(self, event: E) -> E:
+        """Write one event durably (fsync'd, rolled back on a failed write), then tell the listeners."""
         event.seq = len(self.events) + 1
         event.ts = time.time()
         line = (event.model_dump_json() + "\n").encode()
@@ -98,6 +124,7 @@ class Journal:
         ]
 
     def last(self, kind: type[E], **match: object) -> E | None:
+        """The latest event of one type whose fields equal `match`, or None."""
         found = self.of(kind, **match)
         return found[-1] if found else None
 
