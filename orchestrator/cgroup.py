@@ -127,6 +127,7 @@ class RunCgroup:
         return sorted({str(d / "cgroup.procs") for d in self.dirs.values()})
 
     def pids(self) -> set[int]:
+        """Every process still in the run's cgroups."""
         found: set[int] = set()
         for d in set(self.dirs.values()):
             try:

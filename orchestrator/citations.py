@@ -30,6 +30,8 @@ from .paper.tex import bib_keys
 
 
 class Paper(BaseModel):
+    """One paper a citation search found, enough for a BibTeX entry."""
+
     title: str
     authors: list[str] = Field(default_factory=list)
     year: int | None = None
@@ -38,12 +40,14 @@ class Paper(BaseModel):
     url: str | None = None
 
     def key(self) -> str:
+        """A BibTeX key from the first author, the year and a title word."""
         first = self.authors[0].split()[-1] if self.authors else "anon"
         word = next((w for w in re.findall(r"[A-Za-z]+", self.title) if len(w) > 3), "paper")
         raw = f"{first}{self.year or ''}{word}".lower()
         return unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode()
 
     def bibtex(self, key: str | None = None) -> str:
+        """The paper as a BibTeX entry, special characters escaped."""
         def esc(s: str) -> str:
             return s.replace("&", "\\&").replace("%", "\\%").replace("#", "\\#").replace("_", "\\_")
 
@@ -60,21 +64,28 @@ class Paper(BaseModel):
 
 
 class CitationBackend(Protocol):
+    """Where citations come from: searched by a query, online or not."""
+
     name: str
     online: bool
 
-    def search(self, query: str, limit: int = 5) -> list[Paper]: ...
+    def search(self, query: str, limit: int = 5) -> list[Paper]:
+        """Up to `limit` papers for `query`."""
+        ...
 
 
 class SearchFailed(Exception):
-    pass
+    """A citation search that failed after its retries."""
 
 
 class OfflineBackend:
+    """No citation search: the paper cites only what the template's bibliography has."""
+
     name = "offline"
     online = False
 
     def search(self, query: str, limit: int = 5) -> list[Paper]:
+        """Nothing: offline search finds no paper."""
         return []
 
 
@@ -90,6 +101,7 @@ class _HttpClient:
         self.sleep = sleep
 
     def get(self, path: str, params: Mapping[str, str | int]) -> dict:
+        """GET a JSON document, retried with backoff on errors; SearchFailed when it keeps failing."""
         url = f"{self.base_url}{path}?{urllib.parse.urlencode(params)}"
         delay = self.base_delay_s
         last = ""
@@ -114,6 +126,8 @@ class _HttpClient:
 
 
 class OpenAlexBackend:
+    """Citations from the OpenAlex API."""
+
     name = "openalex"
     online = True
 
@@ -122,6 +136,7 @@ class OpenAlexBackend:
         self.mailto = mailto
 
     def search(self, query: str, limit: int = 5) -> list[Paper]:
+        """Up to `limit` works OpenAlex finds for `query`."""
         params: dict[str, str | int] = {"search": query, "per-page": limit}
         if self.mailto:
             params["mailto"] = self.mailto
@@ -140,6 +155,8 @@ class OpenAlexBackend:
 
 
 class SemanticScholarBackend:
+    """Citations from the Semantic Scholar API."""
+
     name = "semanticscholar"
     online = True
 
@@ -149,6 +166,7 @@ class SemanticScholarBackend:
         self.http = _HttpClient(base_url, headers=headers, **http)
 
     def search(self, query: str, limit: int = 5) -> list[Paper]:
+        """Up to `limit` papers Semantic Scholar finds for `query`."""
         data = self.http.get("/paper/search", {"query": query, "limit": limit,
                                                "fields": "title,authors,year,venue,externalIds,url"})
         out = []
@@ -162,6 +180,7 @@ class SemanticScholarBackend:
 
 
 def backend_from_env(env: Mapping[str, str] | None = None) -> CitationBackend:
+    """The citation backend $ORCHESTRATE_CITATIONS names (offline by default)."""
     env = os.environ if env is None else env
     kind, url = citation_backend(env)
     if kind == "openalex":

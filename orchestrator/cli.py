@@ -24,6 +24,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `orchestrate` argument parser, with every command module's arguments."""
     parser = argparse.ArgumentParser(prog="orchestrate", description="Run experiment ideas with a coding agent; report only runs that did their work.")
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -17,6 +17,8 @@ from .workspace import Workspace
 
 @dataclass
 class Context:
+    """What every stage gets: the workspace, its settings, the agent's source of replies, and the executor."""
+
     ws: Workspace
     idea: Idea
     limits: Limits

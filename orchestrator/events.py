@@ -41,11 +41,15 @@ class WorkspaceCreated(_Event):
 
 
 class StageStarted(_Event):
+    """A stage began (or began again after a resume)."""
+
     type: Literal["stage_started"] = "stage_started"
     stage: str
 
 
 class StageFinished(_Event):
+    """A stage ended: done, failed or skipped, with a one-line summary and its commit."""
+
     type: Literal["stage_finished"] = "stage_finished"
     stage: str
     status: Literal["done", "failed", "skipped"]
@@ -93,6 +97,8 @@ class EditApplied(_Event):
 
 
 class RunStarted(_Event):
+    """One execution (smoke, full, plot, latex or chktex) began, with the code commit and any job id."""
+
     type: Literal["run_started"] = "run_started"
     run: int
     attempt: int
@@ -103,6 +109,8 @@ class RunStarted(_Event):
 
 
 class RunFinished(_Event):
+    """One execution's verdict: status, reasons, exit code, resources, metrics and feedback for the agent."""
+
     type: Literal["run_finished"] = "run_finished"
     run: int
     attempt: int

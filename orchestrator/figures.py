@@ -16,6 +16,8 @@ _TOLERANCE = 8 / 255  # JPEG noise and anti-aliasing of an otherwise flat image
 
 
 class FigureCheck(BaseModel):
+    """Whether one figure file is a real, non-blank image, and why not."""
+
     path: str
     ok: bool
     problem: str = ""

@@ -36,11 +36,14 @@ class LatexProblem(BaseModel):
     context: str = ""  # the offending lines, numbered
 
     def text(self) -> str:
+        """The problem as one message with its file, line and source context."""
         where = f"{self.file}:{self.line}: " if self.file and self.line else (f"{self.file}: " if self.file else "")
         return f"{where}{self.message}" + (f"\n{self.context}" if self.context else "")
 
 
 class CompileResult(BaseModel):
+    """What a compile gave: the PDF or the problems, warnings, exit code and time."""
+
     ok: bool
     pdf: str | None = None
     problems: list[LatexProblem] = Field(default_factory=list)  # errors: the compile failed
@@ -81,6 +84,7 @@ def _numbered(lines: list[str], around: int, *, before: int = 2, after: int = 1)
 
 
 def source_context(src_dir: Path, file: str | None, line: int | None) -> str:
+    """The numbered source lines around `line` of `file`, for a problem the agent must fix."""
     if not file or not line:
         return ""
     path = (src_dir / file).resolve()
@@ -154,6 +158,7 @@ _BLG_ERROR = re.compile(r"^(?P<msg>.*)---line (?P<line>\d+) of file (?P<file>\S+
 
 
 def parse_blg(blg_text: str, src_dir: Path) -> list[LatexProblem]:
+    """BibTeX's problems from its .blg log."""
     out = []
     lines = blg_text.splitlines()
     for i, raw in enumerate(lines):
@@ -172,6 +177,7 @@ def parse_blg(blg_text: str, src_dir: Path) -> list[LatexProblem]:
 
 
 def tex_env(home: Path) -> dict[str, str]:
+    """The environment TeX runs in: scrubbed, with its own HOME and cache under `home`."""
     env = runner.scrub_env(os.environ)
     home.mkdir(parents=True, exist_ok=True)
     env.update(HOME=str(home), TEXMFVAR=str(home / "texmf-var"), max_print_line="10000", error_line="254",

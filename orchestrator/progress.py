@@ -64,6 +64,7 @@ class Progress:
         return t
 
     def line(self, text: str) -> None:
+        """Print one line above the live panel (or plainly)."""
         if self._live is not None:
             self._live.console.print(text)
         else:

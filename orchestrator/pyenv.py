@@ -15,11 +15,13 @@ from .template import Template
 
 
 def env_dir(cache: Path, requirements: Path) -> Path:
+    """Where the environment for these requirements lives: keyed by their hash."""
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
     return cache / "envs" / digest
 
 
 def check_python(python: str) -> str:
+    """The interpreter's path when it runs and is Python 3.9 or newer; EnvironmentBuildError otherwise."""
     exe = shutil.which(python) or python
     res = tool([exe, "-c", "import sys; print(sys.version_info[:2] >= (3, 9))"], timeout_s=60)
     if res.exit_code != 0 or res.stdout.strip() != "True":

@@ -15,6 +15,8 @@ from .paper.integrity import IntegrityReport
 
 
 class Review(BaseModel):
+    """The NeurIPS review form, as the model must fill it in."""
+
     model_config = ConfigDict(extra="ignore")
 
     summary: str = Field(min_length=1)
@@ -45,6 +47,8 @@ class Review(BaseModel):
 
 
 class ReviewAttempt(BaseModel):
+    """One try at reading a review from the model's reply: ok or why not."""
+
     step: str
     ok: bool
     error: str = ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -26,6 +25,7 @@ STYLE = {
 
 
 def verdict(status: str) -> Text:
+    """A status word in its colour."""
     return Text(status, style=STYLE.get(status, ""))
 
 
@@ -34,6 +34,7 @@ def _when(ts: float) -> str:
 
 
 def header(tl: Timeline) -> Panel:
+    """The workspace's panel: idea, template, agent, where, when and state."""
     c = tl.created
     t = Table.grid(padding=(0, 2))
     t.add_column(style="dim")
@@ -52,6 +53,7 @@ def header(tl: Timeline) -> Panel:
 
 
 def runs_table(tl: Timeline) -> Table:
+    """Every run and attempt with its verdict, reason, time, exit code, diff size and tokens."""
     t = Table(title="Runs", title_justify="left", show_lines=False, expand=False)
     with_tokens = any(a.tokens for r in tl.runs for a in r.attempts)  # a scripted transcript has none
     t.add_column("run", justify="right")
@@ -98,6 +100,7 @@ def runs_table(tl: Timeline) -> Table:
 
 
 def metrics_table(tl: Timeline) -> Table | Text:
+    """The key metrics of the baseline and of each result, with the change."""
     rows = tl.metric_rows()
     results = tl.results
     if not rows or not results:
@@ -118,6 +121,7 @@ def metrics_table(tl: Timeline) -> Table | Text:
 
 
 def stages_table(tl: Timeline) -> Table:
+    """Every stage's status, summary, time, model calls, tokens and cost."""
     t = Table(title="Stages", title_justify="left")
     t.add_column("stage")
     t.add_column("status")
@@ -137,6 +141,7 @@ def stages_table(tl: Timeline) -> Table:
 
 
 def messages_view(tl: Timeline) -> RenderableType | None:
+    """The warnings and errors worth seeing, or None."""
     shown = [m for m in tl.messages if m.level != "info" or "interrupt" in m.text or "ended" in m.text]
     if not shown:
         return None
@@ -148,6 +153,7 @@ def messages_view(tl: Timeline) -> RenderableType | None:
 
 
 def totals(tl: Timeline) -> Text:
+    """One line of totals: runs, attempts, time, tokens and cost."""
     c = tl.counts
     parts = ", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "no runs"
     return Text.assemble(
@@ -240,6 +246,3 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
         parts.append(Text(f"- {why}", style="yellow"))
     return Group(*parts)
 
-
-def dumps(obj) -> str:
-    return json.dumps(obj, indent=2, default=str)

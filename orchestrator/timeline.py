@@ -63,6 +63,7 @@ class Timeline:
         return bool(self.created.imported_from)
 
     def run(self, n: int) -> RunView | None:
+        """Run number n, or None."""
         return next((r for r in self.runs if r.run == n), None)
 
     @property

@@ -22,6 +22,8 @@ from .validation_message import first_problem
 
 
 class UserConfig(BaseModel):
+    """The user's config file: a default model and provider variables."""
+
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
@@ -34,6 +36,7 @@ def config_path() -> Path:
 
 
 def load() -> UserConfig:
+    """The user's config (empty when there is no file); InputError on a bad one."""
     path = config_path()
     if not path.is_file():
         return UserConfig()

@@ -14,6 +14,8 @@ from .aider import ScriptedReply
 
 
 class TranscriptHeader(BaseModel):
+    """A transcript's first line: its format version and which idea and template it was recorded for."""
+
     model_config = ConfigDict(extra="allow")
 
     transcript: int = Field(ge=1, le=1)
@@ -23,11 +25,15 @@ class TranscriptHeader(BaseModel):
 
 
 class Usage(BaseModel):
+    """Token counts a recorded reply cost."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
 
 class TranscriptLine(BaseModel):
+    """One recorded reply: the stage, run and attempt it answers, and the response text."""
+
     model_config = ConfigDict(extra="forbid")
 
     stage: str
@@ -42,6 +48,8 @@ class TranscriptLine(BaseModel):
 
 
 class Transcript(BaseModel):
+    """A loaded transcript file: its header and its replies in order."""
+
     path: Path
     header: TranscriptHeader
     lines: list[TranscriptLine]
@@ -52,6 +60,7 @@ class Transcript(BaseModel):
 
 
 def load_transcript(path: Path) -> Transcript:
+    """Read and validate a transcript .jsonl; TranscriptError (exit 2) names the bad line."""
     path = Path(path)
     try:
         raw_lines = path.read_text(encoding="utf-8").splitlines()
@@ -92,6 +101,7 @@ class TranscriptSource:
         self.numbers: list[int] = getattr(transcript, "_numbers", list(range(2, len(transcript.lines) + 2)))
 
     def next(self, stage: str, run: int | None, attempt: int | None, step: str) -> ScriptedReply:
+        """The next recorded reply, which must answer this stage, run and attempt (else a divergence)."""
         where = f"{stage}" + (f" run {run} attempt {attempt}" if run is not None else "") + (f" ({step})" if step != "edit" else "")
         if self.pos >= len(self.t.lines):
             raise TranscriptError(self.t.path, f"divergence: the pipeline asked for {where}, but the transcript has no more lines")

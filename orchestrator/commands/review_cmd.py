@@ -16,6 +16,7 @@ HELP = "review a workspace's paper or a PDF: integrity findings, and an LLM revi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments."""
     parser.add_argument("target", type=Path, help="a workspace folder or a PDF")
     parser.add_argument("--model", help="litellm model name for the LLM review (default: ORCHESTRATE_MODEL; none: skipped)")
     parser.add_argument("-o", "--output", type=Path,
@@ -32,6 +33,7 @@ def _llm(model: str, prompt: str):
 
 
 def main(args: argparse.Namespace) -> int:
+    """Review a workspace's paper: the integrity check, then the LLM form when a model is set."""
     from ..errors import InputError
     from ..events import WorkspaceCreated
     from ..paper import integrity

@@ -41,6 +41,7 @@ def _reap(st: IdeaState, view: FleetView) -> None:
 
 
 def drive_fleet(states: list[IdeaState], parallel: int, slots: str) -> int:
+    """Run every idea's process, `parallel` at a time, until all end or Ctrl-C; returns the exit code."""
     queue = list(states)
     view = FleetView(states, slots=slots)
     interrupted = False

@@ -102,6 +102,7 @@ class FleetView:
         self._live = None
 
     def table(self):
+        """The table of every idea, as rich renders it."""
         from rich.table import Table
 
         t = Table(title=f"{len(self.ideas)} idea(s) · {self.slots} · {time.monotonic() - self.t0:.0f}s", title_justify="left")
@@ -127,12 +128,14 @@ class FleetView:
             self._live = None
 
     def line(self, text: str) -> None:
+        """Print one line above the live table (or plainly)."""
         if self._live is not None:
             self._live.console.print(text)
         else:
             print(text, file=self.stream, flush=True)
 
     def refresh(self) -> None:
+        """Read every idea's new journal events, print their lines, redraw the table."""
         for i in self.ideas:
             for text in i.poll_journal():
                 self.line(text)

@@ -73,6 +73,7 @@ def manifest_from(template: Path) -> Manifest:
 
 
 def read_log(path: Path) -> str:
+    """An AI Scientist log's text; InputError when the file is missing or unreadable."""
     if not path.is_file():
         raise InputError(path, "no such file")
     data = path.read_bytes()

@@ -112,10 +112,12 @@ def format_value(v: float) -> str:
 
 
 def escape_tt(key: str) -> str:
+    """A metric name made safe for \texttt."""
     return key.replace("\\", "").replace("_", "\\_").replace("&", "\\&").replace("%", "\\%").replace("#", "\\#")
 
 
 def figure_name(rel: str) -> str:
+    """The label name of a figure file: its stem."""
     return Path(rel).stem
 
 

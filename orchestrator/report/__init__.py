@@ -39,6 +39,8 @@ REVIEW_SCORES = {"soundness", "presentation", "contribution", "overall", "confid
 
 @dataclass
 class Options:
+    """How much of the paper the report embeds, and how many log lines."""
+
     pdf_pages: int = 8  # paper pages rendered as images (0: none)
     pdf_dpi: int = 60
     log_lines: int = 20
@@ -46,6 +48,8 @@ class Options:
 
 @dataclass
 class Figure:
+    """One figure in the report: embedded or linked."""
+
     name: str
     src: str  # a data URI, or a relative link when too large to embed
     embedded: bool
@@ -54,6 +58,8 @@ class Figure:
 
 @dataclass
 class Paper:
+    """The paper in the report: its PDF link, page images and source."""
+
     pdf: str | None = None  # link relative to the report
     pdf_name: str | None = None
     pages: list[str] = field(default_factory=list)  # data URIs
@@ -62,6 +68,7 @@ class Paper:
 
 
 def data_uri(path: Path) -> str:
+    """The file as a data: URI, to embed it in the report."""
     mime = IMAGE_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
@@ -143,6 +150,7 @@ def pdf_pages(pdf: Path, pages: int, dpi: int) -> tuple[list[str], str]:
 
 
 def collect_paper(tl: Timeline, out_dir: Path, opts: Options) -> Paper:
+    """The paper the report shows: the PDF, its first pages as images, or the LaTeX source."""
     paper = Paper()
     pdf = _find_pdf(tl)
     if pdf is not None:
@@ -272,6 +280,7 @@ def _runs(tl: Timeline, ws: Workspace, opts: Options) -> list[dict[str, Any]]:
 
 
 def context(ws: Workspace, out: Path, opts: Options | None = None) -> dict[str, Any]:
+    """Everything the report template renders, from the workspace's timeline and files."""
     opts = opts or Options()
     tl = build(ws)
     out_dir = out.parent.resolve()
@@ -308,6 +317,7 @@ def _env() -> Environment:
 
 
 def render(ws: Workspace | Path, out: Path, opts: Options | None = None) -> str:
+    """The report's HTML for a workspace."""
     if not isinstance(ws, Workspace):
         ws = Workspace(Path(ws))
     ctx = context(ws, out, opts)

@@ -74,6 +74,7 @@ def compile_once(ctx: Context, attempt: int) -> RunFinished:
 
 
 def lint_once(ctx: Context, attempt: int) -> RunFinished:
+    """Run chktex once for this attempt (served from the journal when already run)."""
     j, ws = ctx.journal, ctx.ws
     done = j.last(RunFinished, run=RUN, attempt=attempt, phase="chktex")
     if done is not None:
@@ -97,6 +98,7 @@ def _tex_ready(ctx: Context) -> bool:
 
 @stage(STAGE)
 def run_stage(ctx: Context, conv: Conversations) -> str:
+    """Compile the paper, feeding errors back to the agent until it builds or attempts run out."""
     j, ws = ctx.journal, ctx.ws
     if not (ws.root / PAPER).exists():  # compile run alone: a paper from the template and the runs
         prepare_latex(ctx)

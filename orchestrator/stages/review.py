@@ -25,6 +25,7 @@ MAX_TEXT_CHARS = 120_000  # a paper is far shorter; a runaway PDF must not flood
 
 
 def pdf_text(pdf: Path) -> str | None:
+    """The PDF's text (pdftotext), or None when it cannot be read."""
     res = tool(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], timeout_s=60)
     return res.stdout if res.exit_code == 0 else None
 
@@ -65,10 +66,12 @@ def _key_metrics(ws) -> list[str]:
 
 
 def pdf_inputs(pdf: Path) -> integrity.PaperInputs:
+    """What the integrity check reads from a PDF."""
     return integrity.PaperInputs(text=pdf_text(pdf))
 
 
 def review_prompt(text: str, source: str, report: integrity.IntegrityReport) -> str:
+    """The review request: the paper's text (cut to size), its source and the integrity findings."""
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS] + "\n[... the rest of the text is cut ...]"
     return prompts.render("review_first", text=text, source=source, findings=report.findings[:20])
@@ -76,6 +79,7 @@ def review_prompt(text: str, source: str, report: integrity.IntegrityReport) -> 
 
 @stage(STAGE)
 def run_stage(ctx: Context, conv: Conversations) -> str:
+    """Review the paper: the integrity check, then the LLM review form; both go to review.json."""
     ws, j = ctx.ws, ctx.journal
     inputs, source = workspace_inputs(ws, ctx.idea)
     report = integrity.check(inputs)

@@ -53,6 +53,7 @@ def prepare_latex(ctx: Context) -> Path:
 
 
 def good_figures(ctx: Context) -> list[str]:
+    """The figures that pass the image check, relative to the workspace."""
     root = ctx.ws.root
     return [str(p.relative_to(root)) for p in find_figures(root, ctx.manifest.figures)
             if check_image(p).ok]
@@ -67,6 +68,7 @@ def _placeholder_left(ctx: Context, marker: str, step: str) -> bool:
 
 @stage(STAGE)
 def run_stage(ctx: Context, conv: Conversations) -> str:
+    """Have the agent write the paper section by section from the validated runs."""
     j, ws = ctx.journal, ctx.ws
     latex = prepare_latex(ctx)
     figures = good_figures(ctx)
