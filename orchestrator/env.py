@@ -19,11 +19,13 @@ FAULT = "ORCHESTRATE_FAULT"  # crash tests: after:<event type>:<n> kills the orc
 CGROUP = "ORCHESTRATE_CGROUP"  # "0": make no cgroups (the watchdog alone enforces the caps)
 CITATIONS = "ORCHESTRATE_CITATIONS"  # offline | openalex | semanticscholar
 CITATIONS_URL = "ORCHESTRATE_CITATIONS_URL"  # the citation backend's base address
+RETRY_BASE_S = "ORCHESTRATE_RETRY_BASE_S"  # the first backoff delay after a provider error (default 1 s)
 # set by the orchestrator for the experiment's process
 WORKSPACE = "ORCHESTRATE_WORKSPACE"
 CACHE_DIR = "ORCHESTRATE_CACHE_DIR"
 SMOKE = "ORCHESTRATE_SMOKE"
 RUN_TOKEN = "ORCHESTRATE_RUN_TOKEN"
+JOB_WORKSPACE = "ORCHESTRATE_JOB_WORKSPACE"  # a Slurm job's ORCHESTRATE_WORKSPACE, renamed (executors/slurm.py)
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -69,3 +71,8 @@ def citation_backend(env: Mapping[str, str] | None = None) -> tuple[str, str | N
     """(backend name, base address or None) from $ORCHESTRATE_CITATIONS and $ORCHESTRATE_CITATIONS_URL."""
     e = _env(env)
     return (e.get(CITATIONS) or "offline").strip().lower(), e.get(CITATIONS_URL)
+
+
+def retry_base_s(env: Mapping[str, str] | None = None) -> float:
+    """The first backoff delay after a provider error, seconds ($ORCHESTRATE_RETRY_BASE_S, default 1)."""
+    return float(_env(env).get(RETRY_BASE_S, 1.0))

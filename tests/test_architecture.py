@@ -139,3 +139,19 @@ def test_every_module_imports_on_its_own():
             problems.append(out)
     assert not problems, "\n".join(problems)
     assert len(names) > 60
+
+
+RECORDS = {"orchestrator.events", "orchestrator.journal", "orchestrator.migrations", "orchestrator.env",
+           "orchestrator.errors", "orchestrator.settings"}
+ABOVE_STAGES = ("orchestrator.cli", "orchestrator.commands", "orchestrator.drive", "orchestrator.pipeline",
+                "orchestrator.fleet", "orchestrator.replay")
+
+
+def test_dependencies_go_one_way():
+    graph = _graph()
+    for name in RECORDS:
+        assert graph[name] <= RECORDS, f"{name} imports {sorted(graph[name] - RECORDS)}: records depend on records only"
+    for name, deps in graph.items():
+        if name.startswith(("orchestrator.stages", "orchestrator.executors", "orchestrator.agents", "orchestrator.paper")):
+            up = sorted(d for d in deps if d.startswith(ABOVE_STAGES))
+            assert not up, f"{name} imports {up}, which sit above the stages"

@@ -8,7 +8,6 @@ no runs: the checks that need them are skipped with a note, and the LLM part nee
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -34,6 +33,7 @@ def _llm(model: str, prompt: str):
 
 def main(args: argparse.Namespace) -> int:
     """Review a workspace's paper: the integrity check, then the LLM form when a model is set."""
+    from ..env import default_model
     from ..errors import InputError
     from ..events import WorkspaceCreated
     from ..paper import integrity
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(target, "no text to review: no paper.pdf or latex/paper.tex, or pdftotext (poppler-utils) "
                                  "could not read the PDF")
     report = integrity.check(inputs)
-    model = args.model or os.environ.get("ORCHESTRATE_MODEL")
+    model = args.model or default_model()
     if model:
         review, attempts = _llm(model, review_prompt(inputs.text, source, report))
         out = ReviewFile(source=source, review=review, attempts=attempts, model=model, integrity=report,
