@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .env import cgroups_off
+from .env import CGROUP, cgroups_off
 from .procs import sigkill_until_gone
 
 PREFIX = "orchestrate-"
+SWITCH = CGROUP  # the variable that turns cgroups off ("0"); named in env.py
 
 
 @dataclass(frozen=True)
