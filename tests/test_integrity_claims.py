@@ -10,7 +10,7 @@ from conftest import TINY, blk, exp, make_idea, run_cli
 
 from orchestrator.paper import tex as texmod
 from orchestrator.paper.integrity import ClaimInputs, PaperInputs, check, seeds_of
-from orchestrator.paper.results import RunData
+from orchestrator.paper.results_tex import RunData
 from orchestrator.template import load_template
 
 ROOT = Path(__file__).resolve().parents[1]
