@@ -116,6 +116,9 @@ def cmd_check(args) -> int:
         tinfo = f", transcript {len(t.lines)} line(s){' (scripted)' if t.scripted else ''}"
     else:
         tinfo = ""
+    m = template.manifest
+    tinfo += (f"; prepare: {m.prepare.command}" if m.prepare else "") + (
+        f"; evaluated by: {m.evaluate.command}" if m.evaluate else "; no [evaluate]: results are self-reported")
     print(f"ok: idea {loaded.idea.name!r} on template {template.manifest.name!r} ({template.root}); "
           f"{limits.max_runs} runs x {limits.max_attempts} attempts; stages {', '.join(stages)}{tinfo}")
     return 0

@@ -60,3 +60,11 @@ class BudgetExceeded(OrchestratorError):
 
 class JournalError(OrchestratorError):
     """The journal could not be written (e.g. the disk is full). Nothing written is lost."""
+
+
+class PrepareFailed(OrchestratorError):
+    """The template's [prepare] step (the data cache's only writer) failed: no run can start."""
+
+
+class UnsafePath(WorkspaceError):
+    """A workspace path the orchestrator will not follow: a symbolic link, or a way out of the workspace."""

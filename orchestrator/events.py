@@ -11,7 +11,8 @@ from .migrations import JOURNAL_VERSION
 
 Stage = Literal["experiments", "plots", "writeup", "compile", "review"]
 STAGES: tuple[str, ...] = ("experiments", "plots", "writeup", "compile", "review")
-VerdictStatus = Literal["ok", "failed", "degenerate", "tampered", "timeout", "interrupted"]
+VerdictStatus = Literal["ok", "failed", "degenerate", "misreported", "tampered", "timeout", "interrupted"]
+Evaluation = Literal["evaluated", "self-reported"]  # metrics from the template's [evaluate] step, or the run's own
 Phase = Literal["smoke", "full", "plot", "latex", "chktex"]
 
 
@@ -128,6 +129,8 @@ class RunFinished(_Event):
     commit: str | None = None  # full runs that are results are committed before this is written
     containment: list[str] = Field(default_factory=list)  # the isolation layers that applied (runner.RunRecord)
     job: dict[str, Any] = Field(default_factory=dict)  # the Slurm job it ran as: job_id, state, node
+    evaluation: Evaluation = "self-reported"
+    outputs: dict[str, str] = Field(default_factory=dict)  # sha256 of every file of an ok run's out_dir
 
 
 class RunRecorded(_Event):
@@ -140,6 +143,31 @@ class RunRecorded(_Event):
     reasons: list[str] = Field(default_factory=list)
     commit: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+    evaluation: Evaluation = "self-reported"
+
+
+class Prepared(_Event):
+    """The template's [prepare] step: built the data cache (or found it built for the same key)."""
+
+    type: Literal["prepared"] = "prepared"
+    command: str
+    cache_dir: str
+    key: str
+    status: Literal["ok", "failed"]
+    reasons: list[str] = Field(default_factory=list)
+    reused: bool = False
+    wall_s: float = 0.0
+    log_dir: str = ""
+
+
+class BaselineRecorded(_Event):
+    """The baseline's (`run_0`) metrics, once per workspace: what every comparison reads."""
+
+    type: Literal["baseline_recorded"] = "baseline_recorded"
+    metrics: dict[str, Any] = Field(default_factory=dict)  # flattened, as RunFinished.metrics
+    evaluation: Evaluation = "self-reported"
+    reasons: list[str] = Field(default_factory=list)  # why it is self-reported when the template has an evaluator
+    outputs: dict[str, str] = Field(default_factory=dict)  # sha256 of run_0's files
 
 
 class Message(_Event):
@@ -163,7 +191,8 @@ class Artifact(_Event):
 
 
 Event = Annotated[
-    WorkspaceCreated | StageStarted | StageFinished | Exchange | EditApplied | RunStarted | RunFinished | RunRecorded | Message | Artifact,
+    WorkspaceCreated | StageStarted | StageFinished | Exchange | EditApplied | RunStarted | RunFinished | RunRecorded
+    | Message | Artifact | Prepared | BaselineRecorded,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

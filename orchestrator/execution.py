@@ -1,67 +1,237 @@
-"""One run of the experiment (smoke or full) or of the plot script, recorded and judged.
+"""One run of the experiment (smoke or full), recorded, evaluated and judged.
 
 Memoised like exchanges: a run whose verdict is in the journal is not run again; a run that was
-started but never finished (a crash, kill -9) is redone from its code snapshot."""
+started but never finished (a crash, kill -9) is redone from its code snapshot.
+
+Sealed evaluation: a template's `[prepare]` step builds the data cache once (the cache's only writer);
+after every run that exited 0 its `[evaluate]` step recomputes the metrics from what the run saved, in
+its own sandboxed process (cwd: copies of the protected files only; the run's folder and the cache
+read-only; its output under `.orchestrate/`; the workspace's secret seed in ORCHESTRATE_EVAL_SEED).
+The evaluated metrics overlay the run's results file; what the run claimed is kept as `reported.*`."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
 
-from . import runner
+from . import runner, sandbox
 from .context import Context
-from .events import RunFinished, RunStarted
+from .errors import PrepareFailed, UnsafePath
+from .events import BaselineRecorded, Prepared, RunFinished, RunStarted
 from .feedback import failure_summary
-from .results import Verdict, code_files, code_unchanged, load_results, validate
+from .results import Verdict, code_files, code_unchanged, flatten, load_results, misreports, overlay, validate
+from .workspace import changed_files, tree_hashes
 
 SMOKE_DIR = ".smoke"
+EVAL_OUT = "evaluated.json"
+_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg",
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def data_dir(ctx: Context) -> Path:
+    """The data cache a run reads (read-only): per [prepare] key when the template has that step."""
+    m = ctx.manifest
+    return ctx.cache_dir / _prepare_key(ctx) if m.prepare else ctx.cache_dir
+
+
+def _prepare_key(ctx: Context) -> str:
+    """What the cache is built from: the prepare command and the pristine protected files."""
+    h = hashlib.sha256(ctx.manifest.prepare.command.encode() if ctx.manifest.prepare else b"")
+    pristine = ctx.ws.state / "pristine"
+    for rel in sorted(ctx.ws.protected_hashes()):
+        h.update(rel.encode() + b"\0" + (pristine / rel).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def experiment_env(ctx: Context, *, smoke: bool) -> dict[str, str]:
-    """The child's environment: ours without secrets, plus the run's switches and writable homes."""
+    """The child's environment: ours without secrets, plus the run's switches and its workspace's own home."""
     env = runner.scrub_env(os.environ)
-    home = ctx.cache_dir / "home"
+    home = ctx.ws.root / sandbox.HOME_DIR
     home.mkdir(parents=True, exist_ok=True)
     env.update(
-        ORCHESTRATE_CACHE_DIR=str(ctx.cache_dir),
+        ORCHESTRATE_CACHE_DIR=str(data_dir(ctx)),
         ORCHESTRATE_WORKSPACE=str(ctx.ws.root),
         HOME=str(home),
         XDG_CACHE_HOME=str(home / ".cache"),
         MPLCONFIGDIR=str(home / ".mpl"),
-        MPLBACKEND="Agg",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        PYTHONDONTWRITEBYTECODE="1",
+        **_OFFLINE,
     )
     env.pop("ORCHESTRATE_SMOKE", None)
+    env.pop("ORCHESTRATE_EVAL_SEED", None)
     if smoke:
         env["ORCHESTRATE_SMOKE"] = "1"
     return env
+
+
+def sandbox_read_only(ctx: Context, *, writing: str | None) -> list[Path]:
+    """Read-only under bwrap for an experiment or plot run: the workspace's record and yardstick, every
+    run folder already there (but `writing`, the one this run writes) and the data cache."""
+    root = ctx.ws.root
+    return [*sandbox.workspace_read_only(root), *sandbox.earlier_runs(root, except_=writing), data_dir(ctx)]
+
+
+def _sealed_cwd(ctx: Context, name: str) -> Path:
+    """A fresh folder holding copies of the protected files only (from the pristine copy, never the
+    workspace's): nothing the experiment wrote can be imported from there."""
+    base = ctx.ws.state / "sealed" / name
+    if base.exists():
+        shutil.rmtree(base)
+    shutil.copytree(ctx.ws.state / "pristine", base / "cwd")
+    return base
+
+
+def _protected_argv(ctx: Context, command: str, **fmt: str) -> list[str]:
+    argv = runner.command_argv(command, ctx.python, **fmt)
+    if shlex.split(command)[:1] in (["python"], ["python3"]):
+        argv.insert(1, "-s")  # no user site-packages
+    return argv
+
+
+def _sealed_env(ctx: Context, cwd: Path) -> dict[str, str]:
+    env = runner.scrub_env(os.environ)
+    for key in ("ORCHESTRATE_SMOKE", "ORCHESTRATE_WORKSPACE", "ORCHESTRATE_EVAL_SEED", "PYTHONPATH"):
+        env.pop(key, None)
+    env.update(HOME=str(cwd), XDG_CACHE_HOME=str(cwd / ".cache"), MPLCONFIGDIR=str(cwd / ".mpl"), **_OFFLINE)
+    return env
+
+
+def _exception_line(record: runner.RunRecord, workdir: Path) -> str:
+    tb, err_tail, _ = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(workdir))
+    if record.timed_out:
+        return "it ran past its time limit"
+    if record.killed:
+        return f"stopped: {record.limit_detail or record.killed}"
+    lines = [ln.strip() for ln in (tb or err_tail or "").splitlines() if ln.strip()]
+    return (lines[-1][:300] if lines else f"exited with code {record.exit_code}")
+
+
+def prepare(ctx: Context) -> Prepared | None:
+    """The template's [prepare] step, once per cache key (memoised in the journal and, across workspaces,
+    by the cache's own marker): the only process that may write the data cache."""
+    m, j = ctx.manifest, ctx.journal
+    if m.prepare is None:
+        return None
+    done = j.last(Prepared, status="ok")
+    cache = data_dir(ctx)
+    if done is not None and done.cache_dir == str(cache) and _cache_intact(cache):
+        return done
+    key = cache.name
+    ctx.cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(ctx.cache_dir / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another workspace may be building the same cache
+        if _cache_intact(cache):
+            return j.append(Prepared(command=m.prepare.command, cache_dir=str(cache), key=key, status="ok", reused=True))
+        if cache.exists():
+            shutil.rmtree(cache)
+        cache.mkdir(parents=True)
+        base = _sealed_cwd(ctx, "prepare")
+        cwd = base / "cwd"
+        argv = _protected_argv(ctx, m.prepare.command, cache_dir=str(cache))
+        env = {**_sealed_env(ctx, cwd), "ORCHESTRATE_CACHE_DIR": str(cache)}
+        record = ctx.executor.run(argv, cwd=cwd, log_dir=base / "log", timeout_s=m.prepare.timeout_s, env=env,
+                                  limits=ctx.limits, isolation=ctx.isolation, writable=[cache], watch_dir=None,
+                                  stop=ctx.stop, key="prepare", read_only=[])
+        log_dir = str((base / "log").relative_to(ctx.ws.root))
+        if not record.ok:
+            why = _exception_line(record, cwd)
+            j.append(Prepared(command=m.prepare.command, cache_dir=str(cache), key=key, status="failed",
+                              reasons=[why], wall_s=record.wall_s, log_dir=log_dir))
+            raise PrepareFailed(f"the template's prepare step `{m.prepare.command}` failed: {why} (log: {log_dir})")
+        (cache / CACHE_MARKER).write_text(json.dumps(tree_hashes(cache), indent=1))
+        return j.append(Prepared(command=m.prepare.command, cache_dir=str(cache), key=key, status="ok",
+                                 wall_s=record.wall_s, log_dir=log_dir))
+
+
+CACHE_MARKER = ".prepared.json"
+
+
+def _cache_intact(cache: Path) -> bool:
+    """The cache holds exactly what its prepare step wrote (hashes in its marker)."""
+    try:
+        recorded = json.loads((cache / CACHE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    now = tree_hashes(cache)
+    now.pop(CACHE_MARKER, None)
+    return now == recorded
+
+
+def evaluate(ctx: Context, out_rel: str, *, key: str, smoke: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """The template's evaluator on one run's folder, in its own sandbox through the run's executor:
+    (evaluated metrics, None) or (None, why it failed)."""
+    ev = ctx.manifest.evaluate
+    assert ev is not None
+    base = _sealed_cwd(ctx, key.replace("/", "_"))
+    cwd, out_dir = base / "cwd", base / "out"
+    out_dir.mkdir()
+    out = out_dir / EVAL_OUT
+    run_dir = ctx.ws.path(out_rel)
+    cache = data_dir(ctx)
+    argv = _protected_argv(ctx, ev.command, run_dir=str(run_dir), out=str(out), cache_dir=str(cache))
+    env = {**_sealed_env(ctx, cwd), "ORCHESTRATE_CACHE_DIR": str(cache), "ORCHESTRATE_EVAL_SEED": ctx.ws.eval_seed()}
+    if smoke:
+        env["ORCHESTRATE_SMOKE"] = "1"
+    record = ctx.executor.run(argv, cwd=cwd, log_dir=base / "log", timeout_s=ev.timeout_s, env=env, limits=ctx.limits,
+                              isolation=ctx.isolation, writable=[out_dir], watch_dir=None, stop=ctx.stop,
+                              key=f"{key}/evaluate", read_only=[run_dir, cache] if cache.exists() else [run_dir])
+    if not record.ok:
+        return None, f"the evaluator failed: {_exception_line(record, cwd)}"
+    data, err = load_results(out)
+    if data is None:
+        return None, f"the evaluator failed: it wrote no JSON object to its output ({err})"
+    return data, None
+
+
+def baseline(ctx: Context) -> BaselineRecorded:
+    """The baseline's metrics, once per workspace (after prepare): evaluated when the template has an
+    evaluator and run_0 has what it needs, else run_0's own results. Every comparison reads this."""
+    j = ctx.journal
+    done = j.last(BaselineRecorded)
+    if done is not None:
+        return done
+    m = ctx.manifest
+    info, err = load_results(ctx.ws.path(f"run_0/{m.results_file}"))
+    info = info or {}
+    reasons = [err] if err else []
+    evaluation = "self-reported"
+    if m.evaluate is not None:
+        prepare(ctx)
+        evaluated, why = evaluate(ctx, "run_0", key="run_0", smoke=False)
+        if evaluated is not None:
+            info, evaluation = overlay(info, evaluated), "evaluated"
+        else:
+            reasons.append(f"the baseline is self-reported: {why}")
+    return j.append(BaselineRecorded(metrics=flatten(info), evaluation=evaluation, reasons=reasons,
+                                     outputs=tree_hashes(ctx.ws.root / "run_0")))
 
 
 def out_dir_for(run: int, attempt: int, phase: str) -> str:
     return f"run_{run}" if phase == "full" else f"{SMOKE_DIR}/run_{run}_attempt_{attempt}"
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def previous_ok(ctx: Context, run: int) -> dict[str, Any] | None:
-    """The results of the last run before `run` that was a result."""
-    for r in range(run - 1, 0, -1):
-        data = _load_json(ctx.ws.root / f"run_{r}" / ctx.manifest.results_file)
-        if data is not None:
-            return data
+    """The validated metrics (from the journal) of the last full run before `run` that was a result."""
+    for fin in reversed(ctx.journal.of(RunFinished, phase="full", status="ok")):
+        if fin.run < run:
+            return fin.metrics
     return None
+
+
+def recorded_outputs(ctx: Context) -> dict[str, dict[str, str]]:
+    """Each recorded run folder (`run_0`, every ok full run) -> the hashes of its files when recorded."""
+    out: dict[str, dict[str, str]] = {}
+    base = ctx.journal.last(BaselineRecorded)
+    if base is not None:
+        out["run_0"] = base.outputs
+    for fin in ctx.journal.of(RunFinished, phase="full", status="ok"):
+        out[fin.out_dir] = fin.outputs
+    return out
 
 
 def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
@@ -77,70 +247,132 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
     smoke = phase == "smoke"
     timeout = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
     argv = runner.command_argv(m.command, ctx.python, out_dir=rel)
+    git_before = ws.git_snapshot()
     kw = {"cwd": ws.root, "log_dir": log_dir, "timeout_s": timeout, "env": experiment_env(ctx, smoke=smoke),
-          "limits": ctx.limits, "isolation": ctx.isolation, "writable": [ctx.cache_dir], "watch_dir": ws.root,
-          "stop": ctx.stop, "key": f"run_{run}/attempt_{attempt}/{phase}"}
+          "limits": ctx.limits, "isolation": ctx.isolation, "writable": [], "watch_dir": ws.root,
+          "stop": ctx.stop, "key": f"run_{run}/attempt_{attempt}/{phase}",
+          "read_only": sandbox_read_only(ctx, writing=None if smoke else rel)}
     started = j.last(RunStarted, run=run, attempt=attempt, phase=phase)
     if started is not None and started.job_id and hasattr(ctx.executor, "wait"):
         record = ctx.executor.wait(started.job_id, argv=argv, **kw)  # resumed: its job may still run; never submit twice
     else:
-        if out.exists():
-            shutil.rmtree(out)
+        if out.exists() or out.is_symlink():
+            _remove(out)
         if log_dir.exists():
             shutil.rmtree(log_dir)
         job_id = ctx.executor.submit(argv, out_dir=rel, **kw) if hasattr(ctx.executor, "submit") else None  # Slurm
         j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head(), job_id=job_id))
         record = ctx.executor.wait(job_id, argv=argv, **kw) if job_id else ctx.executor.run(argv, **kw)
-    verdict, status = judge(ctx, record, out, run=run, smoke=smoke)
+    verdict, status, evaluation = judge(ctx, record, out, run=run, smoke=smoke, git_before=git_before)
     tb, err_tail, out_tail = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(ws.root))
     if tb and verdict.reasons and verdict.reasons[0].startswith("exited with code"):
         # name the exception where the verdict is read (notes, show, report), not only in the feedback
         verdict.reasons[0] += f": {tb.strip().splitlines()[-1].strip()[:200]}"
     feedback = ""
     commit = None
+    outputs: dict[str, str] = {}
     if status != "ok":
         feedback = json.dumps({"traceback": tb, "stderr_tail": err_tail, "stdout_tail": out_tail})
-        if out.exists() and phase == "full":  # keep what it wrote, out of the way of the next attempt
+        if (out.exists() or out.is_symlink()) and phase == "full":  # keep what it wrote, out of the next attempt's way
             shutil.move(str(out), str(ws.attempt_dir(run, attempt) / "out"))
     elif phase == "full":
+        outputs = tree_hashes(out)
         commit = ws.commit(f"run {run} attempt {attempt}: full run is a result")
     return j.append(RunFinished(
         run=run, attempt=attempt, phase=phase, out_dir=rel, status=status, reasons=verdict.reasons,
         exit_code=record.exit_code, wall_s=record.wall_s, peak_rss_mb=record.peak_rss_mb,
         timed_out=record.timed_out, metrics=verdict.metrics, feedback=feedback, log_dir=str(log_dir.relative_to(ws.root)),
-        commit=commit, containment=record.containment, job=getattr(record, "job", {}),
+        commit=commit, containment=record.containment, job=getattr(record, "job", {}), evaluation=evaluation,
+        outputs=outputs,
     ))
 
 
-def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke: bool) -> tuple[Verdict, str]:
-    """Tampering first (a changed yardstick voids everything), then the process, then the results."""
-    ws, m = ctx.ws, ctx.manifest
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def tampering(ctx: Context, git_before: dict[str, bytes | None] | None) -> list[str]:
+    """What a run changed that no run may change, each put back where it can be: protected files, the
+    workspace's git configuration and hooks, recorded runs' files, the data cache."""
+    ws = ctx.ws
+    found = []
     changed = ws.changed_protected()
     if changed:
         ws.restore_protected(changed)
-        return Verdict(status="failed", reasons=[
-            f"protected file {', '.join(changed)} was changed during the run; it has been restored and the run rejected"
-        ]), "tampered"
+        found.append(f"protected file {', '.join(changed)} was changed during the run; it has been restored")
+    if git_before is not None:
+        git = ws.restore_git(git_before)
+        if git:
+            found.append(f".git/{', .git/'.join(git[:3])} {'was' if len(git) == 1 else 'were'} changed during the run "
+                         f"(git configuration, hooks or history are the orchestrator's); restored")
+    for rel, recorded in recorded_outputs(ctx).items():
+        try:
+            folder = ws.path(rel)
+        except UnsafePath:
+            folder = None
+        bad = changed_files(folder, recorded) if folder is not None else ["(replaced by a link)"]
+        if bad:
+            ws.git("checkout", "HEAD", "--", rel, check=False)  # what git keeps of it (large artefacts are ignored)
+            found.append(f"{rel}/{bad[0]} of a recorded run was changed during this run"
+                         f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; restored from the history where it can be")
+    if ctx.manifest.prepare is not None and ctx.isolation != "bwrap":  # under bwrap the cache is read-only
+        cache = data_dir(ctx)
+        if cache.exists() and not _cache_intact(cache):
+            shutil.rmtree(cache)  # rebuilt by the next prepare
+            found.append("the data cache was changed during the run; it has been discarded and is rebuilt")
+            prepare(ctx)
+    return found
+
+
+def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke: bool,
+          git_before: dict[str, bytes | None] | None = None) -> tuple[Verdict, str, str]:
+    """Tampering first (a changed yardstick voids everything), then the process, then the evaluator and
+    the results. Returns (verdict, status, evaluation)."""
+    ws, m = ctx.ws, ctx.manifest
+    tampered = tampering(ctx, git_before)
+    if tampered:
+        return Verdict(status="failed", reasons=[f"{r} and the run rejected" for r in tampered]), "tampered", "self-reported"
     if record.killed == "interrupted":
-        return Verdict(status="failed", reasons=["interrupted"]), "interrupted"
+        return Verdict(status="failed", reasons=["interrupted"]), "interrupted", "self-reported"
     if record.timed_out:
         limit = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
-        return Verdict(status="failed", reasons=[f"killed after its time limit of {limit:g} s"]), "timeout"
+        return Verdict(status="failed", reasons=[f"killed after its time limit of {limit:g} s"]), "timeout", "self-reported"
     if record.killed:  # the executor words every limit it enforced (runner._limit_detail, Slurm's states)
         detail = record.limit_detail or record.killed
-        return Verdict(status="failed", reasons=[f"stopped: {detail}"], kinds=[f"limit-{record.killed}"]), "failed"
+        return Verdict(status="failed", reasons=[f"stopped: {detail}"], kinds=[f"limit-{record.killed}"]), "failed", "self-reported"
     if record.exit_code != 0:
-        return Verdict(status="failed", reasons=[f"exited with code {record.exit_code}"]), "failed"
-    info, err = load_results(out / m.results_file)
-    baseline = _load_json(ws.root / "run_0" / m.results_file)
-    verdict = validate(info, m, baseline=baseline, previous=previous_ok(ctx, run), smoke=smoke, load_error=err)
+        return Verdict(status="failed", reasons=[f"exited with code {record.exit_code}"]), "failed", "self-reported"
+    try:
+        info, err = load_results(ws.path(out.relative_to(ws.root) / m.results_file))
+    except UnsafePath as exc:
+        info, err = None, f"{exc.problem}: the results file must be a plain file the run wrote"
+    evaluation, lies = "self-reported", []
+    if info is not None and m.evaluate is not None:
+        key = str(out.relative_to(ws.root)).replace("/", "_").lstrip(".")
+        evaluated, why = evaluate(ctx, str(out.relative_to(ws.root)), key=key, smoke=smoke)
+        if evaluated is None:
+            return Verdict(status="failed", reasons=[why], metrics=flatten(info), kinds=["evaluator-failed"]), "failed", evaluation
+        lies = misreports(info, evaluated, m.evaluate)
+        info, evaluation = overlay(info, evaluated), "evaluated"
+        # every reader of the run's folder (plots, tables, the paper) sees the evaluated metrics
+        ws.path(out.relative_to(ws.root) / m.results_file).write_text(json.dumps(info, indent=2) + "\n")
+    base = baseline(ctx)
+    verdict = validate(info, m, baseline=base.metrics, previous=previous_ok(ctx, run), smoke=smoke, load_error=err)
+    if lies:
+        verdict.reasons[:0] = lies
+        verdict.kinds[:0] = ["misreported"] * len(lies)
+        verdict.status = "misreported"
     prev = None if smoke or info is None else _previous_result(ctx, run)
     files = code_files(m)
     if prev is not None and files and not ws.diff(prev.commit, ws.head(), *files).strip():
         verdict.reasons.append(code_unchanged(files, prev.run))
         verdict.kinds.append("code-unchanged")
-        verdict.status = "degenerate"
-    return verdict, verdict.status
+        if verdict.status == "ok":
+            verdict.status = "degenerate"
+    return verdict, verdict.status, evaluation
 
 
 def _previous_result(ctx: Context, run: int) -> RunStarted | None:

@@ -12,6 +12,15 @@ The catalogue (`Verdict.kinds` names each reason's entry, in order):
                 same-as-previous   they equal the previous result's: the change did nothing
                 code-unchanged     the code is identical to the previous run's: no edit was applied
                                    (`code_unchanged`, judged by execution.judge from the workspace history)
+    misreported misreported        a metric the run reported about itself disagrees with what the template's
+                                   evaluator computed from the run's saved artifacts beyond the manifest's
+                                   tolerance (`misreports`; the evaluated value is the run's metric, the
+                                   reported one is kept as `reported.<key>`)
+    failed      evaluator-failed   the template's evaluator crashed or wrote no JSON object (execution.judge)
+
+When the template has an `[evaluate]` step, the metrics judged are the run's results file overlaid by
+the evaluated ones (`overlay`); comparisons with the baseline and the previous run read the journal's
+validated metrics, never a results file on disk.
 
 Process-level verdicts (crash, timeout, a limit, a tampered yardstick) are execution.judge's.
 """
@@ -28,9 +37,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .template import Check, Manifest
+from .template import Check, Evaluate, Manifest
 
-Status = Literal["ok", "failed", "degenerate"]
+Status = Literal["ok", "failed", "degenerate", "misreported"]
 _MISSING = object()
 
 
@@ -136,10 +145,59 @@ def _kind_of_load_error(err: str | None) -> str:
 
 
 def _same(a: dict[str, Any], b: dict[str, Any] | None, keys: list[str]) -> bool:
+    """`a` and `b` (nested results or flattened metrics) agree on every key."""
     if not b or not keys:
         return False
-    pairs = [(get_path(a, k), get_path(b, k)) for k in keys]
-    return all(x is not _MISSING and x == y for x, y in pairs)
+    fa, fb = flatten(a), flatten(b)
+    return all(k in fa and fa[k] == fb.get(k, _MISSING) for k in keys)
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        cur = out
+        *parents, last = key.split(".")
+        for part in parents:
+            cur = cur.setdefault(part, {})
+        cur[last] = value
+    return out
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def overlay(info: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
+    """The run's results overlaid by the evaluated metrics; what the run said of each evaluated key is
+    kept under `reported` (a `reported` of the run's own is replaced)."""
+    own = flatten(info)
+    merged = _deep_update({k: v for k, v in info.items() if k != "reported"}, evaluated)
+    merged["reported"] = _nest({k: own[k] for k in flatten(evaluated) if k in own})
+    return merged
+
+
+def agrees(reported: float, evaluated: float, *, rtol: float, atol: float) -> bool:
+    if not (math.isfinite(reported) and math.isfinite(evaluated)):
+        return reported == evaluated or (math.isnan(reported) and math.isnan(evaluated))
+    return abs(reported - evaluated) <= atol + rtol * abs(evaluated)
+
+
+def misreports(info: dict[str, Any], evaluated: dict[str, Any], spec: Evaluate) -> list[str]:
+    """Reasons, one per key the run reported differently from its evaluation (catalogue: misreported)."""
+    own, ev = flatten(info), flatten(evaluated)
+    keys = spec.compare_reported if spec.compare_reported is not None else [k for k in ev if k in own]
+    out = []
+    for k in keys:
+        r, e = own.get(k), ev.get(k)
+        if r is None or e is None or agrees(float(r), float(e), rtol=spec.rtol, atol=spec.atol):
+            continue
+        out.append(f"{k}: the run reported {r:.6g}, but the evaluator computes {e:.6g} from the artifacts it saved "
+                   f"(tolerance {spec.atol:g} + {spec.rtol:g}·|evaluated|): every metric is recomputed in a sealed "
+                   f"process, so report what the trained model really does (and save it where the evaluator reads it)")
+    return out
 
 
 def code_files(manifest: Manifest) -> list[str]:

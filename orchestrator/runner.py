@@ -7,8 +7,9 @@ the whole tree) are measured; the environment is scrubbed of secrets.
 
 Limits, in layers (each works where the one before it is unavailable):
 
-- isolation `bwrap` (sandbox.py): no network, read-only file system but the workspace, the
-  workspace's record and yardstick read-only, own pid namespace.
+- isolation `bwrap` (sandbox.py): a sealed root (system directories, the interpreter, the workspace,
+  the paths named), no network, the workspace's record, yardstick and earlier runs read-only, own pid
+  namespace.
 - a per-run cgroup (cgroup.py): `memory.max` / `memory.limit_in_bytes` on resident memory, and
   `pids.max` on the number of tasks — the only process cap that also binds root.
 - watchdogs, polled every 0.1 s over the run's processes (found by cgroup and by token): resident
@@ -280,8 +281,9 @@ def run(
 ) -> RunRecord:
     """Run argv to completion or until a limit ends it; never raises for the child's failures.
 
-    `read_only`: paths inside `writable` that stay read-only under bwrap; None means, when `cwd` is a
-    workspace, its `.orchestrate/`, `.git/` and protected files."""
+    `read_only`: paths that are bound read-only under bwrap (inside `writable` or not); None means, when
+    `cwd` is a workspace, its `.orchestrate/`, `.git/` and protected files. A workspace's `.orchestrate/`
+    is hidden under bwrap, but for the run's home (`.orchestrate/home`)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     child_env = scrub_env(os.environ if env is None else env)
@@ -292,8 +294,9 @@ def run(
     containment: list[str] = []
     if isolation == "bwrap":
         ro = sandbox.workspace_read_only(cwd) if read_only is None else list(read_only)
-        ro += sandbox.hidden_by_private_tmp(full_argv[0])
-        full_argv = sandbox.bwrap_argv(full_argv, cwd=cwd, writable=[cwd, *writable], read_only=ro)
+        hidden = sandbox.workspace_hidden(cwd)
+        full_argv = sandbox.bwrap_argv(full_argv, cwd=cwd, writable=[cwd, *writable], read_only=ro, hidden=hidden,
+                                       rebind=[Path(cwd).resolve() / sandbox.HOME_DIR] if hidden else [])
         containment.append("bwrap")
     cg = None
     if limits is not None:

@@ -1,15 +1,21 @@
 """Isolation levels for experiment processes: `bwrap` (bubblewrap) where it works, else `none`.
 
-`bwrap`: the whole file system read-only, a private `/tmp`, no network (own network namespace: even
-127.0.0.1 is a different, empty loopback), own pid, ipc and uts namespaces, the process dies with the
-orchestrator. Writable: the workspace and the experiment's cache folder only — and inside the
-workspace the orchestrator's state (`.orchestrate/`: journal, hashes, pristine copies), its history
-(`.git/`) and the manifest's protected files are bound read-only again on top, so a run cannot rewrite
-its own record or its yardstick. `none`: no namespaces; the runner's rlimits, cgroup and watchdogs
-still apply, and a changed protected file is caught afterwards (verdict `tampered`). Where neither a
-pid namespace nor a cgroup holds the run, `reaper_argv` puts a subreaper between the runner and the
-command: orphans of the run become its children, whatever they did to their session or environment,
-and it ends them all when the command ends or when it is told to (SIGTERM).
+`bwrap`: a sealed root. Only the system directories (`/usr`, `/bin`, `/lib*`, `/sbin`, `/etc` with its
+secrets masked: shadow files, ssh host keys, sudoers, private TLS keys), the interpreter's environment
+(every hop of its symlink chain, and the venv's base interpreter), the run's working folder and the
+paths the caller names are bound; nothing else of the host exists inside, so the user's home (with the
+orchestrator's config and provider keys), other workspaces and the orchestrator's own checkout are out
+of reach. A private `/tmp`, no network (own network namespace: even 127.0.0.1 is a different, empty
+loopback), own pid, ipc and uts namespaces, the process dies with the orchestrator. Inside a workspace:
+its history (`.git/`), the manifest's protected files and every earlier run's folder are bound
+read-only again on top; the orchestrator's state (`.orchestrate/`: journal, hashes, pristine copies,
+the evaluation seed) is hidden by an empty read-only folder, but for the run's own home
+(`.orchestrate/home`). `none`: no namespaces; the runner's rlimits, cgroup and watchdogs still apply,
+and what a run changed that it must not (a protected file, an earlier run, `.git/config`, hooks) is
+caught afterwards (verdict `tampered`). Where neither a pid namespace nor a cgroup holds the run,
+`reaper_argv` puts a subreaper between the runner and the command: orphans of the run become its
+children, whatever they did to their session or environment, and it ends them all when the command
+ends or when it is told to (SIGTERM).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -27,6 +34,11 @@ from .errors import InputError
 
 LEVELS = ("none", "bwrap")
 STATE_DIR = ".orchestrate"  # workspace.STATE_DIR (not imported: workspace imports the runner)
+HOME_DIR = f"{STATE_DIR}/home"  # the run's writable home inside a workspace (per workspace, never shared)
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+# inside /etc: what a run never needs and must never read (masked by an empty file or folder)
+ETC_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
+               "/etc/ssh", "/etc/ssl/private", "/etc/security/opasswd", "/etc/machine-id")
 
 
 @functools.cache
@@ -81,41 +93,109 @@ def workspace_read_only(cwd: Path) -> list[Path]:
     return out
 
 
-def hidden_by_private_tmp(executable: str) -> list[Path]:
-    """The interpreter's environments that live under /tmp, which the sandbox replaces by a private
-    tmpfs: bound back read-only so that `--python /tmp/env/bin/python` still runs. Every hop of a
-    symlink chain counts (a venv's python links to its base interpreter, which may be under /tmp too)."""
-    cur = Path(shutil.which(executable) or executable)
-    roots: list[Path] = []
-    seen: set[Path] = set()
-    while cur.is_absolute() and cur not in seen and len(seen) < 40:
+def earlier_runs(root: Path, *, except_: str | None = None) -> list[Path]:
+    """The run folders already in a workspace (`run_0` and every `run_i`), but `except_` (the one being written)."""
+    root = Path(root)
+    skip = (root / except_).resolve() if except_ else None
+    return sorted(p for p in root.glob("run_*") if p.is_dir() and not p.is_symlink() and p.resolve() != skip)
+
+
+def homes() -> list[Path]:
+    """The user's home folders (the account's and $HOME): never bound, nor any folder holding them."""
+    out = []
+    try:
+        out.append(Path(pwd.getpwuid(os.getuid()).pw_dir).resolve())
+    except KeyError:
+        pass
+    if os.environ.get("HOME"):
+        out.append(Path(os.environ["HOME"]).resolve())
+    return out
+
+
+def interpreter_roots(executable: str) -> list[Path]:
+    """The folders an interpreter needs: the root of every hop of its symlink chain (`<root>/bin/python`)
+    and a venv's base interpreter (`pyvenv.cfg`'s `home`). A root that is, or holds, the user's home is
+    narrowed to the executable's own folder: the home itself is never bound."""
+    start = Path(shutil.which(executable) or executable)
+    todo, roots, seen = [start], [], set()
+    while todo and len(seen) < 40:
+        cur = todo.pop()
+        if not cur.is_absolute() or cur in seen:
+            continue
         seen.add(cur)
         root = cur.parent.parent if cur.parent.name == "bin" else cur.parent
-        if root.is_relative_to("/tmp") and root != Path("/tmp") and root not in roots:
+        cfg = root / "pyvenv.cfg"
+        if cfg.is_file():
+            for line in cfg.read_text(errors="replace").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() in ("home", "executable") and value.strip():
+                    todo.append(Path(value.strip()) / "python3" if key.strip() == "home" else Path(value.strip()))
+        if any(h.is_relative_to(root.resolve()) for h in homes()):
+            root = cur.parent
+        if root not in roots and root != Path("/"):
             roots.append(root)
-        if not cur.is_symlink():
-            break
-        target = Path(os.readlink(cur))
-        cur = target if target.is_absolute() else cur.parent / target
+        if cur.is_symlink():
+            target = Path(os.readlink(cur))
+            todo.append(target if target.is_absolute() else cur.parent / target)
     return roots
 
 
-def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], read_only: Sequence[Path] = ()) -> list[str]:
-    """Wrap argv: read-only root, private /tmp, no network, own pid namespace, only `writable` writable,
-    and `read_only` (paths inside the writable ones) bound read-only on top of them."""
-    out = [
-        "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-        "--unshare-all", "--die-with-parent", "--new-session",
-    ]
+def workspace_hidden(cwd: Path) -> list[Path]:
+    """What a run inside a workspace must not even read: the orchestrator's state (journal, eval seed)."""
+    root = Path(cwd).resolve()
+    return [root / STATE_DIR] if (root / STATE_DIR / "protected.json").is_file() else []
+
+
+def _system_binds() -> list[str]:
+    out: list[str] = []
+    for d in SYSTEM_DIRS:
+        p = Path(d)
+        if p.is_symlink():  # /lib -> usr/lib on merged-/usr systems
+            out += ["--symlink", os.readlink(p), d]
+        elif p.is_dir():
+            out += ["--ro-bind", d, d]
+    for secret in ETC_SECRETS:
+        p = Path(secret)
+        if p.is_dir() and not p.is_symlink():
+            out += ["--tmpfs", secret, "--remount-ro", secret]
+        elif p.exists():
+            out += ["--ro-bind", "/dev/null", secret]
+    if Path("/sys").is_dir():
+        out += ["--ro-bind", "/sys", "/sys"]  # CPU topology for BLAS and torch; nothing of the user's
+    return out
+
+
+def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], read_only: Sequence[Path] = (),
+               hidden: Sequence[Path] = (), rebind: Sequence[Path] = ()) -> list[str]:
+    """Wrap argv in a sealed root: the system directories and the interpreter's environment read-only,
+    a private /tmp, no network, own pid namespace; `writable` bound writable, `read_only` bound read-only
+    (after the writable ones: a later mount covers an earlier one, so paths inside `writable` stay
+    read-only), `hidden` replaced by an empty read-only folder, and `rebind` (paths inside `hidden`)
+    bound writable again."""
+    out = ["bwrap", *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    system = [Path(d) for d in SYSTEM_DIRS]
+    for root in interpreter_roots(argv[0]) if argv else []:
+        if root.exists() and not any(root.is_relative_to(d) for d in system):
+            out += ["--ro-bind", str(root), str(root)]
     for path in writable:
         p = Path(path).resolve()
         p.mkdir(parents=True, exist_ok=True)
         out += ["--bind", str(p), str(p)]
-    for path in read_only:  # after the writable binds: a later mount covers an earlier one
+    for path in read_only:
         p = Path(path).resolve()
         if p.exists():
             out += ["--ro-bind", str(p), str(p)]
-    out += ["--chdir", str(Path(cwd).resolve()), "--", *argv]
+    for path in hidden:
+        p = Path(path).resolve()
+        out += ["--tmpfs", str(p)]
+        for inner in rebind:
+            q = Path(inner).resolve()
+            if q.is_relative_to(p):
+                q.mkdir(parents=True, exist_ok=True)
+                out += ["--dir", str(q), "--bind", str(q), str(q)]
+        out += ["--remount-ro", str(p)]
+    out += ["--remount-ro", "/", "--unshare-all", "--die-with-parent", "--new-session",
+            "--chdir", str(Path(cwd).resolve()), "--", *argv]
     return out
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import shlex
+import string
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -47,6 +49,51 @@ class Compare(BaseModel):
     keys: list[str] = Field(default_factory=list)
 
 
+def _placeholders(command: str, allowed: tuple[str, ...]) -> str:
+    """A command whose `{placeholders}` are only those allowed (named in the error otherwise)."""
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid command template: {exc}") from None
+    bad = sorted({n for n in names if n not in allowed})
+    if bad:
+        raise ValueError(f"unknown placeholder {{{bad[0]}}} (allowed: {', '.join('{' + a + '}' for a in allowed)})")
+    return command
+
+
+class Prepare(BaseModel):
+    """`[prepare]`: the protected step that builds the data cache, once, before the first run: the only
+    writer of the cache (experiments and evaluators see it read-only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1)
+    timeout_s: float = Field(3600, gt=0)
+
+    @field_validator("command")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _placeholders(v, ("cache_dir",))
+
+
+class Evaluate(BaseModel):
+    """`[evaluate]`: the protected command that computes a run's metrics from what it saved, in its own
+    sandbox. Reported and evaluated values agree when |r - e| <= atol + rtol * |e|."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1)
+    rtol: float = Field(0.05, ge=0)
+    atol: float = Field(0.02, ge=0)
+    compare_reported: list[str] | None = None  # None: every numeric key present in both
+    timeout_s: float = Field(600, gt=0)
+
+    @field_validator("command")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _placeholders(v, ("run_dir", "out", "cache_dir"))
+
+
 class Manifest(BaseModel):
     """`templates/<t>/template.toml`."""
 
@@ -67,6 +114,8 @@ class Manifest(BaseModel):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     checks: list[Check] = Field(default_factory=list)
     compare: Compare = Field(default_factory=Compare)
+    prepare: Prepare | None = None
+    evaluate: Evaluate | None = None
 
     @field_validator("command")
     @classmethod
@@ -146,6 +195,11 @@ def load_template(root: Path) -> Template:
     for rel in manifest.editable:
         if not any(c in rel for c in "*?[") and not (root / rel).exists():
             raise TemplateError(mpath, f"editable: {rel!r} does not exist in the template")
+    for section, step in (("prepare", manifest.prepare), ("evaluate", manifest.evaluate)):
+        for word in shlex.split(step.command) if step else []:
+            if word.endswith(".py") and word not in manifest.protected:
+                raise TemplateError(mpath, f"{section}.command: {word} must be one of the protected files "
+                                           f"(the agent must not be able to change its own yardstick)")
     base = root / BASELINE_RUN / manifest.results_file
     if not base.is_file():
         raise TemplateError(base, "missing baseline: the template must ship run_0 with its results")

@@ -10,12 +10,13 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from .errors import WorkspaceError
+from .errors import UnsafePath, WorkspaceError
 from .journal import Journal
 from .runner import tool
 from .spec import LoadedIdea
@@ -38,8 +39,61 @@ __pycache__/
 """
 
 
+SEED_FILE = "eval_seed"  # under .orchestrate/: the evaluator's secret seed (hidden from every experiment)
+# Git as the orchestrator runs it: no hooks, no fsmonitor, no pager, editor, external diff, credential helper
+# or ssh command, whatever the workspace's .git/config says (it is checked and restored after every run too).
+GIT_OVERRIDES = (
+    "core.hooksPath=/dev/null", "core.fsmonitor=false", "core.untrackedCache=false", "core.pager=cat",
+    "core.editor=true", "sequence.editor=true", "core.sshCommand=false", "core.askPass=", "credential.helper=",
+    "core.attributesFile=/dev/null", "commit.gpgSign=false", "tag.gpgSign=false",
+    "gc.auto=0", "maintenance.auto=false", "protocol.allow=never", "safe.directory=*",
+)
+GIT_WATCHED = ("config", "HEAD", "packed-refs", "hooks", "info", "refs/heads")  # what a run must not change in .git
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def safe_path(root: Path, rel: str | Path) -> Path:
+    """`root/rel`, refusing a path that leaves `root` or passes through a symbolic link (a run may have
+    replaced notes.txt, a results file or a figure by a link to a host file: never follow it)."""
+    root = Path(root).resolve()
+    rel = Path(rel)
+    if rel.is_absolute():
+        try:
+            rel = rel.relative_to(root)
+        except ValueError:
+            raise UnsafePath(rel, f"is outside the workspace {root}") from None
+    cur = root
+    for part in rel.parts:
+        if part in ("..", ""):
+            raise UnsafePath(root / rel, "leaves the workspace (..)")
+        cur = cur / part
+        if cur.is_symlink():
+            raise UnsafePath(cur, f"is a symbolic link (to {os.readlink(cur)}); the orchestrator does not follow it")
+    if cur.is_file() and cur.stat().st_nlink > 1:  # a hard link to a file elsewhere (isolation none)
+        raise UnsafePath(cur, "is a hard link to another file; the orchestrator does not write or read through it")
+    return cur
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every regular file under `folder` (relative paths; symbolic links recorded as `link:<target>`)."""
+    out: dict[str, str] = {}
+    if not folder.is_dir() or folder.is_symlink():
+        return out
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(folder))
+            out[rel] = f"link:{os.readlink(p)}" if p.is_symlink() else sha256(p) if p.is_file() else "special"
+    return out
+
+
+def changed_files(folder: Path, recorded: dict[str, str]) -> list[str]:
+    """Files of `folder` that differ from `recorded` (changed, added or removed)."""
+    now = tree_hashes(folder)
+    return sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
 
 
 class Workspace:
@@ -63,6 +117,18 @@ class Workspace:
 
     def attempt_dir(self, run: int, attempt: int) -> Path:
         return self.state / "runs" / f"run_{run}" / f"attempt_{attempt}"
+
+    def path(self, rel: str | Path) -> Path:
+        """A workspace file the orchestrator reads or writes, never through a symbolic link (safe_path)."""
+        return safe_path(self.root, rel)
+
+    def eval_seed(self) -> str:
+        """The evaluator's secret seed: made with the workspace (or on first use by an older one)."""
+        path = self.state / SEED_FILE
+        if not path.is_file():
+            path.write_text(str(secrets.randbelow(2**31)))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def read_json(self, rel: str) -> Any:
         return json.loads((self.state / rel).read_text())
@@ -92,7 +158,7 @@ class Workspace:
 
     # -- git -----------------------------------------------------------------------------------
     def git(self, *args: str, check: bool = True) -> str:
-        res = tool(["git", *args], cwd=self.root, env=_git_env())
+        res = tool(git_argv(*args), cwd=self.root, env=_git_env())
         if check and res.exit_code != 0:
             raise WorkspaceError(self.root, f"git {' '.join(args[:2])} failed: {res.stderr.strip()[:200]}")
         return res.stdout
@@ -120,11 +186,49 @@ class Workspace:
         self.git("clean", "-q", "-fd")
 
     def diff(self, a: str, b: str, *paths: str) -> str:
-        return self.git("diff", "--no-color", a, b, "--", *paths, check=False)
+        return self.git("diff", "--no-color", "--no-ext-diff", "--no-textconv", a, b, "--", *paths, check=False)
 
     def show_file(self, commit: str, rel: str) -> str | None:
-        res = tool(["git", "show", f"{commit}:{rel}"], cwd=self.root, env=_git_env())
+        res = tool(git_argv("show", f"{commit}:{rel}"), cwd=self.root, env=_git_env())
         return res.stdout if res.exit_code == 0 else None
+
+    def git_snapshot(self) -> dict[str, bytes | None]:
+        """What a run must not change in `.git` (config, hooks, refs): file -> content (None: `.git` is not
+        a plain folder any more)."""
+        git = self.root / ".git"
+        if git.is_symlink() or not git.is_dir():
+            return {".git": None}
+        out: dict[str, bytes | None] = {}
+        for rel in GIT_WATCHED:
+            p = git / rel
+            if p.is_symlink() or (p.exists() and not p.is_dir()):
+                out[rel] = b"link:" + os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
+            elif p.is_dir():
+                for dirpath, _dirs, files in os.walk(p):
+                    for name in files:
+                        f = Path(dirpath) / name
+                        out[str(f.relative_to(git))] = (b"link:" + os.readlink(f).encode()) if f.is_symlink() else f.read_bytes()
+        return out
+
+    def restore_git(self, before: dict[str, bytes | None]) -> list[str]:
+        """Put `.git`'s watched files back as `before`; returns what had changed (empty: nothing)."""
+        after = self.git_snapshot()
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        if not changed or before.get(".git", b"") is None:
+            return changed
+        git = self.root / ".git"
+        if after.get(".git", b"") is None:  # replaced by a link or a file: nothing in it can be trusted
+            return [".git"]
+        for rel in changed:
+            p = git / rel
+            if p.is_symlink() or p.is_file():
+                p.unlink()
+            elif p.is_dir():
+                shutil.rmtree(p)
+            if before.get(rel) is not None:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(before[rel])
+        return changed
 
     # -- lock ----------------------------------------------------------------------------------
     def lock(self) -> None:
@@ -144,13 +248,21 @@ class Workspace:
             self._lock_fh = None
 
 
+def git_argv(*args: str) -> list[str]:
+    """`git` with the overrides no workspace configuration can undo (GIT_OVERRIDES)."""
+    return ["git", *[a for kv in GIT_OVERRIDES for a in ("-c", kv)], *args]
+
+
 def _git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(
         GIT_AUTHOR_NAME="orchestrator", GIT_AUTHOR_EMAIL="orchestrator@localhost",
         GIT_COMMITTER_NAME="orchestrator", GIT_COMMITTER_EMAIL="orchestrator@localhost",
-        GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_TERMINAL_PROMPT="0",
+        GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_TERMINAL_PROMPT="0", GIT_PAGER="cat",
+        GIT_OPTIONAL_LOCKS="0",
     )
+    for key in ("GIT_EXTERNAL_DIFF", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS", "GIT_EDITOR"):
+        env.pop(key, None)
     return env
 
 
@@ -197,7 +309,9 @@ def create(
             (state / "pristine" / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(tmp / rel, state / "pristine" / rel)
         (state / "protected.json").write_text(json.dumps(hashes, indent=2))
-        res = tool(["git", "init", "-q", "-b", "main"], cwd=tmp, env=_git_env())
+        (state / SEED_FILE).write_text(str(secrets.randbelow(2**31)))
+        (state / SEED_FILE).chmod(0o600)
+        res = tool(git_argv("init", "-q", "-b", "main"), cwd=tmp, env=_git_env())
         if res.exit_code != 0:
             raise WorkspaceError(tmp, f"git init failed: {res.stderr.strip()}")
         journal = Journal(state / "journal.jsonl")

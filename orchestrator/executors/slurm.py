@@ -117,7 +117,8 @@ class SlurmRecord(runner.RunRecord):
 
 
 def run_job(argv: list[str], cwd: str, log_dir: str, timeout_s: float, env: dict[str, str], limits: Limits | None,
-            isolation: str, writable: list[str], watch_dir: str | None, out_dir: str | None) -> dict[str, Any]:
+            isolation: str, writable: list[str], watch_dir: str | None, out_dir: str | None,
+            read_only: list[str] | None = None) -> dict[str, Any]:
     """The job's body, on the node: the same runner as a local run. Returns the record as a dict.
 
     Slurm's warnings end the run here, cleanly (tree killed, logs flushed, a record returned): SIGUSR2 comes
@@ -147,7 +148,8 @@ def run_job(argv: list[str], cwd: str, log_dir: str, timeout_s: float, env: dict
         signal.signal(sig, on_signal)
     rec = runner.run(argv, cwd=Path(cwd), log_dir=Path(log_dir), timeout_s=timeout_s, env=child_env, limits=limits,
                      isolation=isolation, writable=[Path(w) for w in writable],
-                     watch_dir=Path(watch_dir) if watch_dir else None, stop=stop)
+                     watch_dir=Path(watch_dir) if watch_dir else None, stop=stop,
+                     read_only=None if read_only is None else [Path(p) for p in read_only])
     return {**rec.model_dump(), "containment": ["slurm-job", *rec.containment], "node": socket.gethostname(),
             "started_at": started, "job_signal": got[0] if got else None, "job_elapsed_s": round(time.time() - started, 3)}
 
@@ -233,7 +235,7 @@ class SlurmExecutor:
 
     def submit(self, argv: Sequence[str], *, cwd: Path, log_dir: Path, timeout_s: float, env: Mapping[str, str],
                limits: Limits, isolation: str, writable: Sequence[Path], watch_dir: Path | None, stop=None,
-               key: str = "run", out_dir: str | None = None) -> str:
+               key: str = "run", out_dir: str | None = None, read_only: Sequence[Path] | None = None) -> str:
         """Submit one run as a job; returns its job id."""
         submitit = _submitit()
         folder = Path(log_dir) / "slurm"
@@ -243,7 +245,8 @@ class SlurmExecutor:
         submitted = time.time()
         try:
             job = ex.submit(run_job, list(argv), str(cwd), str(log_dir), float(timeout_s), runner.scrub_env(env), limits,
-                            isolation, [str(w) for w in writable], str(watch_dir) if watch_dir else None, out_dir)
+                            isolation, [str(w) for w in writable], str(watch_dir) if watch_dir else None, out_dir,
+                            None if read_only is None else [str(p) for p in read_only])
         except (submitit.core.utils.FailedSubmissionError, submitit.core.utils.FailedJobError, OSError) as exc:
             msg = " ".join(str(exc).split())[-400:]
             raise SubmitError(f"Slurm refused the job for {key} ({self._summary()}): {msg}") from None
@@ -325,9 +328,10 @@ class SlurmExecutor:
         return SlurmRecord(**fields)
 
     def run(self, argv, *, cwd, log_dir, timeout_s, env, limits, isolation, writable, watch_dir, stop, key,
-            out_dir: str | None = None) -> SlurmRecord:
+            out_dir: str | None = None, read_only: Sequence[Path] | None = None) -> SlurmRecord:
         job_id = self.submit(argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=limits,
-                             isolation=isolation, writable=writable, watch_dir=watch_dir, key=key, out_dir=out_dir)
+                             isolation=isolation, writable=writable, watch_dir=watch_dir, key=key, out_dir=out_dir,
+                             read_only=read_only)
         return self.wait(job_id, argv=argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, stop=stop)
 
     # -- helpers ------------------------------------------------------------------------------------

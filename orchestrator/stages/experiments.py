@@ -10,7 +10,7 @@ from .. import prompts
 from ..context import Context
 from ..conversation import Conversations
 from ..events import EditApplied, Message, RunFinished, RunRecorded
-from ..notes import metric_rows, run_section
+from ..notes import append_section, metric_rows, run_section
 from ..results import flatten
 from . import stage
 
@@ -32,8 +32,11 @@ def experiment_files(ctx: Context) -> list[str]:
 
 
 def _baseline(ctx: Context) -> dict[str, Any]:
-    path = ctx.ws.root / "run_0" / ctx.manifest.results_file
-    return json.loads(path.read_text())
+    """The baseline's validated metrics, from the journal (evaluated once per workspace, after prepare)."""
+    from ..execution import baseline, prepare
+
+    prepare(ctx)
+    return baseline(ctx).metrics
 
 
 def _check_texts(ctx: Context) -> list[str]:
@@ -55,7 +58,8 @@ def _check_texts(ctx: Context) -> list[str]:
 def _feedback_prompt(ctx: Context, files: list[str], fin: RunFinished) -> str:
     fb = json.loads(fin.feedback) if fin.feedback else {}
     what = {"failed": "failed", "degenerate": "finished but its results are degenerate",
-            "timeout": "ran out of time", "tampered": "changed a protected file"}.get(fin.status, fin.status)
+            "timeout": "ran out of time", "tampered": "changed what no run may change",
+            "misreported": "reported metrics its evaluation does not reproduce"}.get(fin.status, fin.status)
     return prompts.render(
         "experiments_feedback", run=fin.run, attempt=fin.attempt, max_attempts=ctx.limits.max_attempts,
         phase=fin.phase, what=what, reasons=fin.reasons, traceback=fb.get("traceback"),
@@ -79,7 +83,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     )
     results = 0
     for run in range(1, max_runs + 1):
-        status, attempts, reasons, metrics = "failed", 0, ["no attempt"], {}
+        status, attempts, reasons, metrics, evaluation = "failed", 0, ["no attempt"], {}, "self-reported"
         for attempt in range(1, max_attempts + 1):
             attempts = attempt
             outcome = conv.ask(STAGE, prompt, files=files, run=run, attempt=attempt)
@@ -101,10 +105,11 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
                 continue
             full = _execute(ctx, run, attempt, "full")
             status, reasons, metrics = full.status, full.reasons, full.metrics
+            evaluation = full.evaluation
             if full.status == "ok":
                 break
             prompt = _feedback_prompt(ctx, files, full)
-        rec = _record(ctx, run, status, attempts, reasons, metrics, baseline)
+        rec = _record(ctx, run, status, attempts, reasons, metrics, baseline, evaluation)
         if rec.status == "ok":
             results += 1
         runs_left = max_runs - run
@@ -121,7 +126,8 @@ def _execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
     return execute(ctx, run, attempt, phase)
 
 
-def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[str], metrics: dict, baseline: dict) -> RunRecorded:
+def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[str], metrics: dict, baseline: dict,
+            evaluation: str = "self-reported") -> RunRecorded:
     """A run's final verdict, its notes section and its commit — once."""
     j = ctx.journal
     done = j.last(RunRecorded, run=run)
@@ -129,11 +135,12 @@ def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[st
         return done
     edits = [e for e in j.of(EditApplied, stage=STAGE, run=run)]
     rec = RunRecorded(run=run, status=status, attempts=attempts, reasons=[] if status == "ok" else reasons,
-                      metrics=metrics if status == "ok" else {})
-    notes = ctx.ws.root / "notes.txt"
+                      metrics=metrics if status == "ok" else {}, evaluation=evaluation)
     if "notes.txt" in ctx.manifest.editable:
-        text = notes.read_text() if notes.exists() else ""
         rec_for_notes = rec.model_copy(update={"commit": ctx.ws.head()})
-        notes.write_text(text.rstrip("\n") + "\n\n" + run_section(rec_for_notes, edits, ctx.manifest.key_metrics, baseline, ctx.limits.max_attempts))
+        section = run_section(rec_for_notes, edits, ctx.manifest.key_metrics, baseline, ctx.limits.max_attempts)
+        problem = append_section(ctx.ws.root, "notes.txt", section)
+        if problem:
+            j.append(Message(level="warning", stage=STAGE, text=problem))
     rec.commit = ctx.ws.commit(f"run {run}: {status} after {attempts} attempt(s)")
     return j.append(rec)

@@ -62,7 +62,7 @@ def _undo_result_changes(ctx: Context, before: dict[str, str]) -> list[str]:
 def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCheck]]:
     """Run the plot command once and check its figures; memoised by the journal like experiment runs."""
     from .. import runner
-    from ..execution import experiment_env
+    from ..execution import experiment_env, sandbox_read_only
     from ..feedback import failure_summary
 
     j, ws, m = ctx.journal, ctx.ws, ctx.manifest
@@ -75,11 +75,12 @@ def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCh
     log_dir = ws.state / "plots" / f"attempt_{attempt}"
     j.append(RunStarted(run=RUN, attempt=attempt, phase="plot", out_dir=".", commit=ws.head()))
     before = _snapshot(_result_dirs(ctx))
+    git_before = ws.git_snapshot()
     record = ctx.executor.run(
         runner.command_argv(m.plot_command, ctx.python, out_dir="."),
         cwd=ws.root, log_dir=log_dir, timeout_s=ctx.limits.plot_timeout_s, env=experiment_env(ctx, smoke=False),
-        limits=ctx.limits, isolation=ctx.isolation, writable=[ctx.cache_dir], watch_dir=ws.root, stop=ctx.stop,
-        key=f"plots/attempt_{attempt}",
+        limits=ctx.limits, isolation=ctx.isolation, writable=[], watch_dir=ws.root, stop=ctx.stop,
+        key=f"plots/attempt_{attempt}", read_only=sandbox_read_only(ctx, writing=None),
     )
     reasons: list[str] = []
     status = "ok"
@@ -87,6 +88,10 @@ def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCh
     if tampered:
         ws.restore_protected(tampered)
         status, reasons = "tampered", [f"protected file {', '.join(tampered)} was changed; it has been restored"]
+    git = ws.restore_git(git_before)
+    if git:
+        status = "tampered"
+        reasons.append(f"the plot script changed .git/{git[0]} (the orchestrator's history and configuration); restored")
     undone = _undo_result_changes(ctx, before)
     if undone:
         status = "tampered"

@@ -1,0 +1,205 @@
+"""Sealed evaluation (issue 11): every attack of an adversarial experiment, on the tiny_eval template
+(a [prepare] step and an [evaluate] step that recomputes the metrics from the weights a run saved),
+contained — under bwrap, and under isolation none where the orchestrator can contain it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, blk, cli_subprocess, events, exp, make_idea, only_workspace, run_cli
+
+from orchestrator import sandbox
+
+TINY_EVAL = FIXTURES / "tiny_eval"
+BWRAP = sandbox.bwrap_problem()
+needs_bwrap = pytest.mark.skipif(BWRAP is not None, reason=f"needs bwrap: {BWRAP}")
+HONEST = blk("STEPS = 20", "STEPS = 60")
+
+
+@pytest.fixture
+def outside():
+    """A folder outside /tmp (bwrap's private /tmp would hide it anyway) and outside the workspace: what
+    an attack reaches for. Removed afterwards."""
+    Path("/var/tmp").mkdir(exist_ok=True)
+    d = Path(tempfile.mkdtemp(prefix="orchestrate-sealed-", dir="/var/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _run(tmp_path, lines, *, isolation="bwrap", max_runs=1, template=TINY_EVAL):
+    idea = make_idea(tmp_path, lines, name="sealed", max_runs=max_runs, limits={"isolation": isolation, "max_attempts": 1},
+                     template=template)
+    assert run_cli("run", idea, "--sandbox", tmp_path / "sb") == 0
+    return only_workspace(tmp_path / "sb")
+
+
+def _full(ws, run=1):
+    return [e for e in events(ws, "run_finished") if e["phase"] == "full" and e["run"] == run][-1]
+
+
+def _attack(body: str) -> str:
+    """An edit that runs `body` (Python, at the start of main) before the honest experiment."""
+    return blk("    args = parser.parse_args()\n", "    args = parser.parse_args()\n" + body)
+
+
+@needs_bwrap
+def test_honest_run_is_evaluated_and_its_claims_kept_as_reported(tmp_path):
+    ws = _run(tmp_path, [exp(1, 1, HONEST)])
+    prep = events(ws, "prepared")
+    assert [p["status"] for p in prep] == ["ok"]
+    base = events(ws, "baseline_recorded")[0]
+    assert base["evaluation"] == "evaluated" and "eval.heldout_mse" in base["metrics"]
+    fin = _full(ws)
+    assert fin["status"] == "ok" and fin["evaluation"] == "evaluated", fin["reasons"]
+    assert fin["metrics"]["reported.eval.error"] == pytest.approx(fin["metrics"]["eval.error"])
+    assert "eval.heldout_mse" in fin["metrics"]  # only the evaluator computes it
+    assert "final_info.json" in fin["outputs"] and "weights.json" in fin["outputs"]
+    on_disk = json.loads((ws / "run_1" / "final_info.json").read_text())
+    assert on_disk["eval"]["heldout_mse"] == fin["metrics"]["eval.heldout_mse"]  # readers of run_1/ see evaluated metrics
+    assert "Metrics: evaluated" in (ws / "notes.txt").read_text()
+    assert events(ws, "run_recorded")[0]["evaluation"] == "evaluated"
+
+
+@needs_bwrap
+def test_fabricated_results_without_training_are_misreported(tmp_path):
+    fake = ("    save_weights(args.out_dir, 0.0)\n"
+            "    write_results(args.out_dir, {'training': {'steps_planned': 60, 'steps_executed': 60, 'final_loss': 1e-4},\n"
+            "                                 'eval': {'error': 0.001, 'score': 0.999}, 'config': {}})\n"
+            "    raise SystemExit(0)\n")
+    ws = _run(tmp_path, [exp(1, 1, _attack(fake))])
+    fin = _full(ws)
+    assert fin["status"] == "misreported"
+    assert fin["reasons"][0].startswith("eval.error: the run reported 0.001, but the evaluator computes 3")
+    assert events(ws, "run_recorded")[0]["status"] == "misreported"
+    assert "MISREPORTED" in (ws / "notes.txt").read_text()
+
+
+@needs_bwrap
+def test_monkeypatched_yardstick_in_process_is_irrelevant(tmp_path):
+    patch = ("    import harness\n"
+             "    harness.evaluate = lambda w: {'error': 0.0, 'score': 1.0}\n"
+             "    globals()['evaluate'] = harness.evaluate\n")
+    ws = _run(tmp_path, [exp(1, 1, HONEST + _attack(patch))])
+    fin = _full(ws)
+    assert fin["status"] == "misreported", fin["reasons"]
+    assert fin["metrics"]["eval.error"] > 0.0 and fin["metrics"]["reported.eval.error"] == 0.0
+
+
+@needs_bwrap
+def test_cache_poisoning_fails_and_changes_nothing(tmp_path):
+    poison = ("    import pathlib\n"
+              "    try:\n"
+              "        (pathlib.Path(os.environ['ORCHESTRATE_CACHE_DIR']) / 'target.json').write_text('{\"target\": 0.0}')\n"
+              "        print('POISONED')\n"
+              "    except OSError as exc:\n"
+              "        print('refused:', exc)\n")
+    ws = _run(tmp_path, [exp(1, 1, HONEST + _attack(poison))])
+    fin = _full(ws)
+    assert fin["status"] == "ok", fin["reasons"]
+    cache = Path(events(ws, "prepared")[0]["cache_dir"])
+    assert json.loads((cache / "target.json").read_text()) == {"target": 3.0}
+    assert "refused:" in (ws / fin["log_dir"] / "stdout.txt").read_text()
+
+
+@needs_bwrap
+def test_user_config_with_a_provider_key_is_unreachable(tmp_path, outside, monkeypatch):
+    home = outside / "home"
+    (home / ".cache" / "orchestrator").mkdir(parents=True)
+    (home / ".cache" / "orchestrator" / "config.toml").write_text('[env]\nOPENAI_API_KEY = "sk-sealed-SECRET-42"\n')
+    monkeypatch.setenv("HOME", str(home))
+    steal = (f"    for p in [{str(home / '.cache/orchestrator/config.toml')!r}, os.path.expanduser('~/.cache/orchestrator/config.toml')]:\n"
+             "        try:\n"
+             "            print('STOLEN', open(p).read())\n"
+             "        except OSError as exc:\n"
+             "            print('unreachable:', type(exc).__name__)\n")
+    ws = _run(tmp_path, [exp(1, 1, HONEST + _attack(steal))])
+    assert _full(ws)["status"] == "ok"
+    leaked = [p for p in ws.rglob("*") if p.is_file() and b"sk-sealed-SECRET-42" in p.read_bytes()]
+    assert leaked == []
+    assert "unreachable:" in (ws / _full(ws)["log_dir"] / "stdout.txt").read_text()
+
+
+@needs_bwrap
+def test_notes_replaced_by_a_symlink_out_of_the_workspace_is_never_followed(tmp_path, outside):
+    target = outside / "host_file.txt"
+    target.write_text("the user's file\n")
+    link = f"    os.remove('notes.txt')\n    os.symlink({str(target)!r}, 'notes.txt')\n"
+    ws = _run(tmp_path, [exp(1, 1, HONEST + _attack(link))])
+    assert target.read_text() == "the user's file\n"
+    notes = ws / "notes.txt"
+    assert not notes.is_symlink() and "## Run 1" in notes.read_text()
+    assert any("notes.txt was not followed" in m["text"] for m in events(ws, "message"))
+
+
+@pytest.mark.parametrize("level", ["bwrap", "none"])
+def test_rewritten_baseline_and_earlier_results_are_contained(tmp_path, level):
+    if level == "bwrap" and BWRAP is not None:
+        pytest.skip(f"needs bwrap: {BWRAP}")
+    rewrite = ("    import json as _j\n"
+               "    for r in ('run_0', 'run_1'):\n"
+               "        try:\n"
+               "            with open(r + '/final_info.json', 'w') as fh:\n"
+               "                _j.dump({'eval': {'error': 99.0}}, fh)\n"
+               "        except OSError as exc:\n"
+               "            print('refused', r, exc)\n")
+    second = blk("STEPS = 60", "STEPS = 90") + _attack(rewrite)
+    ws = _run(tmp_path, [exp(1, 1, HONEST), exp(2, 1, second)], isolation=level, max_runs=2)
+    base = json.loads((ws / "run_0" / "final_info.json").read_text())
+    run1 = json.loads((ws / "run_1" / "final_info.json").read_text())
+    assert base["eval"]["error"] != 99.0 and run1["eval"]["error"] != 99.0
+    smoke2 = [e for e in events(ws, "run_finished") if e["run"] == 2][0]
+    if level == "bwrap":
+        assert smoke2["status"] == "ok" and _full(ws, 2)["status"] == "ok"  # read-only: the writes failed, nothing to undo
+    else:
+        assert smoke2["status"] == "tampered"
+        assert any("of a recorded run was changed" in r for r in smoke2["reasons"])
+    assert _full(ws, 1)["status"] == "ok"
+
+
+def test_git_hook_under_isolation_none_is_never_run_and_the_run_is_tampered(tmp_path, outside):
+    marker = outside / "hook_ran"
+    hook = ("    import stat\n"
+            f"    open('.git/hooks/pre-commit', 'w').write('#!/bin/sh\\ntouch {marker}\\n')\n"
+            "    os.chmod('.git/hooks/pre-commit', 0o755)\n"
+            "    with open('.git/config', 'a') as fh:\n"
+            f"        fh.write('[core]\\n\\thooksPath = .git/hooks\\n\\tfsmonitor = \"touch {marker}\"\\n')\n")
+    ws = _run(tmp_path, [exp(1, 1, HONEST + _attack(hook))], isolation="none")
+    smoke = [e for e in events(ws, "run_finished") if e["phase"] == "smoke"][0]
+    assert smoke["status"] == "tampered"
+    assert any(".git/" in r for r in smoke["reasons"])
+    assert not marker.exists()
+    assert not (ws / ".git" / "hooks" / "pre-commit").exists()
+    assert "hooksPath" not in (ws / ".git" / "config").read_text()
+
+
+def test_malformed_evaluate_section_is_one_line_naming_the_manifest(tmp_path):
+    bad = tmp_path / "tiny_eval"
+    shutil.copytree(TINY_EVAL, bad)
+    toml = bad / "template.toml"
+    toml.write_text(toml.read_text().replace("rtol = 0.01", "rtol = 0.01\nbogus = 1"))
+    idea = make_idea(tmp_path, [], template=bad)
+    cp = cli_subprocess("check", idea)
+    assert cp.returncode == 2
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1 and "template.toml" in lines[0] and "evaluate.bogus" in lines[0], cp.stderr
+    toml.write_text(toml.read_text().replace("bogus = 1", "").replace("--out={out}", "--out={outfile}"))
+    cp = cli_subprocess("check", idea)
+    assert cp.returncode == 2 and "unknown placeholder {outfile}" in cp.stderr and "template.toml" in cp.stderr
+    good = cli_subprocess("check", make_idea(tmp_path, [], template=TINY_EVAL))
+    assert good.returncode == 0 and "evaluated by: python harness.py evaluate" in good.stdout
+
+
+@pytest.mark.parametrize("level", ["bwrap", "none"])
+def test_crashing_evaluator_is_a_failed_verdict_with_its_exception(tmp_path, level):
+    if level == "bwrap" and BWRAP is not None:
+        pytest.skip(f"needs bwrap: {BWRAP}")
+    no_weights = blk("    save_weights(args.out_dir, w)\n", "")
+    ws = _run(tmp_path, [exp(1, 1, HONEST + no_weights)], isolation=level)
+    smoke = [e for e in events(ws, "run_finished") if e["phase"] == "smoke"][0]
+    assert smoke["status"] == "failed"
+    assert smoke["reasons"][0].startswith("the evaluator failed: FileNotFoundError"), smoke["reasons"]
+    assert "Traceback" not in smoke["reasons"][0]
