@@ -61,16 +61,19 @@ class GpuSlotExecutor:
                 return None
             time.sleep(self.poll_s)
 
-    def run(self, argv, *, cwd, log_dir, timeout_s, env, limits, isolation, writable, watch_dir, stop, key):
+    def run(self, argv, *, cwd, log_dir, timeout_s, env, limits, isolation, writable, watch_dir, stop, key,
+            read_only=None):
         """Run on a leased GPU slot; the slot is released when the run ends (or its process dies)."""
         leased = self.lease(stop)
         if leased is None:  # stopped while waiting for a GPU: the runner records it as interrupted
             return LocalExecutor(gpus="").run(argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=limits,
-                                              isolation=isolation, writable=writable, watch_dir=watch_dir, stop=stop, key=key)
+                                              isolation=isolation, writable=writable, watch_dir=watch_dir, stop=stop, key=key,
+                                              read_only=read_only)
         gpu, fh = leased
         try:
             return LocalExecutor(gpus=gpu).run(argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=limits,
-                                               isolation=isolation, writable=writable, watch_dir=watch_dir, stop=stop, key=key)
+                                               isolation=isolation, writable=writable, watch_dir=watch_dir, stop=stop, key=key,
+                                               read_only=read_only)
         finally:
             fh.close()  # closing releases the lock; a killed process releases it too
 
