@@ -9,6 +9,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from .paths import readable
+
 # a plot has axes, ticks and marks: far more than a handful of pixels that differ from the background
 _MIN_DIFFERENT_FRACTION = 0.002
 _MIN_DIFFERENT_PIXELS = 30
@@ -30,7 +32,8 @@ def find_figures(root: Path, globs: list[str]) -> list[Path]:
     found: set[Path] = set()
     for pattern in globs:
         for p in root.glob(pattern):
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts):
+            rel = p.relative_to(root)
+            if p.is_file() and not any(part.startswith(".") for part in rel.parts) and readable(root, rel) is not None:
                 found.add(p)
     return sorted(found)
 

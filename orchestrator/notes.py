@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import UnsafePath
 from .events import EditApplied, RunRecorded
+from .paths import safe_path
 from .results import flatten
 
 
@@ -58,8 +59,6 @@ def run_section(rec: RunRecorded, edits: list[EditApplied], keys: list[str], bas
 def append_section(root: Path, rel: str, section: str) -> str | None:
     """Append a run's section to the notes file, never through a symbolic link: a link (a run may leave one
     to a host file) is removed, not followed, and the notes start afresh. Returns what was refused, if anything."""
-    from .workspace import safe_path
-
     problem = None
     try:
         path = safe_path(root, rel)

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UnsafePath, WorkspaceError
+from .errors import WorkspaceError
 from .journal import Journal
+from .paths import safe_path
 from .runner import tool
 from .spec import LoadedIdea
 from .template import MANIFEST, Template, load_template
@@ -53,28 +54,6 @@ GIT_WATCHED = ("config", "HEAD", "packed-refs", "hooks", "info", "refs/heads")  
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def safe_path(root: Path, rel: str | Path) -> Path:
-    """`root/rel`, refusing a path that leaves `root` or passes through a symbolic link (a run may have
-    replaced notes.txt, a results file or a figure by a link to a host file: never follow it)."""
-    root = Path(root).resolve()
-    rel = Path(rel)
-    if rel.is_absolute():
-        try:
-            rel = rel.relative_to(root)
-        except ValueError:
-            raise UnsafePath(rel, f"is outside the workspace {root}") from None
-    cur = root
-    for part in rel.parts:
-        if part in ("..", ""):
-            raise UnsafePath(root / rel, "leaves the workspace (..)")
-        cur = cur / part
-        if cur.is_symlink():
-            raise UnsafePath(cur, f"is a symbolic link (to {os.readlink(cur)}); the orchestrator does not follow it")
-    if cur.is_file() and cur.stat().st_nlink > 1:  # a hard link to a file elsewhere (isolation none)
-        raise UnsafePath(cur, "is a hard link to another file; the orchestrator does not write or read through it")
-    return cur
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:

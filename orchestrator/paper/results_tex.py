@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ..paths import writable
 from ..readmodel import WorkspaceModel
 from ..results import flatten
 from ..template import BASELINE_RUN
@@ -231,7 +232,6 @@ def generate(ws, figures: list[str]) -> tuple[str, list[RunData], list[RunData]]
     ok, bad = collect_runs(ws)
     text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures),
                        source=f"runs recorded ok: {', '.join(r.label for r in ok if not r.baseline) or 'none'}; run0 = baseline")
-    path = ws.root / "latex" / "results.tex"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    (ws.root / "latex").mkdir(parents=True, exist_ok=True)
+    writable(ws.root, "latex/results.tex").write_text(text)
     return text, ok, bad

@@ -20,6 +20,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from ..formatting import delta, fmt_num, fmt_tokens, fmt_wall
+from ..paths import readable
 from ..run_files import log_tail, run_diff
 from ..template import BASELINE_RUN
 from ..timeline import Timeline, build
@@ -78,12 +79,8 @@ def _rel(target: Path, out_dir: Path) -> str:
 
 
 def _inside(root: Path, rel: str) -> Path | None:
-    p = (root / rel).resolve()
-    try:
-        p.relative_to(root)
-    except ValueError:
-        return None
-    return p
+    """A workspace file to embed, never through a link (paths.readable)."""
+    return readable(root, rel)
 
 
 def collect_figures(tl: Timeline, out_dir: Path) -> list[Figure]:
@@ -286,7 +283,7 @@ def context(ws: Workspace, out: Path, opts: Options | None = None) -> dict[str, 
     out_dir = out.parent.resolve()
     rows = tl.metric_rows()
     metric_charts = [(row, charts.metric_bars(row)) for row in rows] if tl.results else []
-    notes_path = tl.root / "notes.txt"
+    notes_path = readable(tl.root, "notes.txt")
     review_rel, review_raw = load_review(tl)
     return {
         "tl": tl,
@@ -296,7 +293,7 @@ def context(ws: Workspace, out: Path, opts: Options | None = None) -> dict[str, 
         "metric_rows": rows,
         "metric_charts": metric_charts,
         "figures": collect_figures(tl, out_dir),
-        "notes": notes_path.read_text(encoding="utf-8", errors="replace") if notes_path.is_file() else None,
+        "notes": notes_path.read_text(encoding="utf-8", errors="replace") if notes_path and notes_path.is_file() else None,
         "paper": collect_paper(tl, out_dir, opts),
         "review_path": review_rel,
         "review": review_view(review_raw),

@@ -19,6 +19,7 @@ from ..latex import APT_PACKAGES, LatexProblem, compile_pdf, lint
 from ..paper import integrity
 from ..paper import results_tex as paper_results
 from ..paper import tex as texmod
+from ..paths import writable
 from . import stage
 from .writeup import PAPER, good_figures, prepare_latex
 
@@ -59,7 +60,7 @@ def compile_once(ctx: Context, attempt: int) -> RunFinished:
                       timeout_s=ctx.limits.latex_timeout_s, limits=ctx.limits, isolation=ctx.isolation, root=ws.root)
     commit = None
     if res.ok and res.pdf:
-        shutil.copy2(res.pdf, ws.root / PDF)
+        shutil.copy2(res.pdf, writable(ws.root, PDF))  # a link left in its place is removed, never followed
         commit = ws.commit(f"compile attempt {attempt}: {PDF}")
         j.append(Artifact(stage=STAGE, kind="pdf", path=PDF, detail=f"attempt {attempt}"))
     status = "ok" if res.ok else ("timeout" if res.timed_out else "failed")

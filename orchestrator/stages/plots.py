@@ -15,9 +15,11 @@ from pathlib import Path
 from .. import prompts
 from ..context import Context
 from ..conversation import Conversations
+from ..errors import UnsafePath
 from ..events import Artifact, Message, RunFinished, RunStarted
 from ..figures import FigureCheck, check_image, find_figures
 from ..notes import fmt
+from ..paths import readable, safe_path
 from ..workspace import sha256
 from . import stage
 
@@ -137,8 +139,8 @@ def _first_prompt(ctx: Context, script: str) -> str:
         if n != 0 and n not in ok:
             continue
         try:
-            info = json.loads((d / m.results_file).read_text())
-        except (OSError, json.JSONDecodeError):
+            info = json.loads(safe_path(ctx.ws.root, f"{d.name}/{m.results_file}").read_text())
+        except (OSError, json.JSONDecodeError, UnsafePath):
             continue
         from ..results import flatten
 
@@ -190,7 +192,8 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         return f"no usable figure after {max_attempts} attempt(s)"
     if "notes.txt" in files:
         notes = conv.ask(STAGE, prompts.render("plots_notes", figures=good), files=files, step="notes")
-        text = (ctx.ws.root / "notes.txt").read_text() if (ctx.ws.root / "notes.txt").exists() else ""
+        notes_file = readable(ctx.ws.root, "notes.txt")
+        text = notes_file.read_text() if notes_file is not None and notes_file.is_file() else ""
         undescribed = [c.path for c in good if Path(c.path).name not in text]
         if undescribed or not notes.changed:
             ctx.journal.append(Message(stage=STAGE, level="warning",

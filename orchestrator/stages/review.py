@@ -15,6 +15,7 @@ from ..events import Artifact, Message
 from ..paper import integrity
 from ..paper import results_tex as paper_results
 from ..paper import tex as texmod
+from ..paths import writable
 from ..review_form import ReviewFile, ask_review
 from ..runner import tool
 from . import stage
@@ -93,7 +94,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         out = ReviewFile(source=source, review=review, attempts=attempts, integrity=report,
                          model=ctx.model or "transcript",
                          review_skipped="" if review else f"no valid review after {len(attempts)} replies: {attempts[-1].error}")
-    (ws.root / REVIEW_FILE).write_text(out.model_dump_json(indent=2) + "\n")
+    writable(ws.root, REVIEW_FILE).write_text(out.model_dump_json(indent=2) + "\n")
     ws.commit("review: review.json")
     n_err = len(report.errors)
     j.append(Artifact(stage=STAGE, kind="review", path=REVIEW_FILE, ok=out.review is not None and n_err == 0,

@@ -19,6 +19,7 @@ from ..events import Artifact, Message
 from ..figures import check_image, find_figures
 from ..paper import results_tex as paper_results
 from ..paper import tex as texmod
+from ..paths import writable
 from . import stage
 
 STAGE = "writeup"
@@ -43,9 +44,9 @@ def prepare_latex(ctx: Context) -> Path:
     dst = ctx.ws.root / "latex"
     dst.mkdir(exist_ok=True)
     for f in sorted(LATEX_TEMPLATE.iterdir()):
-        if f.is_file() and not (dst / f.name).exists():
-            shutil.copy2(f, dst / f.name)
-    ignore = ctx.ws.root / ".gitignore"
+        if f.is_file() and not (dst / f.name).exists() and not (dst / f.name).is_symlink():
+            shutil.copy2(f, writable(ctx.ws.root, f"latex/{f.name}"))
+    ignore = writable(ctx.ws.root, ".gitignore")
     text = ignore.read_text() if ignore.exists() else ""
     if "latex/build/" not in text.splitlines():  # LaTeX's build products stay out of the history
         ignore.write_text(text.rstrip("\n") + "\nlatex/build/\n")
