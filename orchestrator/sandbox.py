@@ -35,7 +35,8 @@ from .errors import InputError
 LEVELS = ("none", "bwrap")
 STATE_DIR = ".orchestrate"  # workspace.STATE_DIR (not imported: workspace imports the runner)
 HOME_DIR = f"{STATE_DIR}/home"  # the run's writable home inside a workspace (per workspace, never shared)
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+               "/var/lib/texmf")  # TeX Live's generated formats and font maps (Debian)
 # inside /etc: what a run never needs and must never read (masked by an empty file or folder)
 ETC_SECRETS = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
                "/etc/ssh", "/etc/ssl/private", "/etc/security/opasswd", "/etc/machine-id")
