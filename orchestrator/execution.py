@@ -11,12 +11,14 @@ The evaluated metrics overlay the run's results file; what the run claimed is ke
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import shlex
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,8 @@ from .context import Context
 from .errors import PrepareFailed, UnsafePath
 from .events import BaselineRecorded, Prepared, RunFinished, RunStarted
 from .feedback import failure_summary
+from .paths import changed_files, tree_hashes
 from .results import Verdict, code_files, code_unchanged, flatten, load_results, misreports, overlay, validate
-from .workspace import changed_files, tree_hashes
 
 SMOKE_DIR = ".smoke"
 EVAL_OUT = "evaluated.json"
@@ -128,6 +130,7 @@ def prepare(ctx: Context) -> Prepared | None:
         if _cache_intact(cache):
             return j.append(Prepared(command=m.prepare.command, cache_dir=str(cache), key=key, status="ok", reused=True))
         if cache.exists():
+            _set_writable(cache, True)
             shutil.rmtree(cache)
         cache.mkdir(parents=True)
         base = _sealed_cwd(ctx, "prepare")
@@ -144,11 +147,20 @@ def prepare(ctx: Context) -> Prepared | None:
                               reasons=[why], wall_s=record.wall_s, log_dir=log_dir))
             raise PrepareFailed(f"the template's prepare step `{m.prepare.command}` failed: {why} (log: {log_dir})")
         (cache / CACHE_MARKER).write_text(json.dumps(tree_hashes(cache), indent=1))
+        _set_writable(cache, False)  # for isolation none (an ordinary user's runs); bwrap binds it read-only
         return j.append(Prepared(command=m.prepare.command, cache_dir=str(cache), key=key, status="ok",
                                  wall_s=record.wall_s, log_dir=log_dir))
 
 
 CACHE_MARKER = ".prepared.json"
+
+
+def _set_writable(top: Path, on: bool) -> None:
+    for d, _dirs, files in os.walk(top):
+        for p in [Path(d), *(Path(d) / n for n in files)]:
+            if not p.is_symlink():
+                mode = stat.S_IMODE(p.lstat().st_mode)
+                p.chmod(mode | 0o200 if on else mode & ~0o222)
 
 
 def _cache_intact(cache: Path) -> bool:
@@ -223,13 +235,13 @@ def previous_ok(ctx: Context, run: int) -> dict[str, Any] | None:
     return None
 
 
-def recorded_outputs(ctx: Context) -> dict[str, dict[str, str]]:
+def recorded_outputs(journal) -> dict[str, dict[str, str]]:
     """Each recorded run folder (`run_0`, every ok full run) -> the hashes of its files when recorded."""
     out: dict[str, dict[str, str]] = {}
-    base = ctx.journal.last(BaselineRecorded)
+    base = journal.last(BaselineRecorded)
     if base is not None:
         out["run_0"] = base.outputs
-    for fin in ctx.journal.of(RunFinished, phase="full", status="ok"):
+    for fin in journal.of(RunFinished, phase="full", status="ok"):
         out[fin.out_dir] = fin.outputs
     return out
 
@@ -260,9 +272,11 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
             _remove(out)
         if log_dir.exists():
             shutil.rmtree(log_dir)
-        job_id = ctx.executor.submit(argv, out_dir=rel, **kw) if hasattr(ctx.executor, "submit") else None  # Slurm
-        j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head(), job_id=job_id))
-        record = ctx.executor.wait(job_id, argv=argv, **kw) if job_id else ctx.executor.run(argv, **kw)
+        keep = [p for p in kw["read_only"] if p.parent == ws.root and p.name not in (".orchestrate", ".git")]
+        with read_only_files(keep if ctx.isolation != "bwrap" else []):  # bwrap binds them read-only
+            job_id = ctx.executor.submit(argv, out_dir=rel, **kw) if hasattr(ctx.executor, "submit") else None  # Slurm
+            j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head(), job_id=job_id))
+            record = ctx.executor.wait(job_id, argv=argv, **kw) if job_id else ctx.executor.run(argv, **kw)
     verdict, status, evaluation = judge(ctx, record, out, run=run, smoke=smoke, git_before=git_before)
     tb, err_tail, out_tail = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(ws.root))
     if tb and verdict.reasons and verdict.reasons[0].startswith("exited with code"):
@@ -287,6 +301,35 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
     ))
 
 
+@contextlib.contextmanager
+def read_only_files(paths: list[Path]):
+    """Under isolation `none`: the files (and folders) under `paths` without write permission for the
+    run's duration, their modes put back afterwards. It stops a run of an ordinary user, not one of root
+    (root ignores modes): what a run changed anyway is caught afterwards (`tampering`)."""
+    modes: dict[Path, int] = {}
+    try:
+        for top in paths:
+            if not top.exists() or top.is_symlink():
+                continue
+            items = [top] + ([Path(d) / n for d, ds, fs in os.walk(top) for n in ds + fs] if top.is_dir() else [])
+            for p in items:
+                try:
+                    st = p.lstat()
+                except OSError:
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    continue
+                modes[p] = stat.S_IMODE(st.st_mode)
+                os.chmod(p, modes[p] & ~0o222)
+        yield
+    finally:
+        for p, mode in reversed(modes.items()):
+            try:
+                os.chmod(p, mode)
+            except OSError:
+                pass
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -308,7 +351,7 @@ def tampering(ctx: Context, git_before: dict[str, bytes | None] | None) -> list[
         if git:
             found.append(f".git/{', .git/'.join(git[:3])} {'was' if len(git) == 1 else 'were'} changed during the run "
                          f"(git configuration, hooks or history are the orchestrator's); restored")
-    for rel, recorded in recorded_outputs(ctx).items():
+    for rel, recorded in recorded_outputs(ctx.journal).items():
         try:
             folder = ws.path(rel)
         except UnsafePath:
@@ -321,6 +364,7 @@ def tampering(ctx: Context, git_before: dict[str, bytes | None] | None) -> list[
     if ctx.manifest.prepare is not None and ctx.isolation != "bwrap":  # under bwrap the cache is read-only
         cache = data_dir(ctx)
         if cache.exists() and not _cache_intact(cache):
+            _set_writable(cache, True)
             shutil.rmtree(cache)  # rebuilt by the next prepare
             found.append("the data cache was changed during the run; it has been discarded and is rebuilt")
             prepare(ctx)

@@ -6,6 +6,7 @@ with the user's rights, must then neither append to the target nor read it into 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -54,3 +55,22 @@ def writable(root: Path, rel: str | Path) -> Path:
             p.unlink()
             return p
         raise
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every regular file under `folder` (relative paths; symbolic links recorded as `link:<target>`)."""
+    out: dict[str, str] = {}
+    if not folder.is_dir() or folder.is_symlink():
+        return out
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(folder))
+            out[rel] = f"link:{os.readlink(p)}" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "special"
+    return out
+
+
+def changed_files(folder: Path, recorded: dict[str, str]) -> list[str]:
+    """Files of `folder` that differ from `recorded` (changed, added or removed)."""
+    now = tree_hashes(folder)
+    return sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))

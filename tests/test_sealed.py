@@ -208,3 +208,67 @@ def test_crashing_evaluator_is_a_failed_verdict_with_its_exception(tmp_path, lev
     assert smoke["status"] == "failed"
     assert smoke["reasons"][0].startswith("the evaluator failed: FileNotFoundError"), smoke["reasons"]
     assert "Traceback" not in smoke["reasons"][0]
+
+
+def test_files_of_a_recorded_run_changed_afterwards_are_flagged_by_the_integrity_review(tmp_path):
+    from orchestrator.execution import recorded_outputs
+    from orchestrator.journal import Journal
+    from orchestrator.paper.integrity import changed_run_files
+
+    ws = _run(tmp_path, [exp(1, 1, HONEST)], isolation="none")
+    recorded = recorded_outputs(Journal(ws / ".orchestrate" / "journal.jsonl"))
+    assert set(recorded) == {"run_0", "run_1"}
+    assert changed_run_files(ws, recorded) == []
+    (ws / "run_1" / "final_info.json").write_text('{"eval": {"error": 0.0}}')
+    (ws / "run_0" / "extra.json").write_text("{}")
+    found = changed_run_files(ws, recorded)
+    assert [(f.kind, f.where) for f in found] == [("changed-run-files", "run_0"), ("changed-run-files", "run_1")]
+    assert "run_1/final_info.json changed after the run was recorded" in found[1].message
+
+
+def test_the_orchestrator_never_reads_or_writes_through_a_link(tmp_path, outside):
+    from orchestrator.errors import UnsafePath
+    from orchestrator.paths import readable, safe_path, writable
+
+    secret = outside / "secret.txt"
+    secret.write_text("host secret\n")
+    root = tmp_path / "ws"
+    (root / "latex").mkdir(parents=True)
+    (root / "paper.pdf").symlink_to(secret)
+    (root / "fig.png").symlink_to(secret)
+    (root / "out").symlink_to(outside, target_is_directory=True)
+    assert readable(root, "fig.png") is None and readable(root, "out/secret.txt") is None
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        safe_path(root, "out/secret.txt")
+    with pytest.raises(UnsafePath, match="leaves the workspace"):
+        safe_path(root, "../x")
+    writable(root, "paper.pdf").write_text("the orchestrator's own file")
+    assert secret.read_text() == "host secret\n" and not (root / "paper.pdf").is_symlink()
+    with pytest.raises(UnsafePath):
+        writable(root, "out/new.txt")
+    import os
+
+    os.link(secret, root / "hard.txt")
+    assert readable(root, "hard.txt") is None
+    writable(root, "hard.txt").write_text("fresh")
+    assert secret.read_text() == "host secret\n"
+
+
+def test_without_an_evaluator_every_run_is_self_reported(tmp_path):
+    ws = _run(tmp_path, [exp(1, 1, blk("STEPS = 20", "STEPS = 60"))], isolation="none", template=FIXTURES / "tiny")
+    assert _full(ws)["evaluation"] == "self-reported" and _full(ws)["status"] == "ok"
+    assert events(ws, "baseline_recorded")[0]["evaluation"] == "self-reported"
+    assert "Metrics: self-reported" in (ws / "notes.txt").read_text()
+
+
+def test_the_eval_seed_is_hidden_from_experiments_under_bwrap(tmp_path):
+    if BWRAP is not None:
+        pytest.skip(f"needs bwrap: {BWRAP}")
+    peek = ("    for p in ['.orchestrate/eval_seed', '.orchestrate/journal.jsonl']:\n"
+            "        print(p, 'visible' if os.path.exists(p) else 'hidden')\n"
+            "    print('seed-env', os.environ.get('ORCHESTRATE_EVAL_SEED'))\n")
+    ws = _run(tmp_path, [exp(1, 1, HONEST + _attack(peek))])
+    out = (ws / _full(ws)["log_dir"] / "stdout.txt").read_text()
+    assert ".orchestrate/eval_seed hidden" in out and ".orchestrate/journal.jsonl hidden" in out
+    assert "seed-env None" in out
+    assert (ws / ".orchestrate" / "eval_seed").read_text().strip().isdigit()

@@ -29,6 +29,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .. import stats
+from ..paths import changed_files
 from . import tex as texmod
 from .results_tex import RunData
 
@@ -40,7 +41,7 @@ _MAX_COUNT = 10  # integers up to this are read as counts, not as results
 class Finding(BaseModel):
     kind: str  # unmatched-number, failed-run-number, failed-run-presented, missing-figure, missing-citation,
     #            undefined-result, empty-section, unresolved-reference, placeholder,
-    #            claim-not-significant, claim-single-seed, claim-wrong-direction, claim-against-goal, claim-no-goal
+    #            claim-not-significant, claim-single-seed, claim-wrong-direction, claim-against-goal, claim-no-goal, changed-run-files
     severity: Severity = "error"
     message: str
     where: str = ""
@@ -623,3 +624,20 @@ def _value_of(word: str, metric: str, macros: list[tuple[str, str, str]], c: Cla
 def _show(clause: str, macros: list[tuple[str, str, str]]) -> str:
     s = _TOKEN.sub(lambda m: "\\{}{{{}}}{{{}}}".format(*macros[int(m.group(1))]), clause)
     return " ".join(s.split())[:200]
+
+
+def changed_run_files(root: Path, recorded: dict[str, dict[str, str]]) -> list[Finding]:
+    """Files of a recorded run (the baseline, every ok run) that changed after the run was recorded:
+    `recorded` maps a run folder to the sha256 of its files then (the journal's RunFinished.outputs)."""
+    out = []
+    for rel, hashes in sorted(recorded.items()):
+        if not hashes:
+            continue  # recorded before outputs were hashed
+        folder = Path(root) / rel
+        bad = changed_files(folder, hashes) if not folder.is_symlink() else ["(the folder is a link)"]
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            out.append(Finding(kind="changed-run-files", where=rel, message=(
+                f"{rel}/{bad[0]}{more} changed after the run was recorded: the paper's numbers come from the journal's "
+                f"validated metrics, but the run's folder no longer shows what was validated")))
+    return out

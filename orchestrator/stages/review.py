@@ -84,6 +84,9 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     ws, j = ctx.ws, ctx.journal
     inputs, source = workspace_inputs(ws, ctx.idea)
     report = integrity.check(inputs)
+    from ..execution import recorded_outputs
+
+    report.findings += integrity.changed_run_files(ws.root, recorded_outputs(j))
     if inputs.text is None:
         out = ReviewFile(source="", review_skipped="no paper: neither paper.pdf nor latex/paper.tex exists", integrity=report)
     else:
