@@ -97,9 +97,10 @@ def _protected_argv(ctx: Context, command: str, **fmt: str) -> list[str]:
 
 def _sealed_env(ctx: Context, cwd: Path) -> dict[str, str]:
     env = runner.scrub_env(os.environ)
-    for key in ("ORCHESTRATE_SMOKE", "ORCHESTRATE_WORKSPACE", "ORCHESTRATE_EVAL_SEED", "PYTHONPATH"):
+    for key in ("ORCHESTRATE_SMOKE", "ORCHESTRATE_EVAL_SEED", "PYTHONPATH"):
         env.pop(key, None)
     env.update(HOME=str(cwd), XDG_CACHE_HOME=str(cwd / ".cache"), MPLCONFIGDIR=str(cwd / ".mpl"), **_OFFLINE)
+    env["ORCHESTRATE_WORKSPACE"] = str(ctx.ws.root)  # only a marker: a resume ends a killed orchestrator's leftovers by it
     return env
 
 

@@ -272,3 +272,22 @@ def test_the_eval_seed_is_hidden_from_experiments_under_bwrap(tmp_path):
     assert ".orchestrate/eval_seed hidden" in out and ".orchestrate/journal.jsonl hidden" in out
     assert "seed-env None" in out
     assert (ws / ".orchestrate" / "eval_seed").read_text().strip().isdigit()
+
+
+def test_git_never_runs_a_hook_or_fsmonitor_the_workspace_configured(tmp_path, outside):
+    """Even when a planted hook and config survive (no run to check them), the orchestrator's own git
+    calls run none of them."""
+    from orchestrator.workspace import Workspace
+
+    ws = _run(tmp_path, [exp(1, 1, HONEST)], isolation="none")
+    marker = outside / "ran"
+    hook = ws / ".git" / "hooks" / "pre-commit"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    with open(ws / ".git" / "config", "a") as fh:
+        fh.write(f'[core]\n\thooksPath = .git/hooks\n\tfsmonitor = "touch {marker}.fsmonitor"\n\tpager = "touch {marker}.pager"\n')
+    (ws / "new.txt").write_text("x")
+    w = Workspace(ws)
+    w.commit("a commit with a planted hook")
+    w.diff("HEAD~1", "HEAD")
+    assert list(outside.iterdir()) == []
