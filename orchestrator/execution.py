@@ -221,7 +221,35 @@ def baseline(ctx: Context) -> BaselineRecorded:
         else:
             reasons.append(f"the baseline is self-reported: {why}")
     return j.append(BaselineRecorded(metrics=flatten(info), evaluation=evaluation, reasons=reasons,
-                                     outputs=tree_hashes(ctx.ws.root / "run_0")))
+                                     outputs=keep_record(ctx, "run_0")))
+
+
+RECORDED = "recorded"  # under .orchestrate/: a copy of every recorded run's folder, to undo a later run's changes
+
+
+def keep_record(ctx: Context, rel: str) -> dict[str, str]:
+    """Copy a recorded run's folder (run_0, an ok run_i) under .orchestrate/; returns its files' hashes."""
+    src = ctx.ws.root / rel
+    dst = ctx.ws.state / RECORDED / rel
+    if dst.exists():
+        shutil.rmtree(dst)
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True)
+    return tree_hashes(src)
+
+
+def restore_record(ctx: Context, rel: str) -> bool:
+    """Put a recorded run's folder back from its copy (False: there is none)."""
+    src = ctx.ws.state / RECORDED / rel
+    if not src.is_dir():
+        return False
+    dst = ctx.ws.root / rel
+    if dst.is_dir() and not dst.is_symlink():
+        _set_writable(dst, True)
+    if dst.exists() or dst.is_symlink():
+        _remove(dst)
+    shutil.copytree(src, dst, symlinks=True)
+    return True
 
 
 def out_dir_for(run: int, attempt: int, phase: str) -> str:
@@ -291,7 +319,7 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
         if (out.exists() or out.is_symlink()) and phase == "full":  # keep what it wrote, out of the next attempt's way
             shutil.move(str(out), str(ws.attempt_dir(run, attempt) / "out"))
     elif phase == "full":
-        outputs = tree_hashes(out)
+        outputs = keep_record(ctx, rel)
         commit = ws.commit(f"run {run} attempt {attempt}: full run is a result")
     return j.append(RunFinished(
         run=run, attempt=attempt, phase=phase, out_dir=rel, status=status, reasons=verdict.reasons,
@@ -359,9 +387,10 @@ def tampering(ctx: Context, git_before: dict[str, bytes | None] | None) -> list[
             folder = None
         bad = changed_files(folder, recorded) if folder is not None else ["(replaced by a link)"]
         if bad:
-            ws.git("checkout", "HEAD", "--", rel, check=False)  # what git keeps of it (large artefacts are ignored)
+            restored = restore_record(ctx, rel)
             found.append(f"{rel}/{bad[0]} of a recorded run was changed during this run"
-                         f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; restored from the history where it can be")
+                         f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; "
+                         f"{'it has been restored' if restored else 'it could not be restored'}")
     if ctx.manifest.prepare is not None and ctx.isolation != "bwrap":  # under bwrap the cache is read-only
         cache = data_dir(ctx)
         if cache.exists() and not _cache_intact(cache):

@@ -149,13 +149,18 @@ def test_rewritten_baseline_and_earlier_results_are_contained(tmp_path, level):
                "        try:\n"
                "            with open(r + '/final_info.json', 'w') as fh:\n"
                "                _j.dump({'eval': {'error': 99.0}}, fh)\n"
+               "            open(r + '/planted.txt', 'w').write('x')\n"
                "        except OSError as exc:\n"
                "            print('refused', r, exc)\n")
     second = blk("STEPS = 60", "STEPS = 90") + _attack(rewrite)
-    ws = _run(tmp_path, [exp(1, 1, HONEST), exp(2, 1, second)], isolation=level, max_runs=2)
+    # an honest run after the attack (which it takes out again): not blamed for it
+    third = blk("STEPS = 90", "STEPS = 120") + blk("    args = parser.parse_args()\n" + rewrite, "    args = parser.parse_args()\n")
+    ws = _run(tmp_path, [exp(1, 1, HONEST), exp(2, 1, second), exp(3, 1, third)], isolation=level, max_runs=3)
     base = json.loads((ws / "run_0" / "final_info.json").read_text())
     run1 = json.loads((ws / "run_1" / "final_info.json").read_text())
     assert base["eval"]["error"] != 99.0 and run1["eval"]["error"] != 99.0
+    assert not (ws / "run_0" / "planted.txt").exists() and not (ws / "run_1" / "planted.txt").exists()
+    assert _full(ws, 3)["status"] == "ok", _last(ws, 3)["reasons"]
     smoke2 = [e for e in events(ws, "run_finished") if e["run"] == 2][0]
     if level == "bwrap":
         assert smoke2["status"] == "ok" and _full(ws, 2)["status"] == "ok"  # read-only: the writes failed, nothing to undo
@@ -291,3 +296,27 @@ def test_git_never_runs_a_hook_or_fsmonitor_the_workspace_configured(tmp_path, o
     w.commit("a commit with a planted hook")
     w.diff("HEAD~1", "HEAD")
     assert list(outside.iterdir()) == []
+
+
+def test_prepare_runs_once_per_cache_key_and_later_workspaces_reuse_it(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _run(tmp_path / "a", [exp(1, 1, HONEST)], isolation="none")
+    second = _run(tmp_path / "b", [exp(1, 1, HONEST)], isolation="none")
+    a, b = events(first, "prepared"), events(second, "prepared")
+    assert [(p["status"], p["reused"]) for p in a] == [("ok", False)]
+    assert [(p["status"], p["reused"]) for p in b] == [("ok", True)] and b[0]["cache_dir"] == a[0]["cache_dir"]
+
+
+def test_a_failing_prepare_is_one_clear_line_naming_its_command(tmp_path):
+    bad = tmp_path / "tiny_eval"
+    shutil.copytree(TINY_EVAL, bad)
+    harness = bad / "harness.py"
+    harness.write_text(harness.read_text().replace('    if a.step == "prepare":\n',
+                                                   '    if a.step == "prepare":\n        raise RuntimeError("no corpus here")\n'))
+    idea = make_idea(tmp_path, [exp(1, 1, HONEST)], template=bad)
+    cp = cli_subprocess("run", idea, "--sandbox", tmp_path / "sb")
+    assert cp.returncode == 1
+    last = cp.stderr.strip().splitlines()[-1]
+    assert "prepare step `python harness.py prepare --cache_dir={cache_dir}` failed: RuntimeError: no corpus here" in last
+    assert "Traceback" not in cp.stderr
