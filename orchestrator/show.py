@@ -108,8 +108,9 @@ def metrics_table(tl: Timeline) -> Table | Text:
     t = Table(title="Key metrics (results only) vs baseline", title_justify="left")
     t.add_column("metric")
     t.add_column("baseline", justify="right")
-    for r in results:
-        t.add_column(f"run {r.run}", justify="right")
+    for r in results:  # whether the numbers come from the template's evaluator or from the run itself
+        label = f" ({r.recorded.evaluation})" if r.recorded is not None else ""
+        t.add_column(f"run {r.run}{label}", justify="right")
     for row in rows:
         cells = []
         for r in results:
@@ -185,6 +186,8 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
     title = Text.assemble((f"Run {run.run}: ", "bold"), verdict(run.status))
     if run.recorded is not None:
         title.append(f" after {run.recorded.attempts} attempt(s)")
+        if run.recorded.status == "ok":
+            title.append(f", metrics {run.recorded.evaluation}")
     if run.code_commit:
         title.append(f"  code {run.code_commit[:10]}", style="dim")
     parts.append(Panel(title))

@@ -67,6 +67,10 @@ def test_honest_run_is_evaluated_and_its_claims_kept_as_reported(tmp_path):
     assert on_disk["eval"]["heldout_mse"] == fin["metrics"]["eval.heldout_mse"]  # readers of run_1/ see evaluated metrics
     assert "Metrics: evaluated" in (ws / "notes.txt").read_text()
     assert events(ws, "run_recorded")[0]["evaluation"] == "evaluated"
+    shown = cli_subprocess("show", ws)
+    assert shown.returncode == 0 and "(evaluated)" in shown.stdout, shown.stdout
+    assert cli_subprocess("report", ws, "-o", tmp_path / "r.html").returncode == 0
+    assert "(evaluated)" in (tmp_path / "r.html").read_text()
 
 
 @needs_bwrap
@@ -264,6 +268,7 @@ def test_without_an_evaluator_every_run_is_self_reported(tmp_path):
     assert _full(ws)["evaluation"] == "self-reported" and _full(ws)["status"] == "ok"
     assert events(ws, "baseline_recorded")[0]["evaluation"] == "self-reported"
     assert "Metrics: self-reported" in (ws / "notes.txt").read_text()
+    assert "(self-reported)" in cli_subprocess("show", ws).stdout
 
 
 def test_the_eval_seed_is_hidden_from_experiments_under_bwrap(tmp_path):
