@@ -78,14 +78,16 @@ def sandbox_read_only(ctx: Context, *, writing: str | None) -> list[Path]:
     return [*sandbox.workspace_read_only(root), *sandbox.earlier_runs(root, except_=writing), data_dir(ctx)]
 
 
-def _sealed_cwd(ctx: Context, name: str) -> Path:
-    """A fresh folder holding copies of the protected files only (from the pristine copy, never the
-    workspace's): nothing the experiment wrote can be imported from there."""
+def _sealed_cwd(ctx: Context, name: str) -> tuple[Path, Path]:
+    """(base, cwd): a fresh folder `cwd` holding copies of the protected files only (from the pristine
+    copy, never the workspace's): nothing the experiment wrote can be imported from there. It is named
+    after the workspace, as executors name jobs after their cwd (`orch:<workspace>:run_1:evaluate`)."""
     base = ctx.ws.state / "sealed" / name
     if base.exists():
         shutil.rmtree(base)
-    shutil.copytree(ctx.ws.state / "pristine", base / "cwd")
-    return base
+    cwd = base / ctx.ws.root.name
+    shutil.copytree(ctx.ws.state / "pristine", cwd)
+    return base, cwd
 
 
 def _protected_argv(ctx: Context, command: str, **fmt: str) -> list[str]:
@@ -134,8 +136,7 @@ def prepare(ctx: Context) -> Prepared | None:
             _set_writable(cache, True)
             shutil.rmtree(cache)
         cache.mkdir(parents=True)
-        base = _sealed_cwd(ctx, "prepare")
-        cwd = base / "cwd"
+        base, cwd = _sealed_cwd(ctx, "prepare")
         argv = _protected_argv(ctx, m.prepare.command, cache_dir=str(cache))
         env = {**_sealed_env(ctx, cwd), "ORCHESTRATE_CACHE_DIR": str(cache)}
         record = ctx.executor.run(argv, cwd=cwd, log_dir=base / "log", timeout_s=m.prepare.timeout_s, env=env,
@@ -180,8 +181,8 @@ def evaluate(ctx: Context, out_rel: str, *, key: str, smoke: bool) -> tuple[dict
     (evaluated metrics, None) or (None, why it failed)."""
     ev = ctx.manifest.evaluate
     assert ev is not None
-    base = _sealed_cwd(ctx, key.replace("/", "_"))
-    cwd, out_dir = base / "cwd", base / "out"
+    base, cwd = _sealed_cwd(ctx, key.replace("/", "_"))
+    out_dir = base / "out"
     out_dir.mkdir()
     out = out_dir / EVAL_OUT
     run_dir = ctx.ws.path(out_rel)

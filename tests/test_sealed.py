@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -325,3 +327,31 @@ def test_a_failing_prepare_is_one_clear_line_naming_its_command(tmp_path):
     last = cp.stderr.strip().splitlines()[-1]
     assert "prepare step `python harness.py prepare --cache_dir={cache_dir}` failed: RuntimeError: no corpus here" in last
     assert "Traceback" not in cp.stderr
+
+
+def _cluster_up() -> bool:
+    try:
+        cp = subprocess.run(["sinfo", "-h", "-o", "%t"], check=False, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return cp.returncode == 0 and any(s.strip("*~#") in ("idle", "mix", "alloc") for s in cp.stdout.split())
+
+
+@pytest.mark.skipif(not _cluster_up(), reason="no Slurm cluster answers sinfo (CI: scripts/slurm-cluster start)")
+def test_on_slurm_prepare_and_the_evaluator_are_jobs_of_the_same_executor(tmp_path):
+    pytest.importorskip("submitit")
+    idea = make_idea(tmp_path, [exp(1, 1, HONEST)], name="sealed_slurm", max_runs=1, template=TINY_EVAL,
+                     limits={"isolation": "none", "max_attempts": 1})
+    cp = cli_subprocess("run", idea, "--executor", "slurm", "--sandbox", tmp_path / "sb", timeout=300)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    ws = only_workspace(tmp_path / "sb")
+    fin = _full(ws)
+    assert fin["status"] == "ok" and fin["evaluation"] == "evaluated", fin["reasons"]
+    for key in ("prepare", "run_0:evaluate", "smoke_run_1_attempt_1:evaluate", "run_1:evaluate"):
+        for _ in range(30):  # accounting may lag the job's end by a moment
+            rows = subprocess.run(["sacct", "-X", "-n", "-P", "--name", f"orch:{ws.name}:{key}", "-o", "State"],
+                                  capture_output=True, text=True, timeout=30).stdout.split()
+            if rows:
+                break
+            time.sleep(1)
+        assert rows == ["COMPLETED"], (key, rows)
