@@ -90,6 +90,11 @@ class Workspace:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def copy_eval_seed_to(self, other: Workspace) -> None:
+        """Give `other` (a replay of this workspace) this workspace's evaluation seed, so that its runs are
+        evaluated on the same held-out data."""
+        (other.state / SEED_FILE).write_text(self.eval_seed())
+
     def read_json(self, rel: str) -> Any:
         return json.loads((self.state / rel).read_text())
 

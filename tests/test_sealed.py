@@ -355,3 +355,11 @@ def test_on_slurm_prepare_and_the_evaluator_are_jobs_of_the_same_executor(tmp_pa
                 break
             time.sleep(1)
         assert rows == ["COMPLETED"], (key, rows)
+
+
+def test_a_replay_is_evaluated_on_the_same_held_out_data(tmp_path):
+    ws = _run(tmp_path, [exp(1, 1, HONEST)], isolation="none")
+    assert run_cli("replay", ws, "--sandbox", tmp_path / "replayed") == 0
+    again = only_workspace(tmp_path / "replayed")
+    assert (again / ".orchestrate" / "eval_seed").read_text() == (ws / ".orchestrate" / "eval_seed").read_text()
+    assert _full(again)["metrics"]["eval.heldout_mse"] == _full(ws)["metrics"]["eval.heldout_mse"]
