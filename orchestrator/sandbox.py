@@ -166,6 +166,15 @@ def _system_binds() -> list[str]:
     return out
 
 
+def gpu_devices() -> list[str]:
+    """The GPU device nodes a run may use (NVIDIA's, and DRI render nodes): bound after `--dev`, whose
+    minimal /dev has none. Which GPU a run sees is still CUDA_VISIBLE_DEVICES's (the executor's)."""
+    dev = Path("/dev")
+    found = sorted(str(p) for p in dev.glob("nvidia*") if not p.is_dir())
+    found += [str(p) for p in (dev / "nvidia-caps").glob("*")] if (dev / "nvidia-caps").is_dir() else []
+    return found + (["/dev/dri"] if (dev / "dri").is_dir() else [])
+
+
 def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], read_only: Sequence[Path] = (),
                hidden: Sequence[Path] = (), rebind: Sequence[Path] = ()) -> list[str]:
     """Wrap argv in a sealed root: the system directories and the interpreter's environment read-only,
@@ -174,6 +183,8 @@ def bwrap_argv(argv: Sequence[str], *, cwd: Path, writable: Sequence[Path], read
     read-only), `hidden` replaced by an empty read-only folder, and `rebind` (paths inside `hidden`)
     bound writable again."""
     out = ["bwrap", *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for node in gpu_devices():
+        out += ["--dev-bind-try", node, node]
     system = [Path(d) for d in SYSTEM_DIRS]
     for root in interpreter_roots(argv[0]) if argv else []:
         if root.exists() and not any(root.is_relative_to(d) for d in system):

@@ -363,3 +363,19 @@ def test_a_replay_is_evaluated_on_the_same_held_out_data(tmp_path):
     again = only_workspace(tmp_path / "replayed")
     assert (again / ".orchestrate" / "eval_seed").read_text() == (ws / ".orchestrate" / "eval_seed").read_text()
     assert _full(again)["metrics"]["eval.heldout_mse"] == _full(ws)["metrics"]["eval.heldout_mse"]
+
+
+def test_the_sealed_root_binds_no_home_and_passes_gpu_device_nodes(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sandbox, "gpu_devices", lambda: ["/dev/nvidia0", "/dev/nvidiactl"])
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    argv = sandbox.bwrap_argv([sys.executable, "-c", "pass"], cwd=ws, writable=[ws])
+    pairs = list(zip(argv, argv[1:], argv[2:]))
+    assert ("--ro-bind", "/", "/") not in pairs
+    bound = {b for a, b, _ in pairs if a in ("--bind", "--ro-bind")}
+    for home in sandbox.homes():
+        assert not any(home.is_relative_to(b) for b in map(Path, bound) if b != Path("/dev/null")), (home, bound)
+    assert ("--dev-bind-try", "/dev/nvidia0", "/dev/nvidia0") in pairs
+    assert any(a == "--ro-bind" and b == "/dev/null" and c == "/etc/shadow" for a, b, c in pairs) or not Path("/etc/shadow").exists()
