@@ -169,7 +169,9 @@ def test_whole_live_idea_makes_no_non_loopback_network_attempt(tmp_path, server,
     assert result["rc"] == 0, proc.stderr[-2000:]
     assert result["bad"] == []
     written = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
-    assert (home / ".cache" / "orchestrator").is_dir()  # the default cache was in use
+    # the experiments' HOME is the workspace's own (.orchestrate/home), never a folder of the shared cache
+    assert not any("/home/" in f"/{p}/" for p in written), written
+    assert list((tmp_path / "sb").glob("*/.orchestrate/home"))
     assert all(p.startswith(".cache/orchestrator/") for p in written), written
 
 
