@@ -5,6 +5,7 @@ contained — under bwrap, and under isolation none where the orchestrator can c
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -100,20 +101,28 @@ def test_monkeypatched_yardstick_in_process_is_irrelevant(tmp_path):
     assert fin["metrics"]["eval.error"] > 0.0 and fin["metrics"]["reported.eval.error"] == 0.0
 
 
-@needs_bwrap
-def test_cache_poisoning_fails_and_changes_nothing(tmp_path):
+@pytest.mark.parametrize("level", ["bwrap", "none"])
+def test_cache_poisoning_fails_or_is_undone(tmp_path, level):
+    if level == "bwrap" and BWRAP is not None:
+        pytest.skip(f"needs bwrap: {BWRAP}")
     poison = ("    import pathlib\n"
               "    try:\n"
               "        (pathlib.Path(os.environ['ORCHESTRATE_CACHE_DIR']) / 'target.json').write_text('{\"target\": 0.0}')\n"
               "        print('POISONED')\n"
               "    except OSError as exc:\n"
               "        print('refused:', exc)\n")
-    ws = _run(tmp_path, [exp(1, 1, HONEST + _attack(poison))])
-    fin = _full(ws)
-    assert fin["status"] == "ok", fin["reasons"]
+    ws = _run(tmp_path, [exp(1, 1, HONEST + _attack(poison))], isolation=level)
     cache = Path(events(ws, "prepared")[0]["cache_dir"])
     assert json.loads((cache / "target.json").read_text()) == {"target": 3.0}
-    assert "refused:" in (ws / fin["log_dir"] / "stdout.txt").read_text()
+    if level == "bwrap" or os.geteuid() != 0:  # read-only (bind, or modes for an ordinary user): the write fails
+        fin = _full(ws)
+        assert fin["status"] == "ok", fin["reasons"]
+        assert "refused:" in (ws / fin["log_dir"] / "stdout.txt").read_text()
+    else:  # root ignores the cache's read-only modes: the change is caught, the cache rebuilt, the run rejected
+        fin = _last(ws)
+        assert fin["status"] == "tampered"
+        assert any("the data cache was changed" in r for r in fin["reasons"])
+        assert [(p["status"], p["reused"]) for p in events(ws, "prepared")] == [("ok", False), ("ok", False)]
 
 
 @needs_bwrap
@@ -168,8 +177,8 @@ def test_rewritten_baseline_and_earlier_results_are_contained(tmp_path, level):
     assert not (ws / "run_0" / "planted.txt").exists() and not (ws / "run_1" / "planted.txt").exists()
     assert _full(ws, 3)["status"] == "ok", _last(ws, 3)["reasons"]
     smoke2 = [e for e in events(ws, "run_finished") if e["run"] == 2][0]
-    if level == "bwrap":
-        assert smoke2["status"] == "ok" and _full(ws, 2)["status"] == "ok"  # read-only: the writes failed, nothing to undo
+    if level == "bwrap" or os.geteuid() != 0:  # read-only (bind, or modes for an ordinary user): the writes failed
+        assert smoke2["status"] == "ok" and _full(ws, 2)["status"] == "ok"
     else:
         assert smoke2["status"] == "tampered"
         assert any("of a recorded run was changed" in r for r in smoke2["reasons"])
@@ -257,8 +266,6 @@ def test_the_orchestrator_never_reads_or_writes_through_a_link(tmp_path, outside
     assert secret.read_text() == "host secret\n" and not (root / "paper.pdf").is_symlink()
     with pytest.raises(UnsafePath):
         writable(root, "out/new.txt")
-    import os
-
     os.link(secret, root / "hard.txt")
     assert readable(root, "hard.txt") is None
     writable(root, "hard.txt").write_text("fresh")
