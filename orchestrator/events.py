@@ -131,6 +131,7 @@ class RunFinished(_Event):
     job: dict[str, Any] = Field(default_factory=dict)  # the Slurm job it ran as: job_id, state, node
     evaluation: Evaluation = "self-reported"
     outputs: dict[str, str] = Field(default_factory=dict)  # sha256 of every file of an ok run's out_dir
+    eval_wall_s: float = 0.0  # the evaluator's wall time (0: none ran)
 
 
 class RunRecorded(_Event):

@@ -176,9 +176,9 @@ def _cache_intact(cache: Path) -> bool:
     return now == recorded
 
 
-def evaluate(ctx: Context, out_rel: str, *, key: str, smoke: bool) -> tuple[dict[str, Any] | None, str | None]:
+def evaluate(ctx: Context, out_rel: str, *, key: str, smoke: bool) -> tuple[dict[str, Any] | None, str | None, float]:
     """The template's evaluator on one run's folder, in its own sandbox through the run's executor:
-    (evaluated metrics, None) or (None, why it failed)."""
+    (evaluated metrics, None, wall seconds) or (None, why it failed, wall seconds)."""
     ev = ctx.manifest.evaluate
     assert ev is not None
     base, cwd = _sealed_cwd(ctx, key.replace("/", "_"))
@@ -195,11 +195,11 @@ def evaluate(ctx: Context, out_rel: str, *, key: str, smoke: bool) -> tuple[dict
                               isolation=ctx.isolation, writable=[out_dir], watch_dir=None, stop=ctx.stop,
                               key=f"{key}/evaluate", read_only=[run_dir, cache] if cache.exists() else [run_dir])
     if not record.ok:
-        return None, f"the evaluator failed: {_exception_line(record, cwd)}"
+        return None, f"the evaluator failed: {_exception_line(record, cwd)}", record.wall_s
     data, err = load_results(out)
     if data is None:
-        return None, f"the evaluator failed: it wrote no JSON object to its output ({err})"
-    return data, None
+        return None, f"the evaluator failed: it wrote no JSON object to its output ({err})", record.wall_s
+    return data, None, record.wall_s
 
 
 def baseline(ctx: Context) -> BaselineRecorded:
@@ -216,7 +216,7 @@ def baseline(ctx: Context) -> BaselineRecorded:
     evaluation = "self-reported"
     if m.evaluate is not None:
         prepare(ctx)
-        evaluated, why = evaluate(ctx, "run_0", key="run_0", smoke=False)
+        evaluated, why, _wall = evaluate(ctx, "run_0", key="run_0", smoke=False)
         if evaluated is not None:
             info, evaluation = overlay(info, evaluated), "evaluated"
         else:
@@ -327,7 +327,7 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
         exit_code=record.exit_code, wall_s=record.wall_s, peak_rss_mb=record.peak_rss_mb,
         timed_out=record.timed_out, metrics=verdict.metrics, feedback=feedback, log_dir=str(log_dir.relative_to(ws.root)),
         commit=commit, containment=record.containment, job=getattr(record, "job", {}), evaluation=evaluation,
-        outputs=outputs,
+        outputs=outputs, eval_wall_s=verdict.eval_wall_s,
     ))
 
 
@@ -424,18 +424,20 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
         info, err = load_results(ws.path(out.relative_to(ws.root) / m.results_file))
     except UnsafePath as exc:
         info, err = None, f"{exc.problem}: the results file must be a plain file the run wrote"
-    evaluation, lies = "self-reported", []
+    evaluation, lies, eval_wall = "self-reported", [], 0.0
     if info is not None and m.evaluate is not None:
         key = str(out.relative_to(ws.root)).replace("/", "_").lstrip(".")
-        evaluated, why = evaluate(ctx, str(out.relative_to(ws.root)), key=key, smoke=smoke)
+        evaluated, why, eval_wall = evaluate(ctx, str(out.relative_to(ws.root)), key=key, smoke=smoke)
         if evaluated is None:
-            return Verdict(status="failed", reasons=[why], metrics=flatten(info), kinds=["evaluator-failed"]), "failed", evaluation
+            return Verdict(status="failed", reasons=[why], metrics=flatten(info), kinds=["evaluator-failed"],
+                           eval_wall_s=eval_wall), "failed", evaluation
         lies = misreports(info, evaluated, m.evaluate)
         info, evaluation = overlay(info, evaluated), "evaluated"
         # every reader of the run's folder (plots, tables, the paper) sees the evaluated metrics
         ws.path(out.relative_to(ws.root) / m.results_file).write_text(json.dumps(info, indent=2) + "\n")
     base = baseline(ctx)
     verdict = validate(info, m, baseline=base.metrics, previous=previous_ok(ctx, run), smoke=smoke, load_error=err)
+    verdict.eval_wall_s = eval_wall
     if lies:
         verdict.reasons[:0] = lies
         verdict.kinds[:0] = ["misreported"] * len(lies)

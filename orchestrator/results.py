@@ -48,6 +48,7 @@ class Verdict(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)  # flattened numeric metrics
     kinds: list[str] = Field(default_factory=list)  # the catalogue entry of each reason, in order
+    eval_wall_s: float = 0.0  # the evaluator's wall time (execution.judge), 0 when there was none
 
     @property
     def ok(self) -> bool:

@@ -65,6 +65,7 @@ def test_honest_run_is_evaluated_and_its_claims_kept_as_reported(tmp_path):
     assert fin["status"] == "ok" and fin["evaluation"] == "evaluated", fin["reasons"]
     assert fin["metrics"]["reported.eval.error"] == pytest.approx(fin["metrics"]["eval.error"])
     assert "eval.heldout_mse" in fin["metrics"]  # only the evaluator computes it
+    assert fin["eval_wall_s"] > 0
     assert "final_info.json" in fin["outputs"] and "weights.json" in fin["outputs"]
     on_disk = json.loads((ws / "run_1" / "final_info.json").read_text())
     assert on_disk["eval"]["heldout_mse"] == fin["metrics"]["eval.heldout_mse"]  # readers of run_1/ see evaluated metrics
