@@ -302,7 +302,8 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
             _remove(out)
         if log_dir.exists():
             shutil.rmtree(log_dir)
-        keep = [p for p in kw["read_only"] if p.parent == ws.root and p.name not in (".orchestrate", ".git")]
+        keep = [p for p in kw["read_only"] if p.is_relative_to(ws.root) and not p.is_relative_to(ws.state)
+                and not p.is_relative_to(ws.root / ".git")]  # the orchestrator writes its state during the run
         with read_only_files(keep if ctx.isolation != "bwrap" else []):  # bwrap binds them read-only
             job_id = ctx.executor.submit(argv, out_dir=rel, **kw) if hasattr(ctx.executor, "submit") else None  # Slurm
             j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head(), job_id=job_id))
