@@ -113,8 +113,8 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
     idea_file, transcript, recorded, recorded_edits, _scratch = _source(source, idea_file)
     opts = RunOptions(transcript=transcript, sandbox=sandbox, python=python, stages=stages or ["experiments"])
     ctx, stages = start(idea_file, opts, log=lambda s: print(s, flush=True))
-    if Path(args.source).is_dir():  # the same held-out evaluation data as the recorded runs had
-        Workspace(Path(args.source)).copy_eval_seed_to(ctx.ws)
+    if Path(source).is_dir():  # the same held-out evaluation data as the recorded runs had
+        Workspace(Path(source)).copy_eval_seed_to(ctx.ws)
     divergence = None
     try:
         rc = drive(ctx, stages)
