@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from .agents.aider import AiderSession, Reply, ScriptedReply, parse_decision
+from .agents.aider import AiderSession, Reply, ScriptedReply, parse_decision, settings_prices
 from .agents.hermetic import SCRIPTED_MODEL
 from .context import Context
-from .events import EditApplied, Exchange
+from .errors import AgentError, ModelCallInterrupted
+from .events import EditApplied, Exchange, ExchangeFailed
 
 
 class Outcome(BaseModel):
@@ -37,6 +38,7 @@ class Conversations:
             self.sessions[stage] = AiderSession(
                 self.ctx.ws.root, files, self.ctx.model or SCRIPTED_MODEL, budget=self.ctx.budget,
                 retry=self.ctx.retry, read_only=read_only, stream=self.ctx.stream,
+                request_timeout_s=self.ctx.limits.request_timeout_s, prices=settings_prices(self.ctx.limits),
             )
         return self.sessions[stage]
 
@@ -58,7 +60,16 @@ class Conversations:
                 if self.ctx.transcript is None:
                     raise RuntimeError("no model and no transcript")
                 scripted = self.ctx.transcript.next(stage, run, attempt, step)
-            reply = session.ask(prompt, scripted)
+            try:
+                reply = session.ask(prompt, scripted)
+            except (AgentError, ModelCallInterrupted) as exc:  # journaled, never a fake exchange; the CLI says it
+                interrupted = isinstance(exc, ModelCallInterrupted)
+                j.append(ExchangeFailed(
+                    **key, model=session.model_name, kind="interrupted" if interrupted else exc.kind,
+                    message="interrupted (Ctrl-C or SIGTERM) while waiting on the model" if interrupted else str(exc),
+                    attempts=exc.attempts, latency_s=exc.latency_s, status=None if interrupted else exc.status,
+                ))
+                raise
             j.append(self._exchange(reply, prompt, **key))
         return Outcome(response=reply.response, edit=self._commit(reply, **key))
 

@@ -18,8 +18,11 @@ def drive(ctx: Context, stages: list[str]) -> int:
     prog.seed(ctx.journal.events)
     ctx.journal.listeners.append(prog)
     try:
-        with prog:
-            execute(ctx, stages)
+        try:
+            with prog:
+                execute(ctx, stages)
+        finally:  # what is said below is said once, not again by the progress view
+            ctx.journal.listeners.remove(prog)
     except KeyboardInterrupt:
         ctx.ws.unlock()
         ctx.journal.append(Message(level="warning", text="interrupted by the user"))

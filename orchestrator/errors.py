@@ -43,13 +43,34 @@ class EnvironmentBuildError(OrchestratorError):
 
 
 class AgentError(OrchestratorError):
-    """The agent could not produce a reply (provider failure after retries)."""
+    """The agent could not produce a reply (provider failure after retries). `kind` classifies it
+    (auth, bad_request, context_overflow, rate_limit, server, timeout, connection, empty_reply,
+    invalid_reply, error); `attempts` and `latency_s` are what it cost; the journal records all three."""
+
+    def __init__(self, message: str, *, kind: str = "error", attempts: int = 1, latency_s: float = 0.0,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.attempts, self.latency_s, self.status = kind, attempts, latency_s, status
 
 
 class AuthenticationFailed(AgentError):
-    """The model provider rejected our credentials: stop at once."""
+    """The model provider rejected our credentials (401/403): stop at once."""
 
     exit_code = 3
+
+
+class ContextOverflow(AgentError):
+    """The prompt does not fit the model's context window: nothing was sent (or the provider refused it)."""
+
+    exit_code = 5
+
+
+class ModelCallInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while waiting on the model: the CLI's interrupt path (exit 130, resumable)."""
+
+    def __init__(self, attempts: int = 1, latency_s: float = 0.0) -> None:
+        super().__init__("interrupted while waiting on the model")
+        self.attempts, self.latency_s = attempts, latency_s
 
 
 class BudgetExceeded(OrchestratorError):

@@ -79,6 +79,30 @@ class Exchange(_Event):
     retries: int = 0  # provider errors retried before this reply came
 
 
+class ExchangeFailed(_Event):
+    """A model call that gave no usable reply: nothing of it reached the workspace. `kind`: auth,
+    bad_request, context_overflow, rate_limit, server, timeout, connection, empty_reply, invalid_reply,
+    interrupted or error; `attempts` tries took `latency_s` in all."""
+
+    type: Literal["exchange_failed"] = "exchange_failed"
+    stage: str
+    run: int | None = None
+    attempt: int | None = None
+    step: str = "edit"
+    model: str
+    kind: str
+    message: str
+    attempts: int = 1
+    latency_s: float = 0.0
+    status: int | None = None  # the provider's HTTP status, when it answered with one
+
+    def describe(self) -> str:
+        """One line for show and report."""
+        where = f"{self.stage}" + (f" run {self.run} attempt {self.attempt}" if self.run is not None else "")
+        tries = f"after {self.attempts} tr{'y' if self.attempts == 1 else 'ies'}, {self.latency_s:.1f}s" if self.attempts else "nothing sent"
+        return f"model call failed ({self.kind.replace('_', ' ')}; {where}, {self.step}; {tries}): {self.message}"
+
+
 class EditApplied(_Event):
     """The edits of one exchange, applied (or not) and committed in the workspace's repo."""
 
@@ -192,8 +216,8 @@ class Artifact(_Event):
 
 
 Event = Annotated[
-    WorkspaceCreated | StageStarted | StageFinished | Exchange | EditApplied | RunStarted | RunFinished | RunRecorded
-    | Message | Artifact | Prepared | BaselineRecorded,
+    WorkspaceCreated | StageStarted | StageFinished | Exchange | ExchangeFailed | EditApplied | RunStarted | RunFinished
+    | RunRecorded | Message | Artifact | Prepared | BaselineRecorded,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

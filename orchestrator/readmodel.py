@@ -16,6 +16,7 @@ from .events import (
     EditApplied,
     Event,
     Exchange,
+    ExchangeFailed,
     Message,
     RunFinished,
     RunRecorded,
@@ -357,6 +358,10 @@ class WorkspaceModel:
                 av.phases.sort(key=lambda p: 0 if p.phase == "smoke" else 1)
         elif isinstance(e, RunRecorded):
             self._run(e.run).recorded = e
+        elif isinstance(e, ExchangeFailed):  # explained as an error message: show and report list those
+            failed = Message(seq=e.seq, ts=e.ts, level="error", text=e.describe(), stage=e.stage)
+            self.messages.append(failed)
+            self.stage(e.stage).messages.append(failed)
         elif isinstance(e, Message):
             self.messages.append(e)
             if e.stage:

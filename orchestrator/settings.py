@@ -24,6 +24,11 @@ class Limits(BaseModel):
     max_compile_attempts: int = Field(3, ge=1, le=20)
     log_cap_bytes: int = Field(5_000_000, ge=10_000)
     budget_usd: float | None = Field(None, ge=0)
+    # The model call: one request's time limit (a hung server holds a try this long at most), and the
+    # price per million tokens for a model whose price litellm does not know (needed with budget_usd).
+    request_timeout_s: float = Field(180, gt=0, le=3600, allow_inf_nan=False)
+    price_per_mtok_in: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price_per_mtok_out: float | None = Field(None, ge=0, allow_inf_nan=False)
     # Resource limits applied to every experiment process, whatever the isolation level.
     memory_mb: int | None = Field(None, ge=64)
     cpu_time_s: int | None = Field(None, ge=1)
@@ -57,6 +62,9 @@ class LimitOverrides(BaseModel):
     max_plot_attempts: int | None = Field(None, ge=1, le=20)
     max_compile_attempts: int | None = Field(None, ge=1, le=20)
     budget_usd: float | None = Field(None, ge=0)
+    request_timeout_s: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False)
+    price_per_mtok_in: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price_per_mtok_out: float | None = Field(None, ge=0, allow_inf_nan=False)
     memory_mb: int | None = Field(None, ge=64)
     cpu_time_s: int | None = Field(None, ge=1)
     max_processes: int | None = Field(None, ge=8)

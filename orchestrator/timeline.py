@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .events import STAGES, Artifact, Message, WorkspaceCreated
+from .events import STAGES, Artifact, ExchangeFailed, Message, WorkspaceCreated
 from .readmodel import RunView, StageView, WorkspaceModel
 from .results import flatten
 from .template import BASELINE_RUN
@@ -191,7 +191,9 @@ def _state(created: WorkspaceCreated, events: list, stages: dict[str, StageView]
         return "imported", f"read-only, imported from {created.imported_from}"
     open_stages = [s.name for s in stages.values() if s.status == "running"]
     open_runs = [(a.run, a.attempt, p.phase) for r in runs.values() for a in r.attempts for p in a.phases if not p.finished]
-    last_msg = next((e for e in reversed(events) if isinstance(e, Message)), None)
+    last_msg = next((e for e in reversed(events) if isinstance(e, (Message, ExchangeFailed))), None)
+    if isinstance(last_msg, ExchangeFailed):  # the model call that ended it, in show's words
+        last_msg = Message(level="error", text=last_msg.describe(), stage=last_msg.stage)
     if open_runs:
         r, a, ph = open_runs[-1]
         return "interrupted", f"stopped during run {r} attempt {a} ({ph} run); continue with `orchestrate resume`"

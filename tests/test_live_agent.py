@@ -84,11 +84,11 @@ def test_budget_stops_before_the_call_and_resume_continues(tmp_path, server, mon
                                         "max_input_tokens": 100000, "litellm_provider": "openai", "mode": "chat"}}))
     monkeypatch.setenv("ORCHESTRATE_MODEL_METADATA", str(meta))
     server.replies = [Canned(R1), Canned(R2), Canned(DONE)]
-    rc = run_cli("run", live_idea(tmp_path), "--model", MODEL, "--sandbox", tmp_path / "sb", "--budget-usd", "0.09")
+    rc = run_cli("run", live_idea(tmp_path), "--model", MODEL, "--sandbox", tmp_path / "sb", "--budget-usd", "0.06")
     assert rc == 4 and "budget" in capsys.readouterr().err
     ws = only_workspace(tmp_path / "sb")
     spent = sum(e["cost_usd"] for e in events(ws, "exchange"))
-    assert 0 < spent <= 0.09 and len(server.requests) == len(events(ws, "exchange")) < 3
+    assert 0 < spent <= 0.06 and len(server.requests) == len(events(ws, "exchange")) < 3
     assert run_cli("resume", ws, "--budget-usd", "5") == 0
     assert [r["status"] for r in events(ws, "run_recorded")] == ["ok", "ok"]
     assert len(server.requests) == 3  # nothing asked twice

@@ -52,10 +52,43 @@ def local_metadata(name: str) -> dict | None:
     return entry if isinstance(entry, dict) else None
 
 
-def register_model(name: str, metadata: dict | None = None) -> None:
-    """Make `name` known locally so that neither aider nor litellm fetches model information."""
+_NATIVE: dict[str, dict | None] = {}  # what litellm's own price map says of a model, before we register it
+
+
+def native_info(name: str) -> dict | None:
+    """litellm's own entry for `name` (None: unknown), read once, before register_model changes it."""
+    prepare()
+    if name not in _NATIVE:
+        import litellm
+
+        try:
+            _NATIVE[name] = dict(litellm.get_model_info(name))
+        except Exception:
+            _NATIVE[name] = None
+    return _NATIVE[name]
+
+
+Prices = tuple[float, float]  # dollars per input token, per output token
+
+
+def known_prices(name: str, settings: Prices | None = None) -> Prices | None:
+    """The model's prices: the user's settings, else models.json, else litellm's map; None when no one
+    knows them (then spending cannot be counted, and a budget cannot be enforced)."""
+    if settings is not None:
+        return settings
+    for info in (local_metadata(name), native_info(name)):
+        if info and (info.get("input_cost_per_token") is not None or info.get("output_cost_per_token") is not None):
+            return float(info.get("input_cost_per_token") or 0.0), float(info.get("output_cost_per_token") or 0.0)
+    return None
+
+
+def register_model(name: str, metadata: dict | None = None, prices: Prices | None = None) -> None:
+    """Make `name` known locally so that neither aider nor litellm fetches model information. Registered
+    every time from the same sources (litellm's map, models.json, the settings' prices), so nothing of an
+    earlier registration lingers."""
     prepare()
     metadata = metadata or local_metadata(name)
+    known = native_info(name)
     import litellm
     from aider import models
 
@@ -65,17 +98,15 @@ def register_model(name: str, metadata: dict | None = None) -> None:
         mim.content = {}
     mim._update_cache = lambda: None  # never fetch the price map
     mim.openrouter_manager._update_cache = lambda *a, **k: None  # type: ignore[attr-defined]
-    try:
-        known = litellm.get_model_info(name)
-    except Exception:
-        known = None
-    if metadata is None and known:
+    if metadata is None and prices is None and known:
         return
     info = dict(DEFAULT_METADATA)
     if known:
         info.update({k: v for k, v in known.items() if v is not None})
     if metadata:
         info.update(metadata)
+    if prices is not None:
+        info["input_cost_per_token"], info["output_cost_per_token"] = prices
     info.setdefault("litellm_provider", name.split("/", 1)[0] if "/" in name else "openai")
     mim.local_model_metadata[name] = info
     try:
