@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import env
 from . import sandbox as sandbox_mod
-from .agents.aider import Budget
+from .agents.aider import Budget, require_price
 from .agents.replay import TranscriptSource, load_transcript
 from .context import Context
 from .conversation import Conversations
@@ -118,6 +118,7 @@ def prepare(idea_path: Path, opts: RunOptions) -> tuple:
 def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[str]]:
     """Make a new workspace for the idea and a context to run it; returns it with the stages to run."""
     loaded, template, limits, model, transcript, stages = prepare(idea_path, opts)
+    require_price(model, limits)  # before anything is made
     cache = cache_home()
     python = experiment_python(template, cache, override=opts.python, log=log)
     isolation = sandbox_mod.resolve(limits.isolation)
@@ -167,6 +168,11 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
 
         userconfig.apply(userconfig.load())  # the provider's keys and endpoint, as for `run`
         model = opts.model or head.agent.split(":", 1)[1]
+        try:
+            require_price(model, limits)
+        except InputError:
+            ws.unlock()
+            raise
     else:
         t = load_transcript(ws.state / "transcript.jsonl")
         lines = [e.transcript_line for e in ws.journal.of(Exchange) if e.transcript_line is not None]

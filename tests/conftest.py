@@ -29,6 +29,18 @@ def hermetic_env(tmp_path, monkeypatch):
     yield
 
 
+@pytest.fixture
+def server(monkeypatch):
+    """The loopback OpenAI-compatible server (tests/fake_openai.py), with the provider variables set to it."""
+    from fake_openai import FakeOpenAI
+
+    srv = FakeOpenAI()
+    monkeypatch.setenv("OPENAI_API_BASE", srv.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    yield srv
+    srv.close()
+
+
 def blk(search: str, replace: str, fname: str = "experiment.py") -> str:
     """One aider SEARCH/REPLACE block."""
     return f"{fname}\n```python\n<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE\n```\n"

@@ -9,20 +9,11 @@ import textwrap
 
 import pytest
 from conftest import DONE, ROOT, blk, events, exp, make_idea, only_workspace, run_cli
-from fake_openai import Canned, FakeOpenAI
+from fake_openai import Canned
 
 MODEL = "openai/test-model"
 R1 = "Plan: raise the rate, then more steps.\n\n" + blk("LR = 0.05", "LR = 0.1")
 R2 = blk("STEPS = 20", "STEPS = 40")
-
-
-@pytest.fixture
-def server(monkeypatch):
-    srv = FakeOpenAI()
-    monkeypatch.setenv("OPENAI_API_BASE", srv.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
-    yield srv
-    srv.close()
 
 
 def live_idea(tmp_path, max_runs=3, limits=None):

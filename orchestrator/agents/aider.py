@@ -100,7 +100,7 @@ class RetryPolicy(BaseModel):
 
 # Before the first reply of a session, the reply is assumed this long (tokens) for the budget's estimate;
 # after it, the longest reply seen so far.
-FIRST_REPLY_TOKENS = 1000
+FIRST_REPLY_TOKENS = 500
 
 
 class Budget:
@@ -310,10 +310,8 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
     """An aider Model whose completions we control: budget check, classified errors, bounded backoff
     honouring Retry-After, a per-request timeout; auth, bad requests and context overflows stop at once."""
     hermetic.register_model(name, prices=prices)
-    import aider.coders.base_coder as base_coder
+    hermetic.no_hidden_retries()
     from aider.models import Model
-
-    base_coder.RETRY_TIMEOUT = 0  # aider's own retry loop: off (its first doubled delay exceeds 0); ours is the only one
 
     class OrchestratedModel(Model):
         fatal: BaseException | None = None

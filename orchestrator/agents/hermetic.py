@@ -52,6 +52,25 @@ def local_metadata(name: str) -> dict | None:
     return entry if isinstance(entry, dict) else None
 
 
+def no_hidden_retries() -> None:
+    """Ours is the only retry loop. aider's (send_message retries while its doubled delay stays under
+    RETRY_TIMEOUT) is off with RETRY_TIMEOUT = 0; the SDK's and litellm's are off per call (max_retries=0,
+    num_retries=0, see AiderSession.ask). One more is litellm's: with drop_params (which aider sets) a 422
+    is re-sent once without the parameters it names, and a second 422 becomes an empty reply; a 422 is the
+    provider's answer, so it is raised as it came."""
+    prepare()
+    import aider.coders.base_coder as base_coder
+    import litellm.llms.openai.openai as litellm_openai
+
+    base_coder.RETRY_TIMEOUT = 0
+
+    def raise_it(e, data):
+        raise e
+
+    if hasattr(litellm_openai, "drop_params_from_unprocessable_entity_error"):
+        litellm_openai.drop_params_from_unprocessable_entity_error = raise_it
+
+
 _NATIVE: dict[str, dict | None] = {}  # what litellm's own price map says of a model, before we register it
 
 
