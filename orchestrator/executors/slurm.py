@@ -36,6 +36,9 @@ from ..validation_message import first_problem
 SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before the time limit
 START_MARGIN_S = 60
 UNKNOWN_JOB_S = 60  # a job that neither squeue nor sacct knows for this long is lost (purged, another cluster)  # for the job to start its Python and the runner before the run's own clock starts
+# srun inside the job, when the node's slurmd does not answer its step launch
+SRUN_NODE_UNREACHABLE = re.compile(r"srun: error: (Task launch for \S+ failed on node \S+: (Communication connection failure|"
+                                   r"Connection refused|Socket timed out)|Application launch failed: Communication connection failure)")
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
                 "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"}
 # Environment the node gives a job that the run needs to see (its GPUs, its allocation).
@@ -384,6 +387,13 @@ class SlurmExecutor:
         if state == "CANCELLED":
             return self._record(job_id, argv, cwd, log_dir, "slurm-cancelled",
                                 f"the {job} was cancelled (scancel or an administrator) before the run finished", **kw)
+        tail = (trace or self._job_log_tail(log_dir, job_id)).strip()
+        if state != "NODE_FAIL" and value is None and state in ("FAILED", "CANCELLED", None) and \
+                self._node_daemon_down(nodes, tail):
+            # the node's daemon stopped before or while the run's step was launched: srun could not reach it,
+            # and the job ended FAILED (e.g. exit 105) before the controller declared the node down
+            state = "NODE_FAIL"
+            kw["state"] = state
         if state == "NODE_FAIL":
             return self._record(job_id, argv, cwd, log_dir, "slurm-node-failure",
                                 f"the node of the {job} failed (its Slurm daemon stopped answering); the run did not finish",
@@ -396,8 +406,20 @@ class SlurmExecutor:
                                 f"the {job} exceeded its Slurm memory allocation ({self.config.mem or 'the default'})", **kw)
         detail = (f"the {job} ended ({state}, exit {code or '?'}) without a result from the run" if state else
                   f"Slurm does not know the {job} (purged from its records, or another cluster) and it left no result")
-        tail = (trace or self._job_log_tail(log_dir, job_id)).strip()
         return self._record(job_id, argv, cwd, log_dir, "slurm-failed", detail, stderr_extra=tail, **kw)
+
+    @staticmethod
+    def _node_daemon_down(nodes: str | None, log_tail: str) -> bool:
+        """Whether the job's node stopped answering: srun's own words in the job's log (it could not launch
+        the step there), else the controller's node state (NOT_RESPONDING, DOWN, FAIL)."""
+        if SRUN_NODE_UNREACHABLE.search(log_tail):
+            return True
+        if not nodes or nodes == "None assigned":
+            return False
+        res = runner.tool(["sinfo", "-h", "-N", "-n", nodes, "-o", "%T"], timeout_s=30)
+        states = res.stdout.split() if res.exit_code == 0 else []
+        return any(st.endswith("*") or st.rstrip("*~#$@^-!%") in ("down", "fail", "failing")
+                   or "not_responding" in st.lower() for st in states)
 
     @staticmethod
     def _job_log_tail(log_dir: Path, job_id: str) -> str:
