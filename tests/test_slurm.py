@@ -130,16 +130,16 @@ def _workspace(sandbox: Path) -> Path:
     return found[0] if found else None
 
 
-def _full_run_job(sandbox: Path, timeout: float = 120) -> tuple[Path, str]:
-    """Wait until the full run's job is running; its workspace and job id."""
+def _full_run_job(sandbox: Path, timeout: float = 120, running: bool = True) -> tuple[Path, str]:
+    """Wait until the full run's job is submitted (and, with `running`, running); its workspace and job id."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ws = _workspace(sandbox)
         if ws is not None:
             started = [e for e in events(ws, "run_started") if e["phase"] == "full" and e["job_id"]]
-            if started and _squeue_state(started[-1]["job_id"]) == "RUNNING":
+            if started and (not running or _squeue_state(started[-1]["job_id"]) == "RUNNING"):
                 return ws, started[-1]["job_id"]
-        time.sleep(0.3)
+        time.sleep(0.3 if running else 0.01)
     pytest.fail("the full run's job never started")
 
 
@@ -290,15 +290,31 @@ def test_a_killed_orchestrator_is_resumed_and_reattaches_to_its_job(tmp_path):
     assert info["env"]["slurm_job_id"] == job_id
 
 
+def _job_started(ws: Path, job_id: str, when: str, timeout: float = 120) -> None:
+    """Wait until the job's batch script has begun (its log exists: srun is about to launch the run's step)
+    or until the run itself runs on the node (its stdout exists: the step is up)."""
+    full = ws / ".orchestrate" / "runs" / "run_1" / "attempt_1" / "full"
+    target = full / "slurm" / f"{job_id}_0_log.err" if when == "launching" else full / "stdout.txt"
+    deadline = time.monotonic() + timeout
+    while not target.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{target} never appeared")
+        time.sleep(0.005)
+
+
 @cluster
-def test_a_job_whose_node_daemon_stops_gets_a_clear_verdict(tmp_path):
+@pytest.mark.parametrize("when", ["launching", "running"])
+def test_a_job_whose_node_daemon_stops_gets_a_clear_verdict(tmp_path, when):
+    """The daemon stops while srun launches the run's step (the job ends FAILED, exit 105, before the
+    controller declares the node down: the race of issue 14), or while the run runs (NODE_FAIL)."""
     pidfile = Path(os.environ.get("SLURM_CLUSTER_DIR", "/var/lib/orchestrate-slurm")) / "slurmd.pid"
     if not pidfile.is_file() or os.geteuid() != 0:
         pytest.skip("needs the cluster of scripts/slurm-cluster, as root, to stop and restart its slurmd")
     idea = _idea(tmp_path, "slurm_node", sleep_s=600)
     proc = _start(tmp_path, idea, tmp_path / "sb")
     try:
-        ws, job_id = _full_run_job(tmp_path / "sb")
+        ws, job_id = _full_run_job(tmp_path / "sb", running=False)
+        _job_started(ws, job_id, when)
         os.kill(int(pidfile.read_text()), signal.SIGTERM)  # the node's daemon stops: Slurm declares the node failed
         assert proc.wait(timeout=180) == 0, (tmp_path / "orchestrate.out").read_text()
     finally:

@@ -37,8 +37,10 @@ SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before the time limit
 START_MARGIN_S = 60
 UNKNOWN_JOB_S = 60  # a job that neither squeue nor sacct knows for this long is lost (purged, another cluster)  # for the job to start its Python and the runner before the run's own clock starts
 # srun inside the job, when the node's slurmd does not answer its step launch
-SRUN_NODE_UNREACHABLE = re.compile(r"srun: error: (Task launch for \S+ failed on node \S+: (Communication connection failure|"
-                                   r"Connection refused|Socket timed out)|Application launch failed: Communication connection failure)")
+_UNREACHABLE = (r"(Communication connection failure|Connection refused|Connection reset|Socket timed out|"
+                r"Zero Bytes were transmitted|Unable to send message|Network is unreachable|No route to host)")
+SRUN_NODE_UNREACHABLE = re.compile(rf"srun: error: (Task launch for \S+ failed on node \S+: {_UNREACHABLE}|"
+                                   rf"Application launch failed: {_UNREACHABLE}|Node failure on \S+)")
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
                 "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"}
 # Environment the node gives a job that the run needs to see (its GPUs, its allocation).
