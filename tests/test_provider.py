@@ -216,3 +216,12 @@ def test_the_budget_message_has_its_precision_and_appears_once(tmp_path, server,
     assert (out + err).count("budget:") == 1 and "spent of $0.0050;" in err
     ws = only_workspace(tmp_path / "sb")
     assert failures(ws) == [] and any("budget:" in m["text"] for m in events(ws, "message"))
+
+
+def test_a_price_only_for_output_is_still_counted(tmp_path, server):
+    # aider prices a reply only when the input price is not 0; the orchestrator counts it from the tokens then
+    idea = live_idea(tmp_path, max_runs=2, limits={"price_per_mtok_in": 0, "price_per_mtok_out": 1000})
+    server.replies = [Canned(R1), Canned(DONE)]
+    assert run_cli("run", idea, "--model", MODEL, "--sandbox", tmp_path / "sb", "--budget-usd", "5") == 0
+    ex = events(only_workspace(tmp_path / "sb"), "exchange")
+    assert all(e["cost_usd"] == pytest.approx(e["completion_tokens"] * 1e-3) and e["cost_usd"] > 0 for e in ex)

@@ -400,6 +400,7 @@ class AiderSession:
         self.model_name = model_name
         self.budget = budget
         self.request_timeout_s = request_timeout_s
+        self.prices = prices
         self.model = make_model(model_name, budget=budget, retry=retry or RetryPolicy(), sleep=sleep,
                                 request_timeout_s=request_timeout_s, prices=prices)
         self.io = _QuietIO.make()
@@ -440,7 +441,6 @@ class AiderSession:
         self.model.fatal = None
         self.model.scripted = scripted is not None
         self.model.retries = 0
-        # live: our RetryPolicy is the only retry loop (the SDK's own hidden retries are off)
         # live: our loop is the only retry loop (litellm's and the SDK's are off), each try bounded in time
         self.model.extra_params = ({"mock_response": scripted.text} if scripted else
                                    {"max_retries": 0, "num_retries": 0, "timeout": self.request_timeout_s})
@@ -473,8 +473,13 @@ class AiderSession:
         if not response and not scripted:  # aider dropped it (our checks passed): say what it said
             raise AgentError(f"{self.model_name}: no usable reply ({'; '.join(self.io.captured[-2:])[:300]})",
                              kind="empty_reply", attempts=self.model.attempts, latency_s=round(latency, 3))
+        cost = 0.0  # a replayed reply costs nothing now
         if not scripted:
-            self.budget.spent += coder.total_cost - cost0
+            cost = coder.total_cost - cost0
+            price = hermetic.known_prices(self.model_name, self.prices)
+            if not cost and price:  # aider prices a reply only when the input price is not 0
+                cost = (coder.total_tokens_sent - sent0) * price[0] + (coder.total_tokens_received - recv0) * price[1]
+            self.budget.spent += cost
             self.budget.longest_reply_tokens = max(self.budget.longest_reply_tokens, coder.total_tokens_received - recv0)
         edited = [f for f in self.files if _read(self.root / f) != before[f]]
         refused = sorted({q.split("Allow edits to file that has not been added to the chat?")[-1].strip()
@@ -492,7 +497,7 @@ class AiderSession:
             model=scripted.model if scripted and scripted.model else self.model_name,
             prompt_tokens=scripted.prompt_tokens if scripted else coder.total_tokens_sent - sent0,
             completion_tokens=scripted.completion_tokens if scripted else coder.total_tokens_received - recv0,
-            cost_usd=0.0 if scripted else round(coder.total_cost - cost0, 8),  # a replayed reply costs nothing now
+            cost_usd=round(cost, 8),
             latency_s=round(latency, 3),
             scripted=scripted is not None,
             transcript_line=scripted.line if scripted else None,
