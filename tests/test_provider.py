@@ -49,7 +49,9 @@ def test_a_prompt_over_the_context_limit_is_a_journaled_failure_not_a_fake_excha
     assert events(ws, "exchange") == [] and events(ws, "edit_applied") == []
     (f,) = failures(ws)
     assert f["kind"] == "context_overflow" and f["attempts"] == 0 and f["run"] == 1 and "300 token limit" in f["message"]
-    assert "model call failed (context overflow" in shown(ws, capsys)
+    text = shown(ws, capsys)
+    assert "model call failed (context overflow" in text
+    assert "stopped in stage experiments: model call failed (context overflow" in text  # the state line says why
 
 
 def test_a_context_overflow_the_provider_reports_stops_after_one_request(tmp_path, server, capsys):
