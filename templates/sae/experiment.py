@@ -7,7 +7,10 @@ experiments:
   2. activations of a small language model (SAEBench core metrics: sparsity,
      reconstruction, CE-loss and KL-div with the SAE spliced into the model).
 Data and evaluation live in harness.py, which is protected: change the SAE and
-its training here, not the way it is scored.
+its training here, not the way it is scored. Each trained SAE is saved as data
+(harness.save_sae: its tensors and a declared encoder architecture); after the
+run the harness's evaluator scores those files on held-out data, and its numbers
+are the run's results. The numbers this script writes are its own report.
 
     python experiment.py --out_dir=run_1
     ORCHESTRATE_SMOKE=1 python experiment.py --out_dir=smoke   # seconds
@@ -66,6 +69,11 @@ class SAE(nn.Module):
     def forward(self, x):
         f = self.encode(x)
         return self.decode(f), f
+
+    def spec(self):
+        """How the evaluator rebuilds the encoder from the saved tensors (see
+        harness.SavedSAE: relu, topk + k, jumprelu, gated; nested levels)."""
+        return {"architecture": "relu", "d_in": self.d_in, "d_sae": self.d_sae}
 
     @torch.no_grad()
     def normalize_decoder(self):
@@ -133,6 +141,7 @@ lm = harness.load_lm_activations(cfg, device)
 syn_sae = SAE(task.d_in, cfg["syn_d_sae"]).to(device)
 syn_train = train(syn_sae, task.batches(cfg["syn_batch_size"], device), cfg["syn_steps"],
                   cfg["sae_lr"], cfg["syn_l1_coeff"], cfg["l1_warmup_frac"], "synthetic")
+harness.save_sae(args.out_dir, "synthetic", syn_sae.state_dict(), syn_sae.spec())
 synthetic = harness.evaluate_synthetic(syn_sae, task, device, cfg["syn_n_eval"])
 synthetic.update({f"train_{k}": v for k, v in syn_train.items()})
 print("synthetic:", {k: round(v, 4) for k, v in synthetic.items() if isinstance(v, float)},
@@ -144,6 +153,7 @@ print("synthetic:", {k: round(v, 4) for k, v in synthetic.items() if isinstance(
 sae = SAE(lm.d_in, cfg["d_sae"]).to(device)
 training = train(sae, lm.batches(cfg["sae_batch_size"], device), cfg["sae_steps"],
                  cfg["sae_lr"], cfg["l1_coeff"], cfg["l1_warmup_frac"], "lm")
+harness.save_sae(args.out_dir, "lm", sae.state_dict(), sae.spec())
 core = harness.evaluate_core(sae, lm)
 print("core:", {k: round(v, 4) for k, v in core.items() if isinstance(v, float)}, flush=True)
 

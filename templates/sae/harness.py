@@ -3,17 +3,30 @@
 The agent edits experiment.py (the SAE and its training); this file is hashed by
 the orchestrator and must not change, so that every run is scored the same way.
 
+Three entry points:
+
+    python harness.py prepare --cache_dir=DIR      the tiny LM + activation caches (safetensors/JSON)
+    python experiment.py --out_dir=RUN             (agent code) imports this module, see below
+    python harness.py evaluate --run_dir=RUN --out=FILE
+                                                   the sealed evaluator: loads RUN/saes/* as data,
+                                                   scores them on held-out data, writes FILE
+
 What experiment.py gets from here:
 
     cfg = load_config()                    config.json (+ gpu profile, + smoke shrink)
     device = pick_device(cfg)
     task = SyntheticTask(cfg)              activations with a planted hierarchy
     task.batches(batch_size, device)       endless iterator of training batches
-    evaluate_synthetic(sae, task, device)  exact scores against the planted features
-    lm = load_lm_activations(cfg, device)  a small HookedTransformer + cached activations
+    evaluate_synthetic(sae, task, device)  exact scores against the planted features (own check)
+    lm = load_lm_activations(cfg, device)  a small HookedTransformer + cached activations (read-only)
     lm.batches(batch_size, device)         endless iterator over shuffled activations
-    evaluate_core(sae, lm)                 SAEBench-style core metrics (CE / KL splice)
+    evaluate_core(sae, lm)                 SAEBench-style core metrics (own check)
+    save_sae(out_dir, name, tensors, spec) the trained SAE as data: RUN/saes/NAME.{safetensors,json}
     write_final_info(out_dir, ...)         final_info.json, plain numbers only
+
+The numbers experiment.py writes are its own report (`reported.*` in the
+orchestrator); the evaluator recomputes every core.* and synthetic.* metric from
+the saved SAEs alone: it never imports experiment.py and never unpickles.
 
 The SAE protocol used by the evaluations (duck-typed, any nn.Module will do):
     sae.encode(x)  -> latents f, shape (n, d_sae), "active" means f > 0
@@ -37,9 +50,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 HERE = Path(__file__).resolve().parent
-HARNESS_VERSION = 1  # bump when data generation changes: invalidates caches
+HARNESS_VERSION = 2  # bump when data generation or the cache format changes: invalidates caches
+EVAL_SEED_FALLBACK = 20261201  # used only when ORCHESTRATE_EVAL_SEED is unset (by hand)
 
 # --------------------------------------------------------------------------- #
 # configuration
@@ -84,21 +99,38 @@ def pick_device(cfg: dict) -> torch.device:
 
 
 def cache_dir() -> Path:
+    """The data cache ($ORCHESTRATE_CACHE_DIR). Only `harness.py prepare` writes it;
+    experiments and the evaluator read it (it is read-only to them under the
+    orchestrator)."""
     d = os.environ.get("ORCHESTRATE_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "orchestrator", "sae")
-    p = Path(d)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return Path(d)
 
 
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _atomic_save(obj, path: Path) -> None:
+def _save_tensors(tensors: dict, meta: dict, path: Path) -> None:
+    """path (.safetensors) + its .json sidecar, each written atomically; the JSON
+    last, so a reader that finds it finds the tensors complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+    side = path.with_suffix(".json")
+    tmp = side.with_name(side.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    os.replace(tmp, side)
+
+
+def _load_tensors(path: Path) -> tuple[dict, dict] | None:
+    """(tensors, meta) from a cache entry, or None when it is not there."""
+    side = path.with_suffix(".json")
+    if not (path.is_file() and side.is_file()):
+        return None
+    return load_file(str(path)), json.loads(side.read_text())
 
 
 # --------------------------------------------------------------------------- #
@@ -187,7 +219,8 @@ def _encode_in_chunks(sae, x: torch.Tensor, device, chunk: int = 8192):
 
 
 @torch.no_grad()
-def evaluate_synthetic(sae, task: SyntheticTask, device, n_eval: int = 16384) -> dict:
+def evaluate_synthetic(sae, task: SyntheticTask, device, n_eval: int = 16384,
+                       data: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Exact scores against the planted features (all plain floats).
 
     Matching: each true feature i is matched to the latent j*(i) whose decoder row
@@ -209,9 +242,15 @@ def evaluate_synthetic(sae, task: SyntheticTask, device, n_eval: int = 16384) ->
       latent j*(c) fires, the parent latent that co-fires most often is j*(parent(c))
       and co-fires in more than half of them: the latents reproduce the tree.
     * mse / explained_variance (centred) / l0 on the synthetic eval set.
+    * for an SAE with nested `levels`: level{i}_l0, level{i}_prefix_explained_variance,
+      the mean level of the latent matched to each parent / child / independent
+      feature (1 = coarsest) and parents_in_level1.
+    `data` = (x, feature activations) replaces task.eval_set(n_eval): the
+    evaluator passes samples drawn from its own seed.
     """
     sae.eval()
-    x, acts = task.eval_set(n_eval)
+    x, acts = data if data is not None else task.eval_set(n_eval)
+    n_eval = x.shape[0]
     W = sae.W_dec.detach().float().cpu()
     W = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
     cos = task.directions @ W.T  # (n_features, d_sae)
@@ -275,6 +314,16 @@ def evaluate_synthetic(sae, task: SyntheticTask, device, n_eval: int = 16384) ->
         "l0": fired.float().sum(dim=1).mean().item(),
         "dead_fraction": (~fired.any(dim=0)).float().mean().item(),
     }
+    levels = list(getattr(sae, "levels", None) or [])
+    if levels:
+        lvl = _LevelSums(levels)
+        lvl.add(sae, x.to(f.device), f)
+        res.update(lvl.result(x.shape[0], tss.sum().item()))
+        level = torch.bucketize(best, torch.tensor(levels), right=True) + 1
+        res["parents_mean_level"] = level[par].float().mean().item()
+        res["children_mean_level"] = level[ch].float().mean().item()
+        res["independent_mean_level"] = level[ind].float().mean().item() if len(ind) else None
+        res["parents_in_level1"] = (level[par] == 1).float().mean().item()
     sae.train()
     return res
 
@@ -376,18 +425,84 @@ def _tokenize_for(model, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     return ids[:cut], ids[cut:]
 
 
-class LMActivations:
-    """A HookedTransformer, the hook whose activations the SAE reconstructs, a
-    shuffled buffer of training activations (scaled so that E||x||^2 = d_in),
-    and held-out token windows for evaluation."""
+class TinyLM:
+    """The tiny char-level HookedTransformer's forward pass in plain torch, read
+    from its state dict (TransformerLens parameter names and maths: LN with eps
+    1e-5, causal attention scaled by sqrt(d_head), exact GELU). The evaluator
+    uses it so that it starts in about a second (transformer_lens takes ~5 s to
+    import); tests check it against HookedTransformer's logits."""
 
-    def __init__(self, model, hook_name, acts, scale, eval_tokens, lm_info):
+    def __init__(self, state: dict, cfg: dict, device="cpu"):
+        self.p = {k: v.to(device) for k, v in state.items() if v.is_floating_point()}
+        self.n_layers, self.n_heads = int(cfg["lm_n_layers"]), int(cfg["lm_n_heads"])
+        self.d_head = int(cfg["lm_d_model"]) // self.n_heads
+        self.device = device
+
+    def _ln(self, x, name):
+        x = x - x.mean(-1, keepdim=True)
+        x = x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
+        return x * self.p[f"{name}.w"] + self.p[f"{name}.b"]
+
+    def _block(self, i, resid):
+        p, b = self.p, f"blocks.{i}"
+        x = self._ln(resid, f"{b}.ln1")
+        q, k, v = (torch.einsum("bpd,hde->bphe", x, p[f"{b}.attn.W_{n}"]) + p[f"{b}.attn.b_{n}"]
+                   for n in "QKV")
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(self.d_head)
+        n = resid.shape[1]
+        causal = torch.ones(n, n, dtype=torch.bool, device=resid.device).tril()
+        scores = scores.masked_fill(~causal, -100000.0)
+        z = torch.einsum("bhqk,bkhe->bqhe", scores.softmax(-1), v)
+        resid = resid + torch.einsum("bqhe,hed->bqd", z, p[f"{b}.attn.W_O"]) + p[f"{b}.attn.b_O"]
+        x = self._ln(resid, f"{b}.ln2")
+        h = F.gelu(x @ p[f"{b}.mlp.W_in"] + p[f"{b}.mlp.b_in"])
+        return resid + h @ p[f"{b}.mlp.W_out"] + p[f"{b}.mlp.b_out"]
+
+    def logits(self, tokens, hook: str | None = None, replace=None):
+        """Logits for `tokens`; `replace(act)` substitutes the activation at
+        `hook` (blocks.L.hook_resid_post only)."""
+        layer = None
+        if hook is not None:
+            parts = hook.split(".")
+            if len(parts) != 3 or parts[0] != "blocks" or parts[2] != "hook_resid_post":
+                raise SystemExit(f"harness: TinyLM supports only blocks.L.hook_resid_post, not {hook!r}")
+            layer = int(parts[1])
+        tokens = tokens.to(self.device)
+        resid = self.p["embed.W_E"][tokens] + self.p["pos_embed.W_pos"][: tokens.shape[1]]
+        for i in range(self.n_layers):
+            resid = self._block(i, resid)
+            if i == layer and replace is not None:
+                resid = replace(resid)
+        return self._ln(resid, "ln_final") @ self.p["unembed.W_U"] + self.p["unembed.b_U"]
+
+
+class _HookedLM:
+    """The same `logits` call for a pretrained HookedTransformer (gpu profile)."""
+
+    def __init__(self, model):
         self.model = model
+
+    def logits(self, tokens, hook: str | None = None, replace=None):
+        tokens = tokens.to(next(self.model.parameters()).device)
+        if replace is None:
+            return self.model(tokens)
+        return self.model.run_with_hooks(tokens, fwd_hooks=[(hook, lambda act, hook=None: replace(act))])
+
+
+class LMActivations:
+    """A language model (`forward.logits`; `model` is the HookedTransformer for
+    experiment code, None in the evaluator), the hook whose activations the SAE
+    reconstructs, a shuffled buffer of training activations (scaled so that
+    E||x||^2 = d_in), and held-out token windows for evaluation."""
+
+    def __init__(self, model, forward, hook_name, acts, scale, eval_tokens, lm_info, d_in):
+        self.model = model
+        self.forward = forward
         self.hook_name = hook_name
-        self.acts = acts  # (n_tokens, d_in), float32, cpu, already scaled
+        self.acts = acts  # (n_tokens, d_in), float32, cpu, already scaled (None in the evaluator)
         self.scale = scale  # multiply raw activations by this to get SAE inputs
         self.eval_tokens = eval_tokens
-        self.d_in = acts.shape[1]
+        self.d_in = int(d_in)
         self.lm_info = lm_info
         self.seed = lm_info.get("seed", 0)
 
@@ -401,71 +516,140 @@ class LMActivations:
                 yield self.acts[perm[i:i + batch_size]].to(device)
 
 
-def load_lm_activations(cfg: dict, device) -> LMActivations:
-    """Build (or load from the cache) the model and its activations at hook_name.
-    The global torch RNG is left as it was, so a run's results do not depend on
-    whether the cache was warm."""
-    with torch.random.fork_rng(devices=[]):
-        return _load_lm_activations(cfg, device)
-
-
-def _load_lm_activations(cfg: dict, device) -> LMActivations:
-    hook = cfg["hook_name"]
-    n_tokens = int(cfg["n_train_tokens"])
-    cdir = cache_dir()
+def _lm_paths(cfg: dict, cdir: Path) -> tuple[str, Path | None, Path]:
+    """(model key, tiny-LM cache file or None for a pretrained model, activations file)."""
     if cfg["model"] == "tiny-char":
         key = _hash(_lm_key(cfg))
-        mpath = cdir / f"tiny_lm_{key}.pt"
-        from transformer_lens import HookedTransformer
-        if mpath.exists():
-            blob = torch.load(mpath, map_location="cpu", weights_only=False)
-            model = HookedTransformer(_tiny_cfg(cfg, device))
-            model.load_state_dict(blob["state_dict"])
-            lm_loss = blob["final_loss"]
-            _log(f"tiny LM loaded from cache {mpath.name}")
-        else:
-            model, lm_loss = _train_tiny_lm(cfg, device)
-            _atomic_save({"state_dict": model.state_dict(), "final_loss": lm_loss,
-                          "key": _lm_key(cfg)}, mpath)
-        train_ids, eval_ids = _corpus()
-        n_ctx = int(cfg["lm_n_ctx"])
+        mpath = cdir / f"tiny_lm_{key}.safetensors"
     else:
         key = _hash({"harness": HARNESS_VERSION, "model": cfg["model"], "n_ctx": cfg["lm_n_ctx"]})
-        model = _load_pretrained(cfg, device)
-        lm_loss = None  # not trained here (a NaN would read as a broken run)
-        train_ids, eval_ids = _tokenize_for(model, cfg)
-        n_ctx = int(cfg["lm_n_ctx"])
+        mpath = None
+    apath = cdir / f"acts_{key}_{_hash([cfg['hook_name'], int(cfg['n_train_tokens']), cfg.get('seed', 0)])}.safetensors"
+    return key, mpath, apath
+
+
+def _hooked_tiny(cfg: dict, device, state: dict):
+    from transformer_lens import HookedTransformer
+    model = HookedTransformer(_tiny_cfg(cfg, device))
+    model.load_state_dict(state)
+    return model
+
+
+def _collect_acts(model, train_ids, cfg: dict, device) -> torch.Tensor:
+    hook, n_tokens, n_ctx = cfg["hook_name"], int(cfg["n_train_tokens"]), int(cfg["lm_n_ctx"])
+    t0 = time.time()
+    g = torch.Generator().manual_seed(int(cfg.get("seed", 0)) + 11)
+    n_seq = math.ceil(n_tokens / n_ctx)
+    tokens = _windows(train_ids, n_seq, n_ctx, g)
+    chunks = []
+    bs = int(cfg.get("lm_act_batch_size", 64))
+    with torch.no_grad():
+        for i in range(0, n_seq, bs):
+            _, cache = model.run_with_cache(tokens[i:i + bs].to(device), names_filter=hook, stop_at_layer=None)
+            chunks.append(cache[hook].reshape(-1, cache[hook].shape[-1]).float().cpu())
+    acts = torch.cat(chunks)[:n_tokens].contiguous()
+    _log(f"activations collected in {time.time() - t0:.1f}s {tuple(acts.shape)}")
+    return acts
+
+
+def _act_scale(acts: torch.Tensor) -> float:
+    return math.sqrt(acts.shape[1] / acts.pow(2).sum(dim=1).mean().item())
+
+
+def _build(cfg: dict, device, cdir: Path, write: bool):
+    """(hooked model, state dict or None, lm meta, acts, acts meta): from the cache
+    when it is there, else built in-process (and written only when `write`: the
+    `prepare` step). The global torch RNG is left as it was, so results do not
+    depend on whether the cache was warm."""
+    with torch.random.fork_rng(devices=[]):
+        key, mpath, apath = _lm_paths(cfg, cdir)
+        state, lm_meta, model = None, {"key": key, "final_loss": None}, None
+        if mpath is not None:
+            entry = _load_tensors(mpath)
+            if entry is not None:
+                state, lm_meta = entry
+                _log(f"tiny LM loaded from cache {mpath.name}")
+            else:
+                if not write:
+                    _log(f"tiny LM not in the cache {cdir}: training it in-process (NOT sealed; "
+                         f"`python harness.py prepare` builds the cache)")
+                model, loss = _train_tiny_lm(cfg, device)
+                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                lm_meta = {"key": key, "final_loss": loss, "config": _lm_key(cfg)}
+                if write:
+                    _save_tensors(state, lm_meta, mpath)
+        entry = _load_tensors(apath)
+        if entry is not None:
+            acts, acts_meta = entry[0]["acts"], entry[1]
+            _log(f"activations loaded from cache {apath.name} {tuple(acts.shape)}")
+            return model, state, lm_meta, acts, acts_meta
+        if model is None:
+            model = _hooked_tiny(cfg, device, state) if state is not None else _load_pretrained(cfg, device)
+        model.eval()
+        if cfg["hook_name"] not in model.hook_dict:
+            raise SystemExit(f"harness: hook {cfg['hook_name']!r} is not a hook point of {cfg['model']!r}")
+        train_ids, _ = _corpus() if state is not None else _tokenize_for(model, cfg)
+        if not write:
+            _log(f"activations not in the cache {cdir}: collecting them in-process (NOT sealed)")
+        acts = _collect_acts(model, train_ids, cfg, device)
+        acts_meta = {"key": key, "hook_name": cfg["hook_name"], "shape": list(acts.shape),
+                     "scale": _act_scale(acts)}
+        if write:
+            _save_tensors({"acts": acts}, acts_meta, apath)
+        return model, state, lm_meta, acts, acts_meta
+
+
+def prepare(cache: str | os.PathLike) -> None:
+    """The only step that writes the data cache: the LM and activations of the
+    full configuration and of the smoke configuration (config.json as it is in
+    the cwd), as safetensors + JSON."""
+    cdir = Path(cache)
+    cdir.mkdir(parents=True, exist_ok=True)
+    saved = os.environ.get("ORCHESTRATE_SMOKE")
+    try:
+        for smoke in ("0", "1"):
+            os.environ["ORCHESTRATE_SMOKE"] = smoke
+            cfg = load_config()
+            device = pick_device(cfg)
+            _, _, lm_meta, acts, _ = _build(cfg, device, cdir, write=True)
+            _log(f"prepared {'smoke' if smoke == '1' else 'full'}: LM {lm_meta['key']}, "
+                 f"activations {tuple(acts.shape)} in {cdir}")
+    finally:
+        if saved is None:
+            os.environ.pop("ORCHESTRATE_SMOKE", None)
+        else:
+            os.environ["ORCHESTRATE_SMOKE"] = saved
+
+
+def _lm_for_eval(cfg: dict, device, model, state, hook):
+    if state is not None:
+        return TinyLM(state, cfg, device)
+    return _HookedLM(model if model is not None else _load_pretrained(cfg, device))
+
+
+def load_lm_activations(cfg: dict, device) -> LMActivations:
+    """The model and its training activations at hook_name, read from the cache
+    (never written here), plus the held-out windows for the experiment's own
+    check. With no cache (a run by hand before `prepare`) they are built
+    in-process. The global torch RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        model, state, lm_meta, acts, acts_meta = _build(cfg, device, cache_dir(), write=False)
+        if model is None:
+            model = _hooked_tiny(cfg, device, state) if state is not None else _load_pretrained(cfg, device)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    hook = cfg["hook_name"]
     if hook not in model.hook_dict:
         raise SystemExit(f"harness: hook {hook!r} is not a hook point of {cfg['model']!r}")
-
-    apath = cdir / f"acts_{key}_{_hash([hook, n_tokens, cfg.get('seed', 0)])}.pt"
-    if apath.exists():
-        acts = torch.load(apath, map_location="cpu")
-        _log(f"activations loaded from cache {apath.name} {tuple(acts.shape)}")
-    else:
-        t0 = time.time()
-        g = torch.Generator().manual_seed(int(cfg.get("seed", 0)) + 11)
-        n_seq = math.ceil(n_tokens / n_ctx)
-        tokens = _windows(train_ids, n_seq, n_ctx, g)
-        chunks = []
-        bs = int(cfg.get("lm_act_batch_size", 64))
-        with torch.no_grad():
-            for i in range(0, n_seq, bs):
-                _, cache = model.run_with_cache(tokens[i:i + bs].to(device),
-                                                names_filter=hook, stop_at_layer=None)
-                chunks.append(cache[hook].reshape(-1, cache[hook].shape[-1]).float().cpu())
-        acts = torch.cat(chunks)[:n_tokens].contiguous()
-        _atomic_save(acts, apath)
-        _log(f"activations collected in {time.time() - t0:.1f}s {tuple(acts.shape)}")
-    scale = math.sqrt(acts.shape[1] / acts.pow(2).sum(dim=1).mean().item())
+    _, eval_ids = _corpus() if state is not None else _tokenize_for(model, cfg)
     g = torch.Generator().manual_seed(int(cfg.get("seed", 0)) + 13)
-    eval_tokens = _windows(eval_ids, int(cfg["n_eval_seqs"]), n_ctx, g)
-    info = {"seed": int(cfg.get("seed", 0)), "lm_final_train_loss": lm_loss,
-            "lm_cache_key": key}
-    return LMActivations(model, hook, acts * scale, scale, eval_tokens, info)
+    eval_tokens = _windows(eval_ids, int(cfg["n_eval_seqs"]), int(cfg["lm_n_ctx"]), g)
+    scale = float(acts_meta["scale"])
+    info = {"seed": int(cfg.get("seed", 0)), "lm_final_train_loss": lm_meta.get("final_loss"),
+            "lm_cache_key": lm_meta["key"]}
+    forward = _lm_for_eval(cfg, device, model, state, hook)
+    return LMActivations(model, forward, hook, acts * scale, scale, eval_tokens, info, acts.shape[1])
 
 
 # --------------------------------------------------------------------------- #
@@ -486,7 +670,7 @@ def _kl_sum(logp_clean, logits) -> float:
 
 @torch.no_grad()
 def evaluate_core(sae, lm: LMActivations, batch_size: int = 32) -> dict:
-    """SAEBench core metrics on held-out token windows.
+    """SAEBench core metrics on held-out token windows (lm.eval_tokens).
 
     The SAE sees activations scaled by lm.scale (E||x||^2 = d_in); its output is
     scaled back before it replaces the model's activation.
@@ -498,17 +682,20 @@ def evaluate_core(sae, lm: LMActivations, batch_size: int = 32) -> dict:
     * cossim: mean cosine(x, x_hat); l2_ratio: mean ||x_hat|| / ||x||;
       relative_reconstruction_bias: E<x_hat, x> / E||x||^2 (SAEBench).
     * l0: mean number of latents > 0 per token; l1: mean sum of latents per token.
+    * for an SAE with nested `levels` (Matryoshka / HSAE prefixes, see
+      SavedSAE): level{i}_l0 and level{i}_prefix_explained_variance.
     """
     sae.eval()
-    model, hook = lm.model, lm.hook_name
-    device = next(model.parameters()).device
+    hook = lm.hook_name
     sums = {k: 0.0 for k in ("ce_clean", "ce_sae", "ce_abl", "kl_sae", "kl_abl", "l0", "l1",
                              "sq_err", "cos", "l2_ratio", "x_dot_xhat", "x_sq", "n_tok", "n_pred")}
+    levels = list(getattr(sae, "levels", None) or [])
+    lvl = _LevelSums(levels)
     xs_sum = None
     xs_sq = 0.0
     captured = {}
 
-    def splice(act, hook=None):
+    def splice(act):
         x = act.float() * lm.scale
         flat = x.reshape(-1, x.shape[-1])
         f = sae.encode(flat)
@@ -516,15 +703,15 @@ def evaluate_core(sae, lm: LMActivations, batch_size: int = 32) -> dict:
         captured["x"], captured["x_hat"], captured["f"] = flat, x_hat, f
         return (x_hat / lm.scale).reshape(act.shape).to(act.dtype)
 
-    def ablate(act, hook=None):
+    def ablate(act):
         return torch.zeros_like(act)
 
     for i in range(0, lm.eval_tokens.shape[0], batch_size):
-        tokens = lm.eval_tokens[i:i + batch_size].to(device)
-        logits_clean = model(tokens).float()
-        logits_sae = model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]).float()
-        logits_abl = model.run_with_hooks(tokens, fwd_hooks=[(hook, ablate)]).float()
-        target = tokens[:, 1:]
+        tokens = lm.eval_tokens[i:i + batch_size]
+        logits_clean = lm.forward.logits(tokens).float()
+        logits_sae = lm.forward.logits(tokens, hook, splice).float()
+        logits_abl = lm.forward.logits(tokens, hook, ablate).float()
+        target = tokens[:, 1:].to(logits_clean.device)
         n = target.numel()
         logp_clean = logits_clean[:, :-1].log_softmax(-1)
         sums["ce_clean"] += _ce_sum(logits_clean, target)
@@ -545,6 +732,7 @@ def evaluate_core(sae, lm: LMActivations, batch_size: int = 32) -> dict:
         xs_sum = x.sum(0) if xs_sum is None else xs_sum + x.sum(0)
         xs_sq += x.pow(2).sum().item()
         sums["n_pred"] += n
+        lvl.add(sae, x, f)
 
     ntok, npred, d = sums["n_tok"], sums["n_pred"], lm.d_in
     tss = xs_sq - (xs_sum.pow(2).sum().item() / ntok)  # sum ||x - mean||^2
@@ -571,7 +759,237 @@ def evaluate_core(sae, lm: LMActivations, batch_size: int = 32) -> dict:
         "n_eval_tokens": int(ntok),
         "d_in": int(d),
         "activation_scale": float(lm.scale),
+        **lvl.result(ntok, tss),
     }
+
+
+class _LevelSums:
+    """Per nested level (prefix ends `levels`): active latents of the level, and
+    the squared error of the reconstruction from the prefix ending there."""
+
+    def __init__(self, levels):
+        self.levels = levels
+        self.l0 = [0.0] * len(levels)
+        self.sq = [0.0] * len(levels)
+
+    def add(self, sae, x, f):
+        start = 0
+        for i, end in enumerate(self.levels):
+            self.l0[i] += (f[:, start:end] > 0).float().sum().item()
+            x_hat = f[:, :end] @ sae.W_dec[:end].float().to(f.device) + sae.b_dec.float().to(f.device)
+            self.sq[i] += (x - x_hat).pow(2).sum().item()
+            start = end
+
+    def result(self, n, tss) -> dict:
+        out = {}
+        for i in range(len(self.levels)):
+            out[f"level{i + 1}_l0"] = self.l0[i] / n
+            out[f"level{i + 1}_prefix_explained_variance"] = 1.0 - self.sq[i] / tss
+        return out
+
+
+# --------------------------------------------------------------------------- #
+# a trained SAE as data (RUN/saes/NAME.safetensors + RUN/saes/NAME.json)
+
+ARCHITECTURES = {
+    # architecture: encoder tensors besides W_dec (d_sae, d_in) and b_dec (d_in,)
+    "relu": ("W_enc", "b_enc"),
+    "topk": ("W_enc", "b_enc"),
+    "jumprelu": ("W_enc", "b_enc", "threshold"),
+    "gated": ("W_gate", "b_gate", "r_mag", "b_mag"),
+}
+SPEC_KEYS = {"format", "architecture", "d_in", "d_sae", "k", "subtract_decoder_bias", "levels", "notes"}
+MAX_ARTIFACT_BYTES = 2 << 30
+
+
+class ArtifactError(Exception):
+    """A saved SAE that does not follow the contract (README: "Saving an SAE")."""
+
+
+def _check_sae(tensors: dict, spec: dict, where: str) -> dict:
+    """Validate a saved SAE (spec + tensors); returns the spec with defaults."""
+    if not isinstance(spec, dict):
+        raise ArtifactError(f"{where}.json: not a JSON object")
+    unknown = set(spec) - SPEC_KEYS
+    if unknown:
+        raise ArtifactError(f"{where}.json: unknown key(s) {sorted(unknown)}; allowed: {sorted(SPEC_KEYS)}")
+    arch = spec.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise ArtifactError(f"{where}.json: architecture must be one of {sorted(ARCHITECTURES)}, not {arch!r}")
+    d_in, d_sae = spec.get("d_in"), spec.get("d_sae")
+    if not (isinstance(d_in, int) and isinstance(d_sae, int) and d_in > 0 and d_sae > 0):
+        raise ArtifactError(f"{where}.json: d_in and d_sae must be positive integers")
+    need = {"W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "threshold": (d_sae,), "W_gate": (d_in, d_sae),
+              "b_gate": (d_sae,), "r_mag": (d_sae,), "b_mag": (d_sae,)}
+    need.update({name: shapes[name] for name in ARCHITECTURES[arch]})
+    if set(tensors) != set(need):
+        raise ArtifactError(f"{where}.safetensors: a {arch} SAE holds exactly {sorted(need)}, "
+                            f"found {sorted(tensors)}")
+    for name, shape in need.items():
+        t = tensors[name]
+        if tuple(t.shape) != shape or not t.is_floating_point():
+            raise ArtifactError(f"{where}.safetensors: {name} must be a float tensor of shape {shape}, "
+                                f"is {t.dtype} {tuple(t.shape)}")
+    if arch == "topk":
+        k = spec.get("k")
+        if not (isinstance(k, int) and 1 <= k <= d_sae):
+            raise ArtifactError(f"{where}.json: a topk SAE needs an integer k in [1, d_sae]")
+    elif "k" in spec:
+        raise ArtifactError(f"{where}.json: k is only for architecture topk")
+    levels = spec.get("levels")
+    if levels is not None and (
+            not isinstance(levels, list) or not levels or not all(isinstance(e, int) for e in levels)
+            or levels != sorted(set(levels)) or levels[0] < 1 or levels[-1] != d_sae):
+        raise ArtifactError(f"{where}.json: levels must be increasing prefix ends ending at d_sae "
+                            f"(e.g. [64, 256, {d_sae}])")
+    sub = spec.get("subtract_decoder_bias", True)
+    if not isinstance(sub, bool):
+        raise ArtifactError(f"{where}.json: subtract_decoder_bias must be true or false")
+    return {**spec, "format": 1, "subtract_decoder_bias": sub}
+
+
+def save_sae(out_dir, name: str, tensors: dict, spec: dict) -> Path:
+    """Write a trained SAE as data for the evaluator: out_dir/saes/NAME.safetensors
+    (W_dec, b_dec and the architecture's encoder tensors) and NAME.json (the
+    declared architecture). Checked here too, so a malformed SAE fails its own run."""
+    if not name.isidentifier():
+        raise ArtifactError(f"save_sae: name must be an identifier, not {name!r}")
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
+    spec = _check_sae(tensors, dict(spec), f"saes/{name}")
+    path = Path(out_dir) / "saes" / f"{name}.safetensors"
+    _save_tensors(tensors, spec, path)
+    return path
+
+
+class SavedSAE(torch.nn.Module):
+    """An SAE rebuilt from its saved data, with the evaluations' protocol.
+
+    encode (x' = x - b_dec, or x when subtract_decoder_bias is false):
+      relu:     f = ReLU(x' W_enc + b_enc)
+      topk:     the k largest of ReLU(x' W_enc + b_enc), the rest 0
+      jumprelu: f = z * (z > threshold), z = ReLU(x' W_enc + b_enc)
+      gated:    f = 1[x' W_gate + b_gate > 0] * ReLU(x' (W_gate * exp(r_mag)) + b_mag)
+    decode: x_hat = f W_dec + b_dec, always (the evaluator's own reconstruction).
+    `levels`: nested prefix ends (Matryoshka / HSAE), for the per-level metrics."""
+
+    def __init__(self, tensors: dict, spec: dict, device="cpu"):
+        super().__init__()
+        self.spec = spec
+        self.arch = spec["architecture"]
+        self.k = spec.get("k")
+        self.levels = spec.get("levels")
+        self.subtract = spec["subtract_decoder_bias"]
+        for name, t in tensors.items():
+            self.register_buffer(name, t.float().to(device))
+
+    def encode(self, x):
+        x = x - self.b_dec if self.subtract else x
+        if self.arch == "gated":
+            gate = x @ self.W_gate + self.b_gate
+            mag = torch.relu(x @ (self.W_gate * self.r_mag.exp()) + self.b_mag)
+            return (gate > 0).float() * mag
+        z = torch.relu(x @ self.W_enc + self.b_enc)
+        if self.arch == "topk":
+            vals, idx = z.topk(self.k, dim=-1)
+            return torch.zeros_like(z).scatter_(-1, idx, vals)
+        if self.arch == "jumprelu":
+            return z * (z > self.threshold)
+        return z
+
+    def decode(self, f):
+        return f @ self.W_dec + self.b_dec
+
+
+def load_sae(run_dir, name: str, d_in: int, device="cpu") -> SavedSAE:
+    """Read RUN/saes/NAME.{json,safetensors} as data (never a pickle, never a
+    symlink) and check it against the contract and the expected input size."""
+    base = Path(run_dir) / "saes" / name
+    files = {ext: base.with_name(f"{name}.{ext}") for ext in ("json", "safetensors")}
+    for ext, path in files.items():
+        if path.is_symlink() or not path.is_file():
+            raise ArtifactError(f"saes/{name}.{ext} is missing from the run (or not a regular file): "
+                                f"experiment.py must save each trained SAE with harness.save_sae")
+        if path.stat().st_size > MAX_ARTIFACT_BYTES:
+            raise ArtifactError(f"saes/{name}.{ext} is larger than {MAX_ARTIFACT_BYTES >> 30} GiB")
+    try:
+        spec = json.loads(files["json"].read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"saes/{name}.json: not valid JSON ({e})") from None
+    try:
+        tensors = load_file(str(files["safetensors"]))
+    except Exception as e:  # safetensors raises its own error types on bad headers
+        raise ArtifactError(f"saes/{name}.safetensors: not a safetensors file ({type(e).__name__}: {e})") from None
+    spec = _check_sae(tensors, spec, f"saes/{name}")
+    if spec["d_in"] != d_in:
+        raise ArtifactError(f"saes/{name}.json: d_in is {spec['d_in']}, the activations have {d_in}")
+    return SavedSAE(tensors, spec, device)
+
+
+# --------------------------------------------------------------------------- #
+# the sealed evaluator
+
+
+def eval_seed() -> tuple[int, str]:
+    """(seed, where it came from). The orchestrator passes a per-workspace secret;
+    by hand a fixed fallback is used."""
+    raw = os.environ.get("ORCHESTRATE_EVAL_SEED", "").strip()
+    if not raw:
+        return EVAL_SEED_FALLBACK, "fallback"
+    try:
+        return int(raw) % (2**62), "ORCHESTRATE_EVAL_SEED"
+    except ValueError:
+        raise SystemExit(f"harness: ORCHESTRATE_EVAL_SEED must be an integer, not {raw!r}") from None
+
+
+def evaluate_run(run_dir, out) -> dict:
+    """Score the SAEs a run saved, on data the run never saw; write `out`.
+
+    synthetic: fresh samples of the planted hierarchy drawn from the eval seed.
+    core: LM windows of the held-out 10% of the corpus, drawn from the eval seed,
+    through the LM of the (read-only) cache; every reconstruction is
+    f W_dec + b_dec computed here. Nothing of the run is imported or unpickled."""
+    t0 = time.time()
+    cfg = load_config()
+    device = pick_device(cfg)
+    seed, source = eval_seed()
+    run_dir = Path(run_dir)
+    with torch.random.fork_rng(devices=[]):
+        task = SyntheticTask(cfg)
+        g = torch.Generator().manual_seed(seed)
+        data = task.sample(int(cfg["syn_n_eval"]), g)
+        syn = load_sae(run_dir, "synthetic", task.d_in, device)
+        synthetic = evaluate_synthetic(syn, task, device, data=data)
+        _, mpath, apath = _lm_paths(cfg, cache_dir())
+        entry = _load_tensors(mpath) if mpath is not None else None
+        side = apath.with_suffix(".json")
+        if (mpath is None or entry is not None) and side.is_file() and apath.is_file():
+            model, state, acts_meta = None, entry[0] if entry else None, json.loads(side.read_text())
+        else:  # no cache (by hand, before `prepare`): built in-process, not sealed
+            model, state, _, _, acts_meta = _build(cfg, device, cache_dir(), write=False)
+        d_in = int(acts_meta["shape"][1])
+        lm_sae = load_sae(run_dir, "lm", d_in, device)
+        forward = _lm_for_eval(cfg, device, model, state, cfg["hook_name"])
+        if state is not None:
+            _, eval_ids = _corpus()
+        else:
+            _, eval_ids = _tokenize_for(forward.model, cfg)
+        g = torch.Generator().manual_seed(seed + 1)
+        eval_tokens = _windows(eval_ids, int(cfg["n_eval_seqs"]), int(cfg["lm_n_ctx"]), g)
+        lm = LMActivations(None, forward, cfg["hook_name"], None, float(acts_meta["scale"]), eval_tokens,
+                           {"seed": int(cfg.get("seed", 0))}, d_in)
+        core = evaluate_core(lm_sae, lm)
+    core["d_sae"] = int(lm_sae.spec["d_sae"])
+    core["architecture"] = lm_sae.arch
+    synthetic["architecture"] = syn.arch
+    result = {"core": core, "synthetic": synthetic,
+              "evaluator": {"seed_source": source, "smoke": cfg["smoke"], "wall_time_s": time.time() - t0}}
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(_plain(result), fh, indent=2, allow_nan=True)
+    os.replace(tmp, out)
+    return result
 
 
 # --------------------------------------------------------------------------- #
@@ -626,3 +1044,36 @@ def write_final_info(out_dir, *, training: dict, synthetic: dict, core: dict, cf
         json.dump(_plain(info), fh, indent=2, allow_nan=True)
     os.replace(tmp, path)
     return path
+
+
+# --------------------------------------------------------------------------- #
+# command line: `prepare` and `evaluate` (the orchestrator's protected steps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="harness.py")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="build the tiny LM and the activation caches")
+    p.add_argument("--cache_dir", required=True)
+    e = sub.add_parser("evaluate", help="score a run's saved SAEs on held-out data")
+    e.add_argument("--run_dir", required=True)
+    e.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "prepare":
+            prepare(args.cache_dir)
+        else:
+            res = evaluate_run(args.run_dir, args.out)
+            _log(f"evaluated {args.run_dir}: core.l0 {res['core']['l0']:.3f}, core.explained_variance "
+                 f"{res['core']['explained_variance']:.4f}, synthetic.fraction_recovered "
+                 f"{res['synthetic']['fraction_recovered']:.3f} in {res['evaluator']['wall_time_s']:.2f}s "
+                 f"-> {args.out}")
+    except ArtifactError as err:
+        print(f"harness: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
