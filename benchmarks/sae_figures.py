@@ -4,12 +4,16 @@
     .venv/bin/python benchmarks/sae_figures.py --python PY [--saelens-python PY2] [--no-hsae] [--json out.json]
 
 What it prints:
-  1. smoke-run seconds (cold cache: the smoke LM is trained; warm cache), and
-     full-run seconds of the baseline (cold cache: the LM is trained) and of each
-     HSAE run (the idea's transcript replies applied in order, warm cache), plus
-     how fast run 2 attempt 1 (the scripted mistake) crashes in smoke mode;
+  1. seconds of `harness.py prepare` (trains the full and the smoke LM, caches
+     their activations), smoke-run and full-run seconds of the baseline and of
+     each HSAE run (the idea's transcript replies applied in order), how fast
+     run 2 attempt 1 (the scripted mistake) crashes in smoke mode, and the
+     sealed evaluator's seconds after each run (`harness.py evaluate`, cwd a
+     fresh directory with the protected files only, as the orchestrator runs
+     it) with its overhead as a share of the full run (target: under 10%);
   2. per-run synthetic scores (absorption, recovery, hierarchy) and core
-     metrics (L0, explained variance, CE-loss score) of baseline vs HSAE runs;
+     metrics (L0, explained variance, CE-loss score) of baseline vs HSAE runs,
+     as the evaluator computed them;
   3. SAE training throughput (activations/s) of the template's trainer (from the
      baseline run's final_info: tokens_seen / wall_time_s) against sae_lens's
      SAETrainer with a StandardTrainingSAE, on the same cached activations, with
@@ -47,7 +51,8 @@ torch.set_num_threads(args["threads"])
 from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig, __version__
 from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.training.sae_trainer import SAETrainer
-acts = torch.load(args["acts"])
+from safetensors.torch import load_file
+acts = load_file(args["acts"])["acts"]
 acts = acts * (acts.shape[1] / acts.pow(2).sum(1).mean()).sqrt()   # as the harness scales them
 bs, steps = args["batch_size"], args["steps"]
 
@@ -125,6 +130,26 @@ def run(py: str, ws: Path, out_dir: str, cache: Path, *, smoke: bool) -> tuple[i
     return 0, secs, ""
 
 
+def evaluate(py: str, run_dir: Path, cache: Path, tmp: Path, *, smoke: bool) -> tuple[float, dict]:
+    """The sealed evaluator as the orchestrator runs it: (seconds, evaluated metrics)."""
+    cwd = Path(tempfile.mkdtemp(prefix="eval_", dir=tmp))
+    for name in ("harness.py", "config.json", "template.toml"):
+        shutil.copy(TEMPLATE / name, cwd / name)
+    env = {**os.environ, "ORCHESTRATE_CACHE_DIR": str(cache), "ORCHESTRATE_EVAL_SEED": "12345"}
+    env.pop("ORCHESTRATE_SMOKE", None)
+    if smoke:
+        env["ORCHESTRATE_SMOKE"] = "1"
+    out = cwd.parent / f"{cwd.name}.json"
+    t0 = time.perf_counter()
+    proc = subprocess.run([py, "harness.py", "evaluate", f"--run_dir={run_dir}", f"--out={out}"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    secs = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"sae_figures: the evaluator failed on {run_dir.name}: "
+                         f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return secs, json.loads(out.read_text())
+
+
 def saelens_python(py: str, override: str | None) -> tuple[str | None, str]:
     cands = [c for c in (override, py, os.environ.get("ORCHESTRATE_SAELENS_PYTHON")) if c]
     why = []
@@ -160,17 +185,25 @@ def main() -> int:
         shutil.rmtree(ws / "run_0")
 
         print("\n== wall-clock seconds (whole subprocess: imports, data, training, evaluation)")
-        times = {}
-        for label, out, smoke in (("smoke, cold cache (trains the smoke LM)", "smoke_cold", True),
-                                  ("smoke, warm cache", "smoke_warm", True),
-                                  ("full baseline, cold cache (trains the LM)", "run_0", False)):
+        times, evals, overhead = {}, {}, {}
+        t0 = time.perf_counter()
+        proc = subprocess.run([py, "harness.py", "prepare", f"--cache_dir={cache}"], cwd=ws, capture_output=True,
+                              text=True, timeout=1800)
+        if proc.returncode:
+            print(f"  prepare: FAILED: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+            return 1
+        times["prepare (full + smoke LM, activations)"] = time.perf_counter() - t0
+        print(f"  {'prepare (full + smoke LM, activations)':48s} {times['prepare (full + smoke LM, activations)']:7.1f}")
+        for label, out, smoke in (("baseline smoke", "smoke_0", True), ("baseline full", "run_0", False)):
             rc, secs, err = run(py, ws, out, cache, smoke=smoke)
             if rc:
                 print(f"  {label}: FAILED rc={rc}: {err}")
                 return 1
             times[label] = secs
-            print(f"  {label:48s} {secs:7.1f}")
-        runs = {"run_0 (baseline)": json.loads((ws / "run_0" / "final_info.json").read_text())}
+            evals[label], evaluated = evaluate(py, ws / out, cache, tmp, smoke=smoke)
+            print(f"  {label:48s} {secs:7.1f}   evaluator {evals[label]:5.2f}")
+        overhead["run_0"] = evals["baseline full"] / times["baseline full"]
+        runs = {"run_0 (baseline)": evaluated}
 
         if not args.no_hsae:
             for run_no, attempt, src in transcript_states():
@@ -181,34 +214,41 @@ def main() -> int:
                 if rc:
                     print(f"  {label} smoke: crashed after {secs:.1f} s ({err})")
                     continue
-                print(f"  {label + ' smoke':48s} {secs:7.1f}")
+                evals[f"{label} smoke"], _ = evaluate(py, ws / f"smoke_{run_no}_{attempt}", cache, tmp, smoke=True)
+                print(f"  {label + ' smoke':48s} {secs:7.1f}   evaluator {evals[label + ' smoke']:5.2f}")
                 rc, secs, err = run(py, ws, f"run_{run_no}", cache, smoke=False)
                 if rc:
                     print(f"  {label} full: FAILED rc={rc}: {err}")
                     return 1
                 times[f"{label} full"] = secs
-                print(f"  {label + ' full (warm cache)':48s} {secs:7.1f}")
-                runs[f"run_{run_no}"] = json.loads((ws / f"run_{run_no}" / "final_info.json").read_text())
-            full = [v for k, v in times.items() if k.endswith(" full")]
+                evals[f"{label} full"], runs[f"run_{run_no}"] = evaluate(py, ws / f"run_{run_no}", cache, tmp,
+                                                                         smoke=False)
+                overhead[f"run_{run_no}"] = evals[f"{label} full"] / secs
+                print(f"  {label + ' full':48s} {secs:7.1f}   evaluator {evals[label + ' full']:5.2f}")
+            full = [v for k, v in times.items() if k.endswith(" full") and k != "baseline full"]
             if full:
-                print(f"  the idea's full runs together: {sum(full):.1f} s; with their smoke runs and the "
-                      f"baseline's cold start: {sum(times.values()) - times['smoke, warm cache']:.1f} s")
+                print(f"  the idea's full runs together: {sum(full):.1f} s")
+        print("  evaluator overhead per full run (evaluator s / run s): "
+              + ", ".join(f"{k} {v:.1%}" for k, v in overhead.items())
+              + f"; worst {max(overhead.values()):.1%} (target < 10%)")
         figures["seconds"] = times
+        figures["evaluator_seconds"] = evals
+        figures["evaluator_overhead"] = overhead
 
         names = list(runs)
         width = max(12, *(len(n) for n in names))
-        print("\n== synthetic (planted hierarchy; absorption and leak: lower is better)")
+        print("\n== synthetic (planted hierarchy, evaluated; absorption and leak: lower is better)")
         print("  " + f"{'metric':24s}" + "".join(f"{n:>{width + 2}s}" for n in names))
         for k in SYN_KEYS:
             print("  " + f"{k:24s}" + "".join(f"{runs[n]['synthetic'][k]:>{width + 2}.4f}" for n in names))
-        print("\n== core (LM activations, SAEBench definitions)")
+        print("\n== core (LM activations, SAEBench definitions, evaluated on held-out windows)")
         for k in CORE_KEYS:
             print("  " + f"{k:24s}" + "".join(f"{runs[n]['core'][k]:>{width + 2}.4f}" for n in names))
         figures["runs"] = {n: {"synthetic": {k: runs[n]["synthetic"][k] for k in SYN_KEYS},
                                "core": {k: runs[n]["core"][k] for k in CORE_KEYS}} for n in names}
 
         print("\n== SAE training throughput (activations per second), same activations / d_sae / batch / steps / threads")
-        base = runs["run_0 (baseline)"]
+        base = json.loads((ws / "run_0" / "final_info.json").read_text())  # training.*: self-reported
         cfg, tr = base["config"], base["training"]
         ours = tr["tokens_seen"] / tr["wall_time_s"]
         print(f"  template trainer: {tr['steps_executed']} steps x {cfg['sae_batch_size']} in "
@@ -217,7 +257,7 @@ def main() -> int:
         figures["throughput"] = {"template_per_s": ours}
         sl_py, why = saelens_python(py, args.saelens_python)
         n_rows = int(cfg["n_train_tokens"])
-        acts = [p for p in cache.glob(f"acts_{cfg['lm_cache_key']}_*.pt")]
+        acts = [p for p in cache.glob(f"acts_{cfg['lm_cache_key']}_*.safetensors")]
         if sl_py is None:
             msg = f"sae_lens: not available ({why}); no comparison"
             print("  " + msg)
