@@ -314,7 +314,7 @@ def evaluate_synthetic(sae, task: SyntheticTask, device, n_eval: int = 16384,
         "l0": fired.float().sum(dim=1).mean().item(),
         "dead_fraction": (~fired.any(dim=0)).float().mean().item(),
     }
-    levels = list(getattr(sae, "levels", None) or [])
+    levels = _levels_of(sae)
     if levels:
         lvl = _LevelSums(levels)
         lvl.add(sae, x.to(f.device), f)
@@ -689,8 +689,7 @@ def evaluate_core(sae, lm: LMActivations, batch_size: int = 32) -> dict:
     hook = lm.hook_name
     sums = {k: 0.0 for k in ("ce_clean", "ce_sae", "ce_abl", "kl_sae", "kl_abl", "l0", "l1",
                              "sq_err", "cos", "l2_ratio", "x_dot_xhat", "x_sq", "n_tok", "n_pred")}
-    levels = list(getattr(sae, "levels", None) or [])
-    lvl = _LevelSums(levels)
+    lvl = _LevelSums(_levels_of(sae))
     xs_sum = None
     xs_sq = 0.0
     captured = {}
@@ -761,6 +760,15 @@ def evaluate_core(sae, lm: LMActivations, batch_size: int = 32) -> dict:
         "activation_scale": float(lm.scale),
         **lvl.result(ntok, tss),
     }
+
+
+def _levels_of(sae) -> list[int]:
+    """Nested prefix ends of an SAE: SavedSAE.levels, or the `levels` of an
+    experiment SAE's spec() (what it will declare when saved)."""
+    levels = getattr(sae, "levels", None)
+    if levels is None and callable(getattr(sae, "spec", None)):
+        levels = sae.spec().get("levels")
+    return list(levels or [])
 
 
 class _LevelSums:
