@@ -6,9 +6,10 @@ zeros / garbage, drops a pickle next to them, and records which writes succeeded
 
 Expected verdict: under bwrap the cache is bound read-only: every write fails (EROFS), the run trains
 on the intact cache and is `ok`; the benchmark checks that the cache is byte-identical afterwards.
-Under isolation none the cache is only as safe as its file permissions: the writes succeed when the
-run's user owns the cache (listed as not containable there; the next `prepare` rebuilds nothing
-because the key is unchanged, so the lead must decide whether to hash-check the cache).
+Under isolation none the cache is only as safe as its file permissions: when the run's user owns it,
+the writes succeed and this run itself then fails loading the zeroed safetensors (`failed`), and so
+would every later run on that cache: not containable under none unless the orchestrator records the
+cache's digest after `prepare` and checks it after each run.
 """
 import argparse
 import time
