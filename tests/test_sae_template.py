@@ -301,6 +301,26 @@ def test_smoke_run_trains_and_writes_valid_results(tmp_path, cache_dir):
     assert all((ws / p).stat().st_size > 10_000 for p in pngs)
 
 
+def test_results_do_not_depend_on_the_cache_and_a_run_never_writes_it(tmp_path, cache_dir):
+    """A run by hand with no cache builds the LM and activations in-process (and says it is not sealed),
+    writes nothing into the cache, and gets exactly the numbers of a run on the prepared cache."""
+    py = sae_python()
+    empty = tmp_path / "empty_cache"
+    empty.mkdir()
+    cold, _ = run_smoke(py, workspace(tmp_path / "cold"), empty)
+    assert cold.returncode == 0, cold.stderr[-3000:]
+    assert "in-process (NOT sealed" in cold.stdout and list(empty.iterdir()) == []
+    warm, _ = run_smoke(py, workspace(tmp_path / "warm"), cache_dir)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    infos = [json.loads((tmp_path / d / "ws" / "run_smoke" / "final_info.json").read_text()) for d in ("cold", "warm")]
+    for section in ("core", "synthetic"):
+        a, b = ({k: v for k, v in i[section].items() if "wall_time" not in k} for i in infos)
+        assert a == b, section
+    for name in ("lm", "synthetic"):
+        assert ((tmp_path / "cold" / "ws" / "run_smoke" / "saes" / f"{name}.safetensors").read_bytes()
+                == (tmp_path / "warm" / "ws" / "run_smoke" / "saes" / f"{name}.safetensors").read_bytes())
+
+
 def test_evaluator_scores_the_shipped_baseline_like_its_own_report(tmp_path, cache_dir):
     """run_0's saved SAEs, evaluated at full size on held-out data, agree with the baseline's own
     numbers on every compare_reported key, and on L0 / explained variance within 5%."""
