@@ -91,7 +91,7 @@ def scaling(counts: list[int], run_s: float, slots: int) -> dict:
 
 
 def slurm_latency(k: int) -> dict | None:
-    from orchestrator import runner
+    from orchestrator import executors, runner
     from orchestrator.executors.slurm import SlurmExecutor, slurm_available
 
     if not slurm_available():
@@ -104,8 +104,8 @@ def slurm_latency(k: int) -> dict | None:
         for i in range(k + 1):  # the first one warms the node's caches; not counted
             log_dir = Path(d) / f"r{i}"
             t0 = time.time()
-            rec = ex.run(argv, cwd=Path(d), log_dir=log_dir, timeout_s=60, env=env, limits=None, isolation="none",
-                         writable=[], watch_dir=None, stop=None, key=f"bench/{i}")
+            rec = executors.run(ex, runner.RunSpec(argv=argv, cwd=Path(d), log_dir=log_dir, timeout_s=60, env=env,
+                                                   key=f"bench/{i}"))
             t_end = time.time()
             if rec.exit_code != 0 or rec.killed:
                 raise SystemExit(f"slurm job failed: {rec}")
@@ -116,7 +116,7 @@ def slurm_latency(k: int) -> dict | None:
         local = []
         for i in range(k):
             t0 = time.time()
-            runner.run(argv, cwd=Path(d), log_dir=Path(d) / f"l{i}", timeout_s=60, env=env)
+            runner.run(runner.RunSpec(argv=argv, cwd=Path(d), log_dir=Path(d) / f"l{i}", timeout_s=60, env=env))
             local.append(time.time() - t0)
     med = {key: round(statistics.median(s[key] for s in samples), 3) for key in samples[0]}
     local_s = statistics.median(local)

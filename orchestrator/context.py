@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,6 @@ class Context:
     cache_dir: Path
     retry: RetryPolicy = field(default_factory=RetryPolicy.from_env)
     stream: bool = field(default_factory=stream_replies)
-    stop: threading.Event = field(default_factory=threading.Event)
     tex_available: bool = True
     tex_missing: str = ""
     executor: Executor = field(default_factory=LocalExecutor)

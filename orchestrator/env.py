@@ -26,6 +26,10 @@ CACHE_DIR = "ORCHESTRATE_CACHE_DIR"
 SMOKE = "ORCHESTRATE_SMOKE"
 RUN_TOKEN = "ORCHESTRATE_RUN_TOKEN"
 JOB_WORKSPACE = "ORCHESTRATE_JOB_WORKSPACE"  # a Slurm job's ORCHESTRATE_WORKSPACE, renamed (executors/slurm.py)
+EVAL_SEED = "ORCHESTRATE_EVAL_SEED"  # the workspace's secret seed, for its evaluator only
+SEED = "ORCHESTRATE_SEED"  # a seeded run's seed (the default [seeds] env of a template)
+# set by Slurm for a job (read on the node)
+SLURM_RESTART_COUNT = "SLURM_RESTART_COUNT"
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -76,3 +80,11 @@ def citation_backend(env: Mapping[str, str] | None = None) -> tuple[str, str | N
 def retry_base_s(env: Mapping[str, str] | None = None) -> float:
     """The first backoff delay after a provider error, seconds ($ORCHESTRATE_RETRY_BASE_S, default 1)."""
     return float(_env(env).get(RETRY_BASE_S, 1.0))
+
+
+def slurm_restart_count(env: Mapping[str, str] | None = None) -> int:
+    """How often Slurm requeued this job ($SLURM_RESTART_COUNT on the node; 0 when unset)."""
+    try:
+        return int(_env(env).get(SLURM_RESTART_COUNT, "0") or 0)
+    except ValueError:
+        return 0

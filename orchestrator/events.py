@@ -121,11 +121,32 @@ class EditApplied(_Event):
     done: bool = False  # the agent declared the stage finished
 
 
+RUN_STAGE = {"smoke": "experiments", "full": "experiments", "plot": "plots", "latex": "compile", "chktex": "compile"}
+
+
+class Feedback(BaseModel):
+    """What goes back to the agent after a failed execution: the traceback summary and output tails of
+    an experiment or plot script; LaTeX's problems (latex.LatexProblem, as dicts), warnings and log tail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    traceback: str | None = None
+    stderr_tail: str = ""
+    stdout_tail: str = ""
+    problems: list[dict[str, Any]] = Field(default_factory=list)
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
+    tail: str = ""
+
+
 class RunStarted(_Event):
-    """One execution (smoke, full, plot, latex or chktex) began, with the code commit and any job id."""
+    """One execution (smoke, full, plot, latex or chktex) began, with the code commit and any job id.
+
+    `run` numbers the experiment's runs (1, 2, ...); the executions of other stages (plots, compile) have
+    run None and name their `stage`."""
 
     type: Literal["run_started"] = "run_started"
-    run: int
+    stage: Stage = "experiments"
+    run: int | None = None
     attempt: int
     phase: Phase
     out_dir: str
@@ -137,7 +158,8 @@ class RunFinished(_Event):
     """One execution's verdict: status, reasons, exit code, resources, metrics and feedback for the agent."""
 
     type: Literal["run_finished"] = "run_finished"
-    run: int
+    stage: Stage = "experiments"
+    run: int | None = None  # None: an execution of another stage (plots, compile), not a numbered run
     attempt: int
     phase: Phase
     out_dir: str
@@ -148,7 +170,7 @@ class RunFinished(_Event):
     peak_rss_mb: float = 0.0
     timed_out: bool = False
     metrics: dict[str, Any] = Field(default_factory=dict)
-    feedback: str = ""
+    feedback: Feedback = Field(default_factory=Feedback)
     log_dir: str = ""
     commit: str | None = None  # full runs that are results are committed before this is written
     containment: list[str] = Field(default_factory=list)  # the isolation layers that applied (runner.RunRecord)

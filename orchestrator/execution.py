@@ -22,13 +22,17 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from . import runner, sandbox
+from . import env as names
+from . import executors, runner, sandbox
 from .context import Context
 from .errors import PrepareFailed, UnsafePath
-from .events import BaselineRecorded, Prepared, RunFinished, RunStarted
+from .events import BaselineRecorded, Feedback, Prepared, RunFinished, RunStarted
 from .feedback import failure_summary
+from .feedback import for_run as feedback_for
 from .paths import changed_files, tree_hashes
 from .results import Verdict, code_files, code_unchanged, flatten, load_results, misreports, overlay, validate
+from .runner import RunSpec
+from .template import BASELINE_RUN
 
 SMOKE_DIR = ".smoke"
 EVAL_OUT = "evaluated.json"
@@ -56,26 +60,35 @@ def experiment_env(ctx: Context, *, smoke: bool) -> dict[str, str]:
     env = runner.scrub_env(os.environ)
     home = ctx.ws.root / sandbox.HOME_DIR
     home.mkdir(parents=True, exist_ok=True)
-    env.update(
-        ORCHESTRATE_CACHE_DIR=str(data_dir(ctx)),
-        ORCHESTRATE_WORKSPACE=str(ctx.ws.root),
-        HOME=str(home),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        MPLCONFIGDIR=str(home / ".mpl"),
-        **_OFFLINE,
-    )
-    env.pop("ORCHESTRATE_SMOKE", None)
-    env.pop("ORCHESTRATE_EVAL_SEED", None)
+    env.update({
+        names.CACHE_DIR: str(data_dir(ctx)), names.WORKSPACE: str(ctx.ws.root),
+        "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "MPLCONFIGDIR": str(home / ".mpl"), **_OFFLINE,
+    })
+    for key in (names.SMOKE, names.EVAL_SEED, names.SEED):
+        env.pop(key, None)
     if smoke:
-        env["ORCHESTRATE_SMOKE"] = "1"
+        env[names.SMOKE] = "1"
     return env
 
 
 def sandbox_read_only(ctx: Context, *, writing: str | None) -> list[Path]:
-    """Read-only under bwrap for an experiment or plot run: the workspace's record and yardstick, every
-    run folder already there (but `writing`, the one this run writes) and the data cache."""
-    root = ctx.ws.root
-    return [*sandbox.workspace_read_only(root), *sandbox.earlier_runs(root, except_=writing), data_dir(ctx)]
+    """Read-only under bwrap for a run in the workspace (an experiment, plot.py, LaTeX): the workspace's
+    record (`.orchestrate/`, `.git/`) and yardstick (its protected files), every run folder already there
+    (but `writing`, the one this run writes) and the data cache."""
+    ws = ctx.ws
+    record = [ws.state, *([ws.root / ".git"] if (ws.root / ".git").exists() else [])]
+    protected = [ws.root / rel for rel in ws.protected_hashes() if (ws.root / rel).exists()]
+    return [*record, *protected, *sandbox.earlier_runs(ws.root, except_=writing), data_dir(ctx)]
+
+
+def workspace_spec(ctx: Context, argv: list[str], *, log_dir: Path, timeout_s: float, key: str,
+                   writing: str | None, env: dict[str, str] | None = None, out_dir: str | None = None) -> RunSpec:
+    """A run whose cwd is the workspace: its record and yardstick read-only, the orchestrator's state
+    hidden (but the run's own home), written bytes watched over the whole workspace."""
+    ws = ctx.ws
+    return RunSpec(argv=argv, cwd=ws.root, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=ctx.limits,
+                   isolation=ctx.isolation, read_only=sandbox_read_only(ctx, writing=writing), hidden=[ws.state],
+                   rebind=[ws.root / sandbox.HOME_DIR], watch_dir=ws.root, key=key, out_dir=out_dir)
 
 
 def _sealed_cwd(ctx: Context, name: str) -> tuple[Path, Path]:
@@ -99,10 +112,10 @@ def _protected_argv(ctx: Context, command: str, **fmt: str) -> list[str]:
 
 def _sealed_env(ctx: Context, cwd: Path) -> dict[str, str]:
     env = runner.scrub_env(os.environ)
-    for key in ("ORCHESTRATE_SMOKE", "ORCHESTRATE_EVAL_SEED", "PYTHONPATH"):
+    for key in (names.SMOKE, names.EVAL_SEED, names.SEED, "PYTHONPATH"):
         env.pop(key, None)
     env.update(HOME=str(cwd), XDG_CACHE_HOME=str(cwd / ".cache"), MPLCONFIGDIR=str(cwd / ".mpl"), **_OFFLINE)
-    env["ORCHESTRATE_WORKSPACE"] = str(ctx.ws.root)  # only a marker: a resume ends a killed orchestrator's leftovers by it
+    env[names.WORKSPACE] = str(ctx.ws.root)  # only a marker: a resume ends a killed orchestrator's leftovers by it
     return env
 
 
@@ -138,10 +151,10 @@ def prepare(ctx: Context) -> Prepared | None:
         cache.mkdir(parents=True)
         base, cwd = _sealed_cwd(ctx, "prepare")
         argv = _protected_argv(ctx, m.prepare.command, cache_dir=str(cache))
-        env = {**_sealed_env(ctx, cwd), "ORCHESTRATE_CACHE_DIR": str(cache)}
-        record = ctx.executor.run(argv, cwd=cwd, log_dir=base / "log", timeout_s=m.prepare.timeout_s, env=env,
-                                  limits=ctx.limits, isolation=ctx.isolation, writable=[cache], watch_dir=None,
-                                  stop=ctx.stop, key="prepare", read_only=[])
+        env = {**_sealed_env(ctx, cwd), names.CACHE_DIR: str(cache)}
+        record = executors.run(ctx.executor, RunSpec(
+            argv=argv, cwd=cwd, log_dir=base / "log", timeout_s=m.prepare.timeout_s, env=env, limits=ctx.limits,
+            isolation=ctx.isolation, writable=[cache], key="prepare"))
         log_dir = str((base / "log").relative_to(ctx.ws.root))
         if not record.ok:
             why = _exception_line(record, cwd)
@@ -188,12 +201,13 @@ def evaluate(ctx: Context, out_rel: str, *, key: str, smoke: bool) -> tuple[dict
     run_dir = ctx.ws.path(out_rel)
     cache = data_dir(ctx)
     argv = _protected_argv(ctx, ev.command, run_dir=str(run_dir), out=str(out), cache_dir=str(cache))
-    env = {**_sealed_env(ctx, cwd), "ORCHESTRATE_CACHE_DIR": str(cache), "ORCHESTRATE_EVAL_SEED": ctx.ws.eval_seed()}
+    env = {**_sealed_env(ctx, cwd), names.CACHE_DIR: str(cache), names.EVAL_SEED: ctx.ws.eval_seed()}
     if smoke:
-        env["ORCHESTRATE_SMOKE"] = "1"
-    record = ctx.executor.run(argv, cwd=cwd, log_dir=base / "log", timeout_s=ev.timeout_s, env=env, limits=ctx.limits,
-                              isolation=ctx.isolation, writable=[out_dir], watch_dir=None, stop=ctx.stop,
-                              key=f"{key}/evaluate", read_only=[run_dir, cache] if cache.exists() else [run_dir])
+        env[names.SMOKE] = "1"
+    record = executors.run(ctx.executor, RunSpec(
+        argv=argv, cwd=cwd, log_dir=base / "log", timeout_s=ev.timeout_s, env=env, limits=ctx.limits,
+        isolation=ctx.isolation, writable=[out_dir], key=f"{key}/evaluate",
+        read_only=[run_dir, cache] if cache.exists() else [run_dir]))
     if not record.ok:
         return None, f"the evaluator failed: {_exception_line(record, cwd)}", record.wall_s
     data, err = load_results(out)
@@ -210,19 +224,19 @@ def baseline(ctx: Context) -> BaselineRecorded:
     if done is not None:
         return done
     m = ctx.manifest
-    info, err = load_results(ctx.ws.path(f"run_0/{m.results_file}"))
+    info, err = load_results(ctx.ws.path(f"{BASELINE_RUN}/{m.results_file}"))
     info = info or {}
     reasons = [err] if err else []
     evaluation = "self-reported"
     if m.evaluate is not None:
         prepare(ctx)
-        evaluated, why, _wall = evaluate(ctx, "run_0", key="run_0", smoke=False)
+        evaluated, why, _wall = evaluate(ctx, BASELINE_RUN, key=BASELINE_RUN, smoke=False)
         if evaluated is not None:
             info, evaluation = overlay(info, evaluated), "evaluated"
         else:
             reasons.append(f"the baseline is self-reported: {why}")
     return j.append(BaselineRecorded(metrics=flatten(info), evaluation=evaluation, reasons=reasons,
-                                     outputs=keep_record(ctx, "run_0")))
+                                     outputs=keep_record(ctx, BASELINE_RUN)))
 
 
 RECORDED = "recorded"  # under .orchestrate/: a copy of every recorded run's folder, to undo a later run's changes
@@ -270,7 +284,7 @@ def recorded_outputs(journal) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     base = journal.last(BaselineRecorded)
     if base is not None:
-        out["run_0"] = base.outputs
+        out[BASELINE_RUN] = base.outputs
     for fin in journal.of(RunFinished, phase="full", status="ok"):
         out[fin.out_dir] = fin.outputs
     return out
@@ -288,48 +302,52 @@ def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
     log_dir = ws.attempt_dir(run, attempt) / phase
     smoke = phase == "smoke"
     timeout = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
-    argv = runner.command_argv(m.command, ctx.python, out_dir=rel)
+    spec = workspace_spec(ctx, runner.command_argv(m.command, ctx.python, out_dir=rel), log_dir=log_dir,
+                          timeout_s=timeout, key=f"run_{run}/attempt_{attempt}/{phase}", writing=None if smoke else rel,
+                          env=experiment_env(ctx, smoke=smoke), out_dir=rel)
     git_before = ws.git_snapshot()
-    kw = {"cwd": ws.root, "log_dir": log_dir, "timeout_s": timeout, "env": experiment_env(ctx, smoke=smoke),
-          "limits": ctx.limits, "isolation": ctx.isolation, "writable": [], "watch_dir": ws.root,
-          "stop": ctx.stop, "key": f"run_{run}/attempt_{attempt}/{phase}",
-          "read_only": sandbox_read_only(ctx, writing=None if smoke else rel)}
     started = j.last(RunStarted, run=run, attempt=attempt, phase=phase)
-    if started is not None and started.job_id and hasattr(ctx.executor, "wait"):
-        record = ctx.executor.wait(started.job_id, argv=argv, **kw)  # resumed: its job may still run; never submit twice
+    handle = ctx.executor.attach(spec, started.job_id) if started is not None and started.job_id else None
+    if handle is not None:
+        record = ctx.executor.wait(handle)  # resumed: its job may still run; never submit twice
     else:
         if out.exists() or out.is_symlink():
             _remove(out)
         if log_dir.exists():
             shutil.rmtree(log_dir)
-        keep = [p for p in kw["read_only"] if p.is_relative_to(ws.root) and not p.is_relative_to(ws.state)
+        keep = [p for p in spec.read_only if p.is_relative_to(ws.root) and not p.is_relative_to(ws.state)
                 and not p.is_relative_to(ws.root / ".git")]  # the orchestrator writes its state during the run
         with read_only_files(keep if ctx.isolation != "bwrap" else []):  # bwrap binds them read-only
-            job_id = ctx.executor.submit(argv, out_dir=rel, **kw) if hasattr(ctx.executor, "submit") else None  # Slurm
-            j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head(), job_id=job_id))
-            record = ctx.executor.wait(job_id, argv=argv, **kw) if job_id else ctx.executor.run(argv, **kw)
+            handle = ctx.executor.submit(spec)
+            j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head(),
+                                job_id=handle.job_id))
+            record = ctx.executor.wait(handle)
     verdict, status, evaluation = judge(ctx, record, out, run=run, smoke=smoke, git_before=git_before)
-    tb, err_tail, out_tail = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(ws.root))
-    if tb and verdict.reasons and verdict.reasons[0].startswith("exited with code"):
-        # name the exception where the verdict is read (notes, show, report), not only in the feedback
-        verdict.reasons[0] += f": {tb.strip().splitlines()[-1].strip()[:200]}"
-    feedback = ""
+    feedback = feedback_for(record.stdout_path, record.stderr_path, workdir=ws.root)
+    named_exception(verdict, feedback)
     commit = None
     outputs: dict[str, str] = {}
-    if status != "ok":
-        feedback = json.dumps({"traceback": tb, "stderr_tail": err_tail, "stdout_tail": out_tail})
-        if (out.exists() or out.is_symlink()) and phase == "full":  # keep what it wrote, out of the next attempt's way
-            shutil.move(str(out), str(ws.attempt_dir(run, attempt) / "out"))
-    elif phase == "full":
-        outputs = keep_record(ctx, rel)
-        commit = ws.commit(f"run {run} attempt {attempt}: full run is a result")
+    if status == "ok":
+        feedback = Feedback()
+        if phase == "full":
+            outputs = keep_record(ctx, rel)
+            commit = ws.commit(f"run {run} attempt {attempt}: full run is a result")
+    elif (out.exists() or out.is_symlink()) and phase == "full":  # keep what it wrote, out of the next attempt's way
+        shutil.move(str(out), str(ws.attempt_dir(run, attempt) / "out"))
     return j.append(RunFinished(
         run=run, attempt=attempt, phase=phase, out_dir=rel, status=status, reasons=verdict.reasons,
         exit_code=record.exit_code, wall_s=record.wall_s, peak_rss_mb=record.peak_rss_mb,
-        timed_out=record.timed_out, metrics=verdict.metrics, feedback=feedback, log_dir=str(log_dir.relative_to(ws.root)),
-        commit=commit, containment=record.containment, job=getattr(record, "job", {}), evaluation=evaluation,
-        outputs=outputs, eval_wall_s=verdict.eval_wall_s,
+        timed_out=record.timed_out, metrics=verdict.metrics, feedback=feedback,
+        log_dir=str(log_dir.relative_to(ws.root)), commit=commit, containment=record.containment, job=record.job,
+        evaluation=evaluation, outputs=outputs, eval_wall_s=verdict.eval_wall_s,
     ))
+
+
+def named_exception(verdict: Verdict, feedback: Feedback) -> None:
+    """Name the exception where the verdict is read (notes, show, report), not only in the feedback."""
+    tb = feedback.traceback
+    if tb and verdict.reasons and verdict.reasons[0].startswith("exited with code"):
+        verdict.reasons[0] += f": {tb.strip().splitlines()[-1].strip()[:200]}"
 
 
 @contextlib.contextmanager
@@ -403,6 +421,22 @@ def tampering(ctx: Context, git_before: dict[str, bytes | None] | None) -> list[
     return found
 
 
+def process_verdict(record: runner.RunRecord, *, timeout_s: float) -> Verdict | None:
+    """The verdict on the process alone, the same for experiments, plot scripts and LaTeX: interrupted,
+    its time limit, another limit it was stopped at, its exit code; None when it exited 0 by itself.
+    The Verdict's status is the run's (RunFinished.status): interrupted, timeout or failed."""
+    if record.killed == "interrupted":
+        return Verdict(status="interrupted", reasons=["interrupted"])
+    if record.timed_out:
+        return Verdict(status="timeout", reasons=[f"killed after its time limit of {timeout_s:g} s"])
+    if record.killed:  # the executor words every limit it enforced (runner._limit_detail, Slurm's states)
+        detail = record.limit_detail or record.killed
+        return Verdict(status="failed", reasons=[f"stopped: {detail}"], kinds=[f"limit-{record.killed}"])
+    if record.exit_code != 0:
+        return Verdict(status="failed", reasons=[f"exited with code {record.exit_code}"])
+    return None
+
+
 def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke: bool,
           git_before: dict[str, bytes | None] | None = None) -> tuple[Verdict, str, str]:
     """Tampering first (a changed yardstick voids everything), then the process, then the evaluator and
@@ -410,17 +444,10 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
     ws, m = ctx.ws, ctx.manifest
     tampered = tampering(ctx, git_before)
     if tampered:
-        return Verdict(status="failed", reasons=[f"{r} and the run rejected" for r in tampered]), "tampered", "self-reported"
-    if record.killed == "interrupted":
-        return Verdict(status="failed", reasons=["interrupted"]), "interrupted", "self-reported"
-    if record.timed_out:
-        limit = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
-        return Verdict(status="failed", reasons=[f"killed after its time limit of {limit:g} s"]), "timeout", "self-reported"
-    if record.killed:  # the executor words every limit it enforced (runner._limit_detail, Slurm's states)
-        detail = record.limit_detail or record.killed
-        return Verdict(status="failed", reasons=[f"stopped: {detail}"], kinds=[f"limit-{record.killed}"]), "failed", "self-reported"
-    if record.exit_code != 0:
-        return Verdict(status="failed", reasons=[f"exited with code {record.exit_code}"]), "failed", "self-reported"
+        return Verdict(status="tampered", reasons=[f"{r} and the run rejected" for r in tampered]), "tampered", "self-reported"
+    ended = process_verdict(record, timeout_s=ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s)
+    if ended is not None:
+        return ended, ended.status, "self-reported"
     try:
         info, err = load_results(ws.path(out.relative_to(ws.root) / m.results_file))
     except UnsafePath as exc:

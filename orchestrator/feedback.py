@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .events import Feedback
+
 TB_START = "Traceback (most recent call last):"
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
 
@@ -80,3 +82,10 @@ def failure_summary(stdout_path: Path, stderr_path: Path, *, max_tokens: int = 6
     err_tail = "" if tb else tail_lines(err, max_tokens=max(80, (max_tokens - used) // 2))
     out_tail = tail_lines(out, max_tokens=max(60, (max_tokens - used - tokens(err_tail)) // 2))
     return tb, err_tail, out_tail
+
+
+def for_run(stdout_path: str | Path, stderr_path: str | Path, *, workdir: Path | str | None = None) -> Feedback:
+    """The agent's feedback on a failed run of its code (an experiment, a plot script)."""
+    tb, err_tail, out_tail = failure_summary(Path(stdout_path), Path(stderr_path),
+                                             workdir=None if workdir is None else str(workdir))
+    return Feedback(traceback=tb, stderr_tail=err_tail, stdout_tail=out_tail)

@@ -74,7 +74,8 @@ def describe(e: Event) -> str | None:
         return f"  agent: {what}"
     if isinstance(e, RunFinished):
         why = f" — {e.reasons[0]}" if e.reasons else ""
-        return f"  run {e.run} attempt {e.attempt} {e.phase}: {e.status} in {e.wall_s:.1f}s{why}"
+        who = f"run {e.run}" if e.run is not None else e.stage
+        return f"  {who} attempt {e.attempt} {e.phase}: {e.status} in {e.wall_s:.1f}s{why}"
     if isinstance(e, RunRecorded):
         return f"run {e.run}: {e.status.upper()} after {e.attempts} attempt(s)"
     if isinstance(e, Message):

@@ -53,6 +53,7 @@ class CompileResult(BaseModel):
     timed_out: bool = False
     tail: str = ""  # the end of latexmk's output when no error could be parsed
     log_dir: str = ""
+    record: runner.RunRecord | None = None  # latexmk's process, judged like any run (execution.process_verdict)
 
 
 def tex_preflight(*, which=None) -> tuple[bool, str]:
@@ -186,12 +187,14 @@ def tex_env(home: Path) -> dict[str, str]:
 
 
 def compile_pdf(src_dir: Path, *, main: str = "paper.tex", build_dir: Path, log_dir: Path, timeout_s: float,
-                limits: Limits | None = None, isolation: str = "none", root: Path | None = None) -> CompileResult:
+                limits: Limits | None = None, isolation: str = "none", root: Path | None = None,
+                read_only: list[Path] | None = None, hidden: list[Path] | None = None) -> CompileResult:
     """latexmk -pdf into a fresh build folder; the PDF stays there (the caller copies it where it belongs).
 
     It runs in `root` (default: src_dir), which the sandbox makes writable — the workspace, so that the
     figures one folder up are visible and its record and history stay read-only; the build folder must
-    be inside it. The log and the .blg are kept in log_dir."""
+    be inside it; the caller names what stays read-only (`read_only`) or unseen (`hidden`) there. The log
+    and the .blg are kept in log_dir."""
     from .feedback import tail_lines
 
     cwd = (root or src_dir).resolve()
@@ -200,8 +203,9 @@ def compile_pdf(src_dir: Path, *, main: str = "paper.tex", build_dir: Path, log_
     build_dir.mkdir(parents=True)
     argv = ["latexmk", "-pdf", "-bibtex", "-cd", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
             f"-outdir={build_dir.resolve()}", str((src_dir / main).resolve().relative_to(cwd))]
-    rec = runner.run(argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=tex_env(build_dir / "home"),
-                     limits=limits, isolation=isolation)
+    rec = runner.run(runner.RunSpec(argv=argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s,
+                                    env=tex_env(build_dir / "home"), limits=limits, isolation=isolation,
+                                    read_only=read_only or [], hidden=hidden or [], key="latex"))
     stem = Path(main).stem
     for ext in (".log", ".blg"):
         if (build_dir / f"{stem}{ext}").is_file():
@@ -219,7 +223,7 @@ def compile_pdf(src_dir: Path, *, main: str = "paper.tex", build_dir: Path, log_
             tail = f"latexmk was killed after its time limit of {timeout_s:g} s\n" + tail
     return CompileResult(ok=ok, pdf=str(pdf) if ok else None, problems=errors, warnings=warnings,
                          exit_code=rec.exit_code, wall_s=rec.wall_s, timed_out=rec.timed_out, tail=tail,
-                         log_dir=str(log_dir))
+                         log_dir=str(log_dir), record=rec)
 
 
 def lint(src_dir: Path, *, main: str = "paper.tex", log_dir: Path, timeout_s: float, limits: Limits | None = None,
@@ -228,8 +232,8 @@ def lint(src_dir: Path, *, main: str = "paper.tex", log_dir: Path, timeout_s: fl
     if shutil.which("chktex") is None:
         return [], None
     argv = ["chktex", "-q", "-I0", "-f", "%f:%l:%c:%n:%m\n", main]
-    rec = runner.run(argv, cwd=src_dir, log_dir=log_dir, timeout_s=timeout_s, env=tex_env(log_dir / "home"),
-                     limits=limits, isolation=isolation)
+    rec = runner.run(runner.RunSpec(argv=argv, cwd=src_dir, log_dir=log_dir, timeout_s=timeout_s,
+                                    env=tex_env(log_dir / "home"), limits=limits, isolation=isolation, key="chktex"))
     out = []
     for raw in _read(Path(rec.stdout_path)).splitlines():
         parts = raw.split(":", 4)

@@ -29,6 +29,34 @@ def m001_version_field(records: Records) -> Records:
     return records
 
 
+_STAGE_OF_PHASE = {"plot": "plots", "latex": "compile", "chktex": "compile"}
+
+
+@migration
+def m002_typed_feedback_and_run_stage(records: Records) -> Records:
+    """RunFinished.feedback was a JSON string (now an object); plot, LaTeX and chktex executions were
+    "run 0" (now run None with their `stage`, so run 0 means only the baseline)."""
+    import json
+
+    out = []
+    for r in records:
+        if r.get("type") in ("run_started", "run_finished"):
+            r = dict(r)
+            stage = _STAGE_OF_PHASE.get(r.get("phase", ""))
+            if stage is not None and "stage" not in r:
+                r["stage"] = stage
+                r["run"] = None
+            fb = r.get("feedback")
+            if isinstance(fb, str):
+                try:
+                    data = json.loads(fb) if fb.strip() else {}
+                except ValueError:
+                    data = {"tail": fb}
+                r["feedback"] = data if isinstance(data, dict) else {"tail": str(data)}
+        out.append(r)
+    return out
+
+
 JOURNAL_VERSION = len(MIGRATIONS)  # what a workspace made now is written as
 
 

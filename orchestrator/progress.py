@@ -79,9 +79,11 @@ class Progress:
             self.tokens += e.prompt_tokens + e.completion_tokens
             self.cost += e.cost_usd
         elif isinstance(e, RunStarted):
-            self.run, self.attempt, self.phase = e.run, e.attempt, e.phase
+            if e.run is not None:
+                self.run, self.attempt = e.run, e.attempt
+            self.phase = e.phase
         elif isinstance(e, RunFinished):
-            self.last_verdict = f"run {e.run} {e.phase}: {e.status}"
+            self.last_verdict = f"{f'run {e.run}' if e.run is not None else e.stage} {e.phase}: {e.status}"
         text = describe(e)
         if self._live is not None:
             self._live.update(self._panel())

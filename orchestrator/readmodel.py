@@ -5,7 +5,6 @@ tails a journal keeps one up to date as events arrive."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,16 +234,6 @@ class StageView:
         return self.prompt_tokens + self.completion_tokens
 
 
-def _feedback(text: str) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-        return data if isinstance(data, dict) else {"stderr_tail": str(data)}
-    except json.JSONDecodeError:
-        return {"stderr_tail": text}
-
-
 class WorkspaceModel:
     """Runs, attempts, phases, stages, messages and artifacts of one workspace, folded from its events."""
 
@@ -352,7 +341,7 @@ class WorkspaceModel:
                 av.phases = [p for p in av.phases if p.phase != e.phase]
                 av.phases.append(PhaseView(
                     phase=e.phase, out_dir=e.out_dir, status=e.status, reasons=list(e.reasons), exit_code=e.exit_code,
-                    wall_s=e.wall_s, peak_rss_mb=e.peak_rss_mb, metrics=dict(e.metrics), feedback=_feedback(e.feedback),
+                    wall_s=e.wall_s, peak_rss_mb=e.peak_rss_mb, metrics=dict(e.metrics), feedback=e.feedback.model_dump(exclude_defaults=True),
                     log_dir=e.log_dir, commit=e.commit,
                 ))
                 av.phases.sort(key=lambda p: 0 if p.phase == "smoke" else 1)

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 
 from .template import Check, Evaluate, Manifest
 
-Status = Literal["ok", "failed", "degenerate", "misreported"]
+Status = Literal["ok", "failed", "degenerate", "misreported", "tampered", "timeout", "interrupted"]
 _MISSING = object()
 
 

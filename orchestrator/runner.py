@@ -34,15 +34,18 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import cgroup, sandbox
+from . import env as env_names
 from .procs import sigkill_until_gone
 from .settings import Limits
 
-TOKEN_VAR = "ORCHESTRATE_RUN_TOKEN"
+TOKEN_VAR = env_names.RUN_TOKEN
 _SECRET = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|SESSION|COOKIE|PRIVATE)", re.IGNORECASE)
 _SECRET_NAMES = {"OPENAI_API_BASE", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "AWS_ACCESS_KEY_ID"}
 _POLL_S = 0.1
@@ -69,6 +72,7 @@ class RunRecord(BaseModel):
     containment: list[str] = Field(default_factory=list)  # the layers that applied: bwrap, cgroup-memory ...
     signal: int | None = None  # the signal that ended the child (bwrap's 128+N unwrapped)
     cgroup: str | None = None  # the run's cgroup folder name (removed when the run ends)
+    job: dict[str, Any] = Field(default_factory=dict)  # the scheduler's job it ran as (Slurm: job_id, state, node)
 
     @property
     def ok(self) -> bool:
@@ -265,84 +269,67 @@ def _limit_detail(killed: str, limits: Limits | None, timeout_s: float) -> str:
     }.get(killed, killed)
 
 
-def run(
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    log_dir: Path,
-    timeout_s: float,
-    env: Mapping[str, str] | None = None,
-    limits: Limits | None = None,
-    isolation: str = "none",
-    writable: Sequence[Path] = (),
-    watch_dir: Path | None = None,
-    stop: threading.Event | None = None,
-    read_only: Sequence[Path] | None = None,
-) -> RunRecord:
-    """Run argv to completion or until a limit ends it; never raises for the child's failures.
+class RunSpec(BaseModel):
+    """Everything one run needs, as one value: what to start, where, under which limits and what it may
+    write or read. The caller (execution.py, the stages) decides what is read-only or hidden; the runner
+    knows nothing of workspaces."""
 
-    `read_only`: paths that are bound read-only under bwrap (inside `writable` or not); None means, when
-    `cwd` is a workspace, its `.orchestrate/`, `.git/` and protected files. A workspace's `.orchestrate/`
-    is hidden under bwrap, but for the run's home (`.orchestrate/home`)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    child_env = scrub_env(os.environ if env is None else env)
-    child_env[TOKEN_VAR] = token
-    child_env.setdefault("PYTHONUNBUFFERED", "1")
-    cap = limits.log_cap_bytes if limits else 5_000_000
-    full_argv = list(argv)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    argv: list[str]
+    cwd: Path
+    log_dir: Path
+    timeout_s: float
+    env: dict[str, str] | None = None  # None: ours, scrubbed
+    limits: Limits | None = None
+    isolation: str = "none"
+    writable: list[Path] = Field(default_factory=list)  # besides cwd, which is always writable
+    read_only: list[Path] = Field(default_factory=list)  # bound read-only under bwrap (inside writable or not)
+    hidden: list[Path] = Field(default_factory=list)  # replaced by an empty read-only folder under bwrap
+    rebind: list[Path] = Field(default_factory=list)  # folders inside `hidden` bound writable again (a run's home)
+    watch_dir: Path | None = None  # where written bytes and the file-size cap are watched
+    key: str = "run"  # names the run (`run_2/attempt_1/full`): job names, re-attaching
+    out_dir: str | None = None  # relative to cwd: what a requeued Slurm job clears before it starts again
+
+
+@dataclass
+class _Contained:
+    argv: list[str]
+    containment: list[str]
+    cg: cgroup.RunCgroup | None
+    reaper: bool
+
+
+def _contain(spec: RunSpec, token: str) -> _Contained:
+    """The layers that hold the run: bwrap's sealed root, the run's cgroup, else a subreaper."""
+    argv = list(spec.argv)
     containment: list[str] = []
-    if isolation == "bwrap":
-        ro = sandbox.workspace_read_only(cwd) if read_only is None else list(read_only)
-        hidden = sandbox.workspace_hidden(cwd)
-        full_argv = sandbox.bwrap_argv(full_argv, cwd=cwd, writable=[cwd, *writable], read_only=ro, hidden=hidden,
-                                       rebind=[Path(cwd).resolve() / sandbox.HOME_DIR] if hidden else [])
+    if spec.isolation == "bwrap":
+        argv = sandbox.bwrap_argv(argv, cwd=spec.cwd, writable=[spec.cwd, *spec.writable], read_only=spec.read_only,
+                                  hidden=spec.hidden, rebind=spec.rebind)
         containment.append("bwrap")
     cg = None
-    if limits is not None:
-        cg = cgroup.make(token, memory_mb=limits.memory_mb, max_tasks=limits.max_processes)
+    if spec.limits is not None:
+        cg = cgroup.make(token, memory_mb=spec.limits.memory_mb, max_tasks=spec.limits.max_processes)
     containment += [f"cgroup-{c}" for c in (cg.controllers if cg else [])]
-    reaper = isolation != "bwrap" and (cg is None or "pids" not in cg.controllers)
+    reaper = spec.isolation != "bwrap" and (cg is None or "pids" not in cg.controllers)
     if reaper:  # no pid namespace, no cgroup: a subreaper ends what escaped both the group and the token
-        reaped = log_dir / "reaped.txt"
+        reaped = spec.log_dir / "reaped.txt"
         reaped.unlink(missing_ok=True)
-        full_argv = sandbox.reaper_argv(full_argv, report=reaped)
+        argv = sandbox.reaper_argv(argv, report=reaped)
         containment.append("subreaper")
-    stdout_path, stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
-    start = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            full_argv,
-            cwd=cwd,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            preexec_fn=_preexec(limits, cg.join_files() if cg else []),  # the only way to join a cgroup before exec
-            close_fds=True,
-        )
-    except OSError as exc:
-        if cg is not None:
-            cg.remove()
-        stdout_path.write_bytes(b"")
-        stderr_path.write_text(f"cannot start {full_argv[0]}: {exc.strerror}\n")
-        return RunRecord(
-            argv=full_argv, cwd=str(cwd), exit_code=127, wall_s=0.0, peak_rss_mb=0.0,
-            stdout_path=str(stdout_path), stderr_path=str(stderr_path), isolation=isolation,
-            containment=containment,
-        )
-    if cg is not None and proc.pid not in cg.pids() and proc.poll() is None:
-        containment = [c for c in containment if not c.startswith("cgroup-")]  # the join failed
-    sinks = [_CappedSink(proc.stdout, stdout_path, cap), _CappedSink(proc.stderr, stderr_path, cap)]
-    for s in sinks:
-        s.start()
-    pgid = proc.pid
+    return _Contained(argv, containment, cg, reaper)
+
+
+def _watch(spec: RunSpec, proc: subprocess.Popen, box: _Contained, token: str, start: float,
+           stop: threading.Event | None) -> tuple[str | None, int]:
+    """Poll the tree until it ends or a limit ends it; returns (which limit killed it or None, peak RSS kB)."""
+    limits, cg = spec.limits, box.cg
     peak_kb = 0
     killed: str | None = None
     mem_cap_kb = limits.memory_mb * 1024 if limits and limits.memory_mb else None
     max_procs = limits.max_processes if limits else None
     written_cap = limits.max_written_mb * 1024 * 1024 if limits else None
-    containment.append("watchdog")
     next_du = 0.0
     try:
         while True:
@@ -353,9 +340,9 @@ def run(
                 pass
             now = time.monotonic()
             pids = set(tree_pids(token)) | (cg.pids() if cg else set())
-            rss = sum(_rss_kb(p) for p in pids if not (reaper and p == proc.pid))
+            rss = sum(_rss_kb(p) for p in pids if not (box.reaper and p == proc.pid))
             peak_kb = max(peak_kb, rss)
-            if now - start > timeout_s:
+            if now - start > spec.timeout_s:
                 killed = "timeout"
             elif (cg is not None and cg.oom_kills()) or (mem_cap_kb and rss > mem_cap_kb):
                 killed = "memory"
@@ -363,31 +350,38 @@ def run(
                 killed = "processes"
             elif stop is not None and stop.is_set():
                 killed = "interrupted"
-            elif watch_dir is not None and written_cap and now >= next_du:
-                used = dir_bytes(watch_dir)
+            elif spec.watch_dir is not None and written_cap and now >= next_du:
+                used = dir_bytes(spec.watch_dir)
                 # as often as a walk of the folder stays cheap (a twentieth of the time), at most every 2 s
                 next_du = now + min(2.0, max(_POLL_S, 20 * (time.monotonic() - now)))
                 if used > written_cap:
                     killed = "written-bytes"
             if killed:
-                if reaper:  # first, so that it can end the orphans it holds
+                if box.reaper:  # first, so that it can end the orphans it holds
                     _end_reaper(proc)
                 if cg is not None:
                     cg.kill_all()
-                _kill_all(pgid, token)
+                _kill_all(proc.pid, token)
                 proc.wait()
                 break
     except BaseException:  # Ctrl-C or SIGTERM on the orchestrator, wherever it lands: the tree goes with it
-        if reaper:
+        if box.reaper:
             _end_reaper(proc)
         if cg is not None:
             cg.remove()
-        _kill_all(pgid, token)
+        _kill_all(proc.pid, token)
         raise
-    leftover = _kill_all(pgid, token)
-    if reaper:
+    return killed, peak_kb
+
+
+def _classify(spec: RunSpec, proc: subprocess.Popen, box: _Contained, killed: str | None, token: str) -> tuple[str | None, int, int | None]:
+    """After the end: sweep leftovers, and name the limit the kernel enforced between two polls (cgroup
+    OOM, pids cap, SIGXCPU, SIGXFSZ). Returns (killed, leftover processes killed, the ending signal)."""
+    limits, cg = spec.limits, box.cg
+    leftover = _kill_all(proc.pid, token)
+    if box.reaper:
         try:
-            leftover += int((log_dir / "reaped.txt").read_text() or 0)
+            leftover += int((spec.log_dir / "reaped.txt").read_text() or 0)
         except (OSError, ValueError):
             pass
     if cg is not None:
@@ -397,37 +391,81 @@ def run(
         elif killed is None and cg.pid_limit_hits():
             killed = "processes"
         cg.remove()
-    for s in sinks:
-        s.join(timeout=5)
-    wall = time.monotonic() - start
     code = proc.returncode
     sig = -code if code is not None and code < 0 else None
-    if isolation == "bwrap" and code is not None and code > 128:
+    if spec.isolation == "bwrap" and code is not None and code > 128:
         sig = code - 128  # bwrap reports a child's death by signal N as exit code 128+N
     if killed is None and limits is not None:
         if sig == signal.SIGXCPU:
             killed = "cpu-time"
-        elif sig == signal.SIGXFSZ or (code and watch_dir is not None
-                                       and _largest_file(watch_dir, limits.max_file_mb * 2**20)):
+        elif sig == signal.SIGXFSZ or (code and spec.watch_dir is not None
+                                       and _largest_file(spec.watch_dir, limits.max_file_mb * 2**20)):
             killed = "file-size"  # Python ignores SIGXFSZ: its write fails (EFBIG) and it exits 1
+    return killed, leftover, sig
+
+
+def run(spec: RunSpec, *, stop: threading.Event | None = None) -> RunRecord:
+    """Run a spec to completion or until a limit ends it (or `stop` is set); never raises for the
+    child's failures. Three steps: contain (sandbox, cgroup, subreaper), watch (limits, polled),
+    classify (which limit ended it, leftovers swept)."""
+    spec.log_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    child_env = scrub_env(os.environ if spec.env is None else spec.env)
+    child_env[TOKEN_VAR] = token
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    cap = spec.limits.log_cap_bytes if spec.limits else 5_000_000
+    box = _contain(spec, token)
+    stdout_path, stderr_path = spec.log_dir / "stdout.txt", spec.log_dir / "stderr.txt"
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            box.argv,
+            cwd=spec.cwd,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_preexec(spec.limits, box.cg.join_files() if box.cg else []),  # joins the cgroup before exec
+            close_fds=True,
+        )
+    except OSError as exc:
+        if box.cg is not None:
+            box.cg.remove()
+        stdout_path.write_bytes(b"")
+        stderr_path.write_text(f"cannot start {box.argv[0]}: {exc.strerror}\n")
+        return RunRecord(
+            argv=box.argv, cwd=str(spec.cwd), exit_code=127, wall_s=0.0, peak_rss_mb=0.0,
+            stdout_path=str(stdout_path), stderr_path=str(stderr_path), isolation=spec.isolation,
+            containment=box.containment,
+        )
+    if box.cg is not None and proc.pid not in box.cg.pids() and proc.poll() is None:
+        box.containment = [c for c in box.containment if not c.startswith("cgroup-")]  # the join failed
+    sinks = [_CappedSink(proc.stdout, stdout_path, cap), _CappedSink(proc.stderr, stderr_path, cap)]
+    for s in sinks:
+        s.start()
+    box.containment.append("watchdog")
+    killed, peak_kb = _watch(spec, proc, box, token, start, stop)
+    killed, leftover, sig = _classify(spec, proc, box, killed, token)
+    for s in sinks:
+        s.join(timeout=5)
     return RunRecord(
-        argv=full_argv,
-        cwd=str(cwd),
-        exit_code=code,
-        wall_s=round(wall, 3),
+        argv=box.argv,
+        cwd=str(spec.cwd),
+        exit_code=proc.returncode,
+        wall_s=round(time.monotonic() - start, 3),
         peak_rss_mb=round(peak_kb / 1024, 1),
         timed_out=killed == "timeout",
         killed=killed,
-        limit_detail=_limit_detail(killed, limits, timeout_s) if killed else None,
+        limit_detail=_limit_detail(killed, spec.limits, spec.timeout_s) if killed else None,
         stdout_path=str(stdout_path),
         stderr_path=str(stderr_path),
         stdout_truncated=sinks[0].truncated,
         stderr_truncated=sinks[1].truncated,
-        isolation=isolation,
+        isolation=spec.isolation,
         leftover_killed=leftover,
-        containment=containment,
+        containment=box.containment,
         signal=sig,
-        cgroup=cg.name if cg is not None else None,
+        cgroup=box.cg.name if box.cg is not None else None,
     )
 
 

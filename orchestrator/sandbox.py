@@ -21,7 +21,6 @@ ends or when it is told to (SIGTERM).
 from __future__ import annotations
 
 import functools
-import json
 import os
 import pwd
 import shutil
@@ -77,23 +76,6 @@ def resolve(level: str) -> str:
     return level
 
 
-def workspace_read_only(cwd: Path) -> list[Path]:
-    """What must stay read-only inside a workspace: its state, its history, its protected files.
-
-    Empty when `cwd` is not a workspace (no `.orchestrate/protected.json`)."""
-    root = Path(cwd).resolve()
-    state = root / STATE_DIR
-    try:
-        protected = json.loads((state / "protected.json").read_text())
-    except (OSError, ValueError):
-        return []
-    out = [state]
-    if (root / ".git").exists():
-        out.append(root / ".git")
-    out += [root / rel for rel in protected if (root / rel).exists()]
-    return out
-
-
 def earlier_runs(root: Path, *, except_: str | None = None) -> list[Path]:
     """The run folders already in a workspace (`run_0` and every `run_i`), but `except_` (the one being written)."""
     root = Path(root)
@@ -139,12 +121,6 @@ def interpreter_roots(executable: str) -> list[Path]:
             target = Path(os.readlink(cur))
             todo.append(target if target.is_absolute() else cur.parent / target)
     return roots
-
-
-def workspace_hidden(cwd: Path) -> list[Path]:
-    """What a run inside a workspace must not even read: the orchestrator's state (journal, eval seed)."""
-    root = Path(cwd).resolve()
-    return [root / STATE_DIR] if (root / STATE_DIR / "protected.json").is_file() else []
 
 
 def _system_binds() -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import shlex
 import string
 import tomllib
@@ -140,19 +139,12 @@ class Manifest(BaseModel):
             raise ValueError(f"{unknown[0]!r} is not one of key_metrics")
         return v
 
-    def is_editable(self, rel: str) -> bool:
-        return any(fnmatch.fnmatch(rel, pat) for pat in self.editable)
-
 
 class Template(BaseModel):
     """A loaded, checked template."""
 
     root: Path
     manifest: Manifest
-
-    @property
-    def baseline_dir(self) -> Path:
-        return self.root / BASELINE_RUN
 
     @property
     def requirements_file(self) -> Path | None:

@@ -95,9 +95,6 @@ class Workspace:
         evaluated on the same held-out data."""
         (other.state / SEED_FILE).write_text(self.eval_seed())
 
-    def read_json(self, rel: str) -> Any:
-        return json.loads((self.state / rel).read_text())
-
     def protected_hashes(self) -> dict[str, str]:
         return json.loads((self.state / "protected.json").read_text())
 
@@ -152,10 +149,6 @@ class Workspace:
 
     def diff(self, a: str, b: str, *paths: str) -> str:
         return self.git("diff", "--no-color", "--no-ext-diff", "--no-textconv", a, b, "--", *paths, check=False)
-
-    def show_file(self, commit: str, rel: str) -> str | None:
-        res = tool(git_argv("show", f"{commit}:{rel}"), cwd=self.root, env=_git_env())
-        return res.stdout if res.exit_code == 0 else None
 
     def git_snapshot(self) -> dict[str, bytes | None]:
         """What a run must not change in `.git` (config, hooks, refs): file -> content (None: `.git` is not

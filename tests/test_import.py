@@ -42,7 +42,7 @@ def test_reference_runs_attempts_and_failures(reference):
     assert [(f.run, f.attempt, f.status) for f in fins] == [(1, 1, "failed"), (1, 2, "failed"), (1, 3, "degenerate")]
     assert "AttributeError: 'HierarchicalSAE' object has no attribute 'W_dec'" in fins[0].reasons[0]
     assert "'HierarchicalTrainer' object has no attribute 'l1_penalty'" in fins[1].reasons[0]
-    assert "Traceback (most recent call last)" in json.loads(fins[0].feedback)["traceback"]
+    assert "Traceback (most recent call last)" in fins[0].feedback.traceback
 
 
 def test_reference_every_run_is_degenerate(reference):

@@ -3,8 +3,6 @@ the agent and fixed; plot.py sees only runs that are results; figures are checke
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from conftest import FIXTURES, events, only_workspace, run_cli
@@ -74,7 +72,7 @@ def test_crash_then_blank_figure_are_fed_back_and_fixed(tmp_path):
     ws = only_workspace(sandbox)
     plots = [e for e in events(ws, "run_finished") if e["phase"] == "plot"]
     assert [p["status"] for p in plots] == ["failed", "failed", "ok"]
-    assert "KeyError" in json.loads(plots[0]["feedback"])["traceback"]
+    assert "KeyError" in plots[0]["feedback"]["traceback"]
     assert any("blank" in r for r in plots[1]["reasons"])
     prompts = [e for e in events(ws, "exchange") if e["stage"] == "plots"]
     assert [(p["attempt"], p["step"]) for p in prompts] == [(1, "edit"), (2, "fix"), (3, "fix"), (None, "notes")]

@@ -46,7 +46,12 @@ def alive(pid: int) -> bool:
 def run_py(tmp_path: Path, code: str, *, timeout_s: float = 10, **kw) -> runner.RunRecord:
     script = tmp_path / "child.py"
     script.write_text(code)
-    return runner.run([PY, str(script)], cwd=tmp_path, log_dir=tmp_path / "log", timeout_s=timeout_s, **kw)
+    return run([PY, str(script)], cwd=tmp_path, log_dir=tmp_path / "log", timeout_s=timeout_s, **kw)
+
+
+def run(argv, *, stop=None, **kw) -> runner.RunRecord:
+    """runner.run on a spec made of keyword arguments."""
+    return runner.run(runner.RunSpec(argv=list(argv), **kw), stop=stop)
 
 
 @pytest.fixture(params=["cgroup", "token-only"])
@@ -245,7 +250,9 @@ def test_bwrap_keeps_the_record_and_the_yardstick_read_only_and_outputs_writable
     ws = tmp_path / "ws"
     _workspace_like(ws)
     (ws / "probe.py").write_text(PROBE)
-    rec = runner.run([PY, "probe.py"], cwd=ws, log_dir=tmp_path / "log", timeout_s=10, isolation="bwrap")
+    ro = [ws / ".orchestrate", ws / ".git", ws / "harness.py"]  # what execution.sandbox_read_only names
+    rec = run([PY, "probe.py"], cwd=ws, log_dir=tmp_path / "log", timeout_s=10, isolation="bwrap", read_only=ro,
+              hidden=[ws / ".orchestrate"])
     got = json.loads(Path(rec.stdout_path).read_text())
     for path in (".orchestrate/journal.jsonl", ".orchestrate/new", ".git/HEAD", "harness.py", "/var/tmp/orchestrate-probe.txt"):
         assert got[path] != "written", path
@@ -285,11 +292,9 @@ def test_resolve_auto_and_explicit_levels(monkeypatch):
     assert sandbox.resolve("auto") == "bwrap"
 
 
-def test_workspace_read_only_paths(tmp_path):
-    assert sandbox.workspace_read_only(tmp_path) == []  # not a workspace
+def test_read_only_binds_come_after_the_writable_ones(tmp_path):
     _workspace_like(tmp_path / "ws")
-    ro = sandbox.workspace_read_only(tmp_path / "ws")
-    assert {p.name for p in ro} == {".orchestrate", ".git", "harness.py"}
+    ro = [tmp_path / "ws" / ".orchestrate", tmp_path / "ws" / "harness.py"]
     argv = sandbox.bwrap_argv(["python"], cwd=tmp_path / "ws", writable=[tmp_path / "ws"], read_only=ro)
     assert argv.index("--bind") < argv.index("--ro-bind", argv.index("--bind"))  # read-only binds come last
 
@@ -329,7 +334,7 @@ def test_the_subreaper_passes_exit_codes_and_signals_through(tmp_path, monkeypat
     assert run_py(tmp_path, "import sys; sys.exit(3)", limits=Limits()).exit_code == 3
     rec = run_py(tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGXCPU)", limits=Limits())
     assert rec.exit_code == -24 and rec.killed == "cpu-time"
-    rec = runner.run(["/no/such/program"], cwd=tmp_path, log_dir=tmp_path / "log", timeout_s=5, limits=Limits())
+    rec = run(["/no/such/program"], cwd=tmp_path, log_dir=tmp_path / "log", timeout_s=5, limits=Limits())
     assert rec.exit_code == 127 and "cannot start" in Path(rec.stderr_path).read_text()
 
 
@@ -363,14 +368,13 @@ def test_interpreter_under_tmp_still_runs_inside_the_private_tmp(tmp_path):
     import sys
     import tempfile
 
-    from orchestrator import runner
 
     env_root = Path(tempfile.mkdtemp(prefix="pyenv_", dir="/tmp"))
     (env_root / "bin").mkdir()
     (env_root / "bin" / "python").symlink_to(sys.executable)
     work = tmp_path / "ws"
     work.mkdir()
-    rec = runner.run([str(env_root / "bin" / "python"), "-c", "print('inside')"], cwd=work, log_dir=tmp_path / "logs",
+    rec = run([str(env_root / "bin" / "python"), "-c", "print('inside')"], cwd=work, log_dir=tmp_path / "logs",
                      timeout_s=30, isolation="bwrap", read_only=[])
     assert rec.exit_code == 0, Path(rec.stderr_path).read_text()
     assert Path(rec.stdout_path).read_text().strip() == "inside"

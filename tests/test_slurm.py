@@ -18,6 +18,7 @@ from conftest import FIXTURES, ROOT, events
 
 from orchestrator.errors import InputError
 from orchestrator.executors.slurm import SlurmConfig, SlurmExecutor, load_config, signal_delay_s
+from orchestrator.runner import RunSpec
 
 submitit = pytest.importorskip("submitit", reason="submitit is not installed (pip install 'orchestrator[slurm]')")
 
@@ -180,8 +181,8 @@ def test_a_job_slurm_refuses_is_an_error_that_starts_nothing(tmp_path):
 
     ex = SlurmExecutor(SlurmConfig(mem="100000G"))  # more than any node here
     with pytest.raises(SubmitError, match="Slurm refused the job for run_1/attempt_1/full .*mem=100000G"):
-        ex.submit([sys.executable, "-c", "pass"], cwd=tmp_path, log_dir=tmp_path / "logs", timeout_s=60, env={},
-                  limits=None, isolation="none", writable=[], watch_dir=None, key="run_1/attempt_1/full")
+        ex.submit(RunSpec(argv=[sys.executable, "-c", "pass"], cwd=tmp_path, log_dir=tmp_path / "logs", timeout_s=60,
+                          env={}, key="run_1/attempt_1/full"))
 
 
 @cluster
@@ -214,7 +215,7 @@ def test_a_run_past_its_slurm_time_limit_gets_a_clear_verdict(tmp_path):
     assert "Slurm time limit of 1 min" in fin["reasons"][0], fin["reasons"]
     assert fin["wall_s"] < 70
     assert [(e["run"], e["status"]) for e in events(ws, "run_recorded")] == [(1, "failed")]
-    fb = json.loads(fin["feedback"])
+    fb = fin["feedback"]
     assert "Slurm time limit" in fb["stderr_tail"]  # what the agent is told
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..env import retry_base_s
 from ..errors import AgentError, AuthenticationFailed, BudgetExceeded, ContextOverflow, InputError, ModelCallInterrupted
 from . import hermetic
 
@@ -93,9 +94,8 @@ class RetryPolicy(BaseModel):
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
-        import os
 
-        return cls(base_delay_s=float(os.environ.get("ORCHESTRATE_RETRY_BASE_S", 1.0)))
+        return cls(base_delay_s=retry_base_s())
 
 
 # Before the first reply of a session, the reply is assumed this long (tokens) for the budget's estimate;

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import runner
-from . import LocalExecutor
+from ..runner import RunRecord, RunSpec
+from . import Handle, LocalExecutor, _linked, _start, wait_local
 
 
 class GpuSlotExecutor:
@@ -61,21 +62,28 @@ class GpuSlotExecutor:
                 return None
             time.sleep(self.poll_s)
 
-    def run(self, argv, *, cwd, log_dir, timeout_s, env, limits, isolation, writable, watch_dir, stop, key,
-            read_only=None):
-        """Run on a leased GPU slot; the slot is released when the run ends (or its process dies)."""
-        leased = self.lease(stop)
-        if leased is None:  # stopped while waiting for a GPU: the runner records it as interrupted
-            return LocalExecutor(gpus="").run(argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=limits,
-                                              isolation=isolation, writable=writable, watch_dir=watch_dir, stop=stop, key=key,
-                                              read_only=read_only)
-        gpu, fh = leased
-        try:
-            return LocalExecutor(gpus=gpu).run(argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=limits,
-                                               isolation=isolation, writable=writable, watch_dir=watch_dir, stop=stop, key=key,
-                                               read_only=read_only)
-        finally:
-            fh.close()  # closing releases the lock; a killed process releases it too
+    def submit(self, spec: RunSpec, *, stop: threading.Event | None = None) -> Handle:
+        """Start the run in a thread that waits for a free slot, runs on it, and releases it at the end."""
+        handle = Handle(spec=spec, stop=_linked(stop))
+
+        def body() -> RunRecord:
+            leased = self.lease(handle.stop)
+            if leased is None:  # stopped while waiting for a GPU: the runner records it as interrupted
+                return runner.run(LocalExecutor(gpus="").prepared(spec), stop=handle.stop)
+            gpu, fh = leased
+            try:
+                return runner.run(LocalExecutor(gpus=gpu).prepared(spec), stop=handle.stop)
+            finally:
+                fh.close()  # closing releases the lock; a killed process releases it too
+
+        handle.future = _start(body, outer=stop, own=handle.stop)
+        return handle
+
+    def wait(self, handle: Handle) -> RunRecord:
+        return wait_local(handle)
+
+    def attach(self, spec: RunSpec, job_id: str, *, stop: threading.Event | None = None) -> Handle | None:
+        return None
 
 
 def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:

@@ -22,16 +22,17 @@ import socket
 import threading
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .. import env as env_names
 from .. import runner, sandbox
 from ..errors import InputError, OrchestratorError
-from ..settings import Limits
 from ..validation_message import first_problem
+from . import Handle
 
 SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before the time limit
 START_MARGIN_S = 60
@@ -114,34 +115,36 @@ class SlurmRecord(runner.RunRecord):
     started_at: float | None = None
     finished_at: float | None = None
 
-    @property
-    def job(self) -> dict[str, Any]:
+    @model_validator(mode="after")
+    def _job(self) -> SlurmRecord:
         """What the journal keeps of the job (RunFinished.job)."""
-        return {k: v for k, v in (("job_id", self.job_id), ("state", self.job_state), ("node", self.node),
-                                  ("signal", self.job_signal)) if v}
+        self.job = {k: v for k, v in (("job_id", self.job_id), ("state", self.job_state), ("node", self.node),
+                                      ("signal", self.job_signal)) if v}
+        return self
 
 
-def run_job(argv: list[str], cwd: str, log_dir: str, timeout_s: float, env: dict[str, str], limits: Limits | None,
-            isolation: str, writable: list[str], watch_dir: str | None, out_dir: str | None,
-            read_only: list[str] | None = None) -> dict[str, Any]:
+def run_job(spec_data: dict[str, Any]) -> dict[str, Any]:
     """The job's body, on the node: the same runner as a local run. Returns the record as a dict.
 
     Slurm's warnings end the run here, cleanly (tree killed, logs flushed, a record returned): SIGUSR2 comes
     `signal_delay_s` before the time limit (or on preemption), SIGTERM on scancel, preemption or node
     shutdown. Which one it was is told by `job_signal`; the submitting side asks accounting what happened."""
     started = time.time()
-    child_env = dict(env)
+    spec = runner.RunSpec.model_validate(spec_data)
+    child_env = dict(spec.env or {})
     child_env.update({k: v for k, v in os.environ.items() if _NODE_VARS.match(k)})
     # pipeline.reopen ends leftovers of a killed local run by this marker; a job is not a leftover: a resume
     # re-attaches to it (on a one-node cluster, the node is the machine the orchestrator runs on)
-    if "ORCHESTRATE_WORKSPACE" in child_env:
-        child_env["ORCHESTRATE_JOB_WORKSPACE"] = child_env.pop("ORCHESTRATE_WORKSPACE")
-    if isolation == "bwrap" and not sandbox.bwrap_available():
-        isolation = "none"  # the node has no working bubblewrap: Slurm's own confinement is what there is
-    if out_dir and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+    if env_names.WORKSPACE in child_env:
+        child_env[env_names.JOB_WORKSPACE] = child_env.pop(env_names.WORKSPACE)
+    update: dict[str, Any] = {"env": child_env}
+    if spec.isolation == "bwrap" and not sandbox.bwrap_available():
+        update["isolation"] = "none"  # the node has no working bubblewrap: Slurm's own confinement is what there is
+    spec = spec.model_copy(update=update)
+    if spec.out_dir and env_names.slurm_restart_count() > 0:
         import shutil
 
-        shutil.rmtree(Path(cwd) / out_dir, ignore_errors=True)  # a requeued job starts its run afresh
+        shutil.rmtree(spec.cwd / spec.out_dir, ignore_errors=True)  # a requeued job starts its run afresh
     stop = threading.Event()
     got: list[str] = []
 
@@ -151,10 +154,7 @@ def run_job(argv: list[str], cwd: str, log_dir: str, timeout_s: float, env: dict
 
     for sig in (signal.SIGUSR2, signal.SIGTERM):  # instead of submitit's checkpoint-and-requeue handlers
         signal.signal(sig, on_signal)
-    rec = runner.run(argv, cwd=Path(cwd), log_dir=Path(log_dir), timeout_s=timeout_s, env=child_env, limits=limits,
-                     isolation=isolation, writable=[Path(w) for w in writable],
-                     watch_dir=Path(watch_dir) if watch_dir else None, stop=stop,
-                     read_only=None if read_only is None else [Path(p) for p in read_only])
+    rec = runner.run(spec, stop=stop)
     return {**rec.model_dump(), "containment": ["slurm-job", *rec.containment], "node": socket.gethostname(),
             "started_at": started, "job_signal": got[0] if got else None, "job_elapsed_s": round(time.time() - started, 3)}
 
@@ -195,7 +195,7 @@ def check_cluster(config: SlurmConfig) -> None:
 
 
 class SlurmExecutor:
-    """Each run is a Slurm job; `run` = `submit` + `wait`."""
+    """Each run is a Slurm job: `submit` sends it, `wait` follows it, `attach` re-attaches by job id."""
 
     name = "slurm"
 
@@ -238,25 +238,26 @@ class SlurmExecutor:
         p["additional_parameters"] = extra
         return p
 
-    def submit(self, argv: Sequence[str], *, cwd: Path, log_dir: Path, timeout_s: float, env: Mapping[str, str],
-               limits: Limits, isolation: str, writable: Sequence[Path], watch_dir: Path | None, stop=None,
-               key: str = "run", out_dir: str | None = None, read_only: Sequence[Path] | None = None) -> str:
-        """Submit one run as a job; returns its job id."""
+    def submit(self, spec: runner.RunSpec, *, stop: threading.Event | None = None) -> Handle:
+        """Submit one run as a job; the handle carries its job id."""
         submitit = _submitit()
-        folder = Path(log_dir) / "slurm"
+        folder = Path(spec.log_dir) / "slurm"
         folder.mkdir(parents=True, exist_ok=True)
         ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=0, python=self.config.python)
-        ex.update_parameters(**self.parameters(timeout_s, key, cwd))
+        ex.update_parameters(**self.parameters(spec.timeout_s, spec.key, spec.cwd))
         submitted = time.time()
+        sent = spec.model_copy(update={"env": runner.scrub_env(spec.env or {})})
         try:
-            job = ex.submit(run_job, list(argv), str(cwd), str(log_dir), float(timeout_s), runner.scrub_env(env), limits,
-                            isolation, [str(w) for w in writable], str(watch_dir) if watch_dir else None, out_dir,
-                            None if read_only is None else [str(p) for p in read_only])
+            job = ex.submit(run_job, sent.model_dump(mode="json"))
         except (submitit.core.utils.FailedSubmissionError, submitit.core.utils.FailedJobError, OSError) as exc:
             msg = " ".join(str(exc).split())[-400:]
-            raise SubmitError(f"Slurm refused the job for {key} ({self._summary()}): {msg}") from None
+            raise SubmitError(f"Slurm refused the job for {spec.key} ({self._summary()}): {msg}") from None
         (folder / f"{job.job_id}.submitted_at").write_text(f"{submitted:.6f}\n")
-        return str(job.job_id)
+        return Handle(spec=spec, job_id=str(job.job_id), stop=stop or threading.Event())
+
+    def attach(self, spec: runner.RunSpec, job_id: str, *, stop: threading.Event | None = None) -> Handle:
+        """A job submitted before the orchestrator stopped: followed, never submitted twice."""
+        return Handle(spec=spec, job_id=job_id, stop=stop or threading.Event())
 
     def _summary(self) -> str:
         c = self.config.model_dump(exclude_defaults=True, include={"partition", "time", "cpus", "mem", "gpus", "gres",
@@ -281,11 +282,13 @@ class SlurmExecutor:
             return state.strip(), None, nodes.strip() or None
         return None, None, None
 
-    def wait(self, job_id: str, *, argv: Sequence[str], cwd: Path, log_dir: Path, timeout_s: float, stop=None,
-             **_: Any) -> SlurmRecord:
+    def wait(self, handle: Handle) -> SlurmRecord:
         """Follow a submitted job to its end; the record of what happened (never raises for the job's failures).
 
         Used right after `submit`, and by a resumed orchestrator for a job it had submitted before it stopped."""
+        assert handle.job_id is not None
+        job_id, stop, spec = handle.job_id, handle.stop, handle.spec
+        argv, cwd, log_dir, timeout_s = spec.argv, spec.cwd, spec.log_dir, spec.timeout_s
         submitit = _submitit()
         folder = Path(log_dir) / "slurm"
         result_file = submitit.SlurmJob(folder=folder, job_id=job_id).paths.result_pickle
@@ -331,13 +334,6 @@ class SlurmExecutor:
         fields.update(job_id=job_id, job_state="COMPLETED", submitted_at=self._submitted_at(folder, job_id),
                       finished_at=time.time())
         return SlurmRecord(**fields)
-
-    def run(self, argv, *, cwd, log_dir, timeout_s, env, limits, isolation, writable, watch_dir, stop, key,
-            out_dir: str | None = None, read_only: Sequence[Path] | None = None) -> SlurmRecord:
-        job_id = self.submit(argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=limits,
-                             isolation=isolation, writable=writable, watch_dir=watch_dir, key=key, out_dir=out_dir,
-                             read_only=read_only)
-        return self.wait(job_id, argv=argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, stop=stop)
 
     # -- helpers ------------------------------------------------------------------------------------
     def _settled_state(self, job_id: str, state: str | None = None):

@@ -73,10 +73,10 @@ class IdeaState:
         elif isinstance(e, StageFinished):
             self.stage = f"{e.stage} {e.status}"
         elif isinstance(e, RunStarted):
-            self.run = f"{e.run}.{e.attempt} {e.phase}"
+            self.run = f"{e.run if e.run is not None else e.stage}.{e.attempt} {e.phase}"
             self.job = e.job_id or ""
         elif isinstance(e, RunFinished):
-            self.verdict = f"run {e.run} {e.phase}: {e.status}"
+            self.verdict = f"{f'run {e.run}' if e.run is not None else e.stage} {e.phase}: {e.status}"
         shown = isinstance(e, (StageFinished, RunRecorded)) or (isinstance(e, Message) and e.level != "info")
         return describe(e) if shown else None
 

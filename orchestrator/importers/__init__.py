@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from ..errors import InputError, TemplateError
 from ..events import WorkspaceCreated
 from ..journal import Journal
-from ..template import MANIFEST, Check, Manifest
+from ..template import BASELINE_RUN, MANIFEST, Check, Manifest
 from ..timeline import IMPORT_MANIFEST
 from ..workspace import STATE_DIR, Workspace, new_folder
 from . import aider_md, console
@@ -164,8 +164,8 @@ def import_log(path: Path, *, sandbox: Path, template: Path | None = None, model
             "figures": manifest.figures, "manifest": manifest.model_dump(mode="json"), "started": idea.started,
         }, indent=2, default=str))
         if idea.baseline is not None:
-            (tmp / "run_0").mkdir()
-            (tmp / "run_0" / manifest.results_file).write_text(json.dumps(idea.baseline, indent=2, default=str))
+            (tmp / BASELINE_RUN).mkdir()
+            (tmp / BASELINE_RUN / manifest.results_file).write_text(json.dumps(idea.baseline, indent=2, default=str))
         for run, data in built.results.items():
             (tmp / f"run_{run}").mkdir(exist_ok=True)
             (tmp / f"run_{run}" / manifest.results_file).write_text(json.dumps(data, indent=2, default=str))

@@ -4,7 +4,6 @@ same run; `Run N completed` ends run N with its results, which we validate ourse
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from ..events import (
     EditApplied,
     Exchange,
+    Feedback,
     Message,
     RunFinished,
     RunRecorded,
@@ -172,7 +172,7 @@ class Builder:
                 reasons.append(f"exited with code {o.exit_code}")
             fin = RunFinished(run=self.run, attempt=self.attempt, phase="full", out_dir=out_dir, status=status,
                               reasons=reasons, exit_code=o.exit_code, timed_out=o.kind == "timeout",
-                              feedback=json.dumps({"traceback": o.error, "stderr_tail": "", "stdout_tail": ""}))
+                              feedback=Feedback(traceback=o.error))
             self.emit(fin)
             self.last_failure = fin
             self.open_attempt = False

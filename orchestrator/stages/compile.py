@@ -8,13 +8,13 @@ they find; the stage then ends with latex/paper.tex and says how to build the PD
 
 from __future__ import annotations
 
-import json
 import shutil
 
 from .. import prompts
 from ..context import Context
 from ..conversation import Conversations
-from ..events import Artifact, EditApplied, Message, RunFinished, RunStarted
+from ..events import Artifact, EditApplied, Feedback, Message, RunFinished, RunStarted
+from ..execution import process_verdict, sandbox_read_only
 from ..latex import APT_PACKAGES, LatexProblem, compile_pdf, lint
 from ..paper import integrity
 from ..paper import results_tex as paper_results
@@ -26,7 +26,6 @@ from .writeup import PAPER, good_figures, prepare_latex
 STAGE = "compile"
 PDF = "paper.pdf"
 BUILD = "latex/build"  # git-ignored (writeup.prepare_latex); fresh for every attempt
-RUN = 0
 _PRECHECK_KINDS = {"missing-citation", "missing-figure", "undefined-result", "failed-run-presented"}
 
 
@@ -42,54 +41,59 @@ def precheck(ctx: Context) -> list[str]:
 
 
 def _problems(fin: RunFinished) -> tuple[list[LatexProblem], list[LatexProblem], str]:
-    data = json.loads(fin.feedback) if fin.feedback else {}
-    return ([LatexProblem.model_validate(p) for p in data.get("problems", [])],
-            [LatexProblem.model_validate(p) for p in data.get("warnings", [])], data.get("tail", ""))
+    fb = fin.feedback
+    return ([LatexProblem.model_validate(p) for p in fb.problems],
+            [LatexProblem.model_validate(p) for p in fb.warnings], fb.tail)
 
 
 def compile_once(ctx: Context, attempt: int) -> RunFinished:
     """latexmk once (memoised); on success the PDF is copied to workspace/paper.pdf and committed."""
     j, ws = ctx.journal, ctx.ws
-    done = j.last(RunFinished, run=RUN, attempt=attempt, phase="latex")
+    done = j.last(RunFinished, stage=STAGE, attempt=attempt, phase="latex")
     if done is not None:
         return done
     build = ws.root / BUILD
     log_dir = ws.state / "latex" / f"attempt_{attempt}"
-    j.append(RunStarted(run=RUN, attempt=attempt, phase="latex", out_dir=BUILD, commit=ws.head()))
+    j.append(RunStarted(stage=STAGE, attempt=attempt, phase="latex", out_dir=BUILD, commit=ws.head()))
     res = compile_pdf(ws.root / "latex", main="paper.tex", build_dir=build, log_dir=log_dir,
-                      timeout_s=ctx.limits.latex_timeout_s, limits=ctx.limits, isolation=ctx.isolation, root=ws.root)
+                      timeout_s=ctx.limits.latex_timeout_s, limits=ctx.limits, isolation=ctx.isolation, root=ws.root,
+                      read_only=sandbox_read_only(ctx, writing=None), hidden=[ws.state])
     commit = None
     if res.ok and res.pdf:
         shutil.copy2(res.pdf, writable(ws.root, PDF))  # a link left in its place is removed, never followed
         commit = ws.commit(f"compile attempt {attempt}: {PDF}")
         j.append(Artifact(stage=STAGE, kind="pdf", path=PDF, detail=f"attempt {attempt}"))
-    status = "ok" if res.ok else ("timeout" if res.timed_out else "failed")
+    ended = process_verdict(res.record, timeout_s=ctx.limits.latex_timeout_s) if res.record else None
+    status = "ok" if res.ok else (ended.status if ended is not None else "failed")
+    why = [p.message for p in res.problems][:10]
+    if not res.ok and ended is not None and (ended.status != "failed" or not why):
+        why = [r.replace("exited with code", "latexmk exited with code") for r in ended.reasons] + why
     return j.append(RunFinished(
-        run=RUN, attempt=attempt, phase="latex", out_dir=BUILD, status=status,
-        reasons=[p.message for p in res.problems][:10] or ([] if res.ok else [f"latexmk exited with code {res.exit_code}"]),
+        stage=STAGE, attempt=attempt, phase="latex", out_dir=BUILD, status=status,
+        reasons=why or ([] if res.ok else ["latexmk wrote no PDF"]),
         exit_code=res.exit_code, wall_s=res.wall_s, timed_out=res.timed_out, log_dir=str(log_dir.relative_to(ws.root)),
-        feedback=json.dumps({"problems": [p.model_dump() for p in res.problems],
-                             "warnings": [p.model_dump() for p in res.warnings], "tail": res.tail}),
-        commit=commit,
+        feedback=Feedback(problems=[p.model_dump() for p in res.problems],
+                          warnings=[p.model_dump() for p in res.warnings], tail=res.tail),
+        commit=commit, containment=res.record.containment if res.record else [],
     ))
 
 
 def lint_once(ctx: Context, attempt: int) -> RunFinished:
     """Run chktex once for this attempt (served from the journal when already run)."""
     j, ws = ctx.journal, ctx.ws
-    done = j.last(RunFinished, run=RUN, attempt=attempt, phase="chktex")
+    done = j.last(RunFinished, stage=STAGE, attempt=attempt, phase="chktex")
     if done is not None:
         return done
     log_dir = ws.state / "latex" / f"attempt_{attempt}_chktex"
-    j.append(RunStarted(run=RUN, attempt=attempt, phase="chktex", out_dir="latex", commit=ws.head()))
+    j.append(RunStarted(stage=STAGE, attempt=attempt, phase="chktex", out_dir="latex", commit=ws.head()))
     problems, rec = lint(ws.root / "latex", main="paper.tex", log_dir=log_dir, timeout_s=ctx.limits.latex_timeout_s,
                          limits=ctx.limits, isolation=ctx.isolation)
     return j.append(RunFinished(
-        run=RUN, attempt=attempt, phase="chktex", out_dir="latex", status="ok",
+        stage=STAGE, attempt=attempt, phase="chktex", out_dir="latex", status="ok",
         reasons=[p.message for p in problems][:20] if rec else ["chktex is not installed"],
         exit_code=rec.exit_code if rec else None, wall_s=rec.wall_s if rec else 0.0,
         log_dir=str(log_dir.relative_to(ws.root)),
-        feedback=json.dumps({"problems": [p.model_dump() for p in problems]}),
+        feedback=Feedback(problems=[p.model_dump() for p in problems]),
     ))
 
 

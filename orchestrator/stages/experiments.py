@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Any
 
@@ -56,14 +55,14 @@ def _check_texts(ctx: Context) -> list[str]:
 
 
 def _feedback_prompt(ctx: Context, files: list[str], fin: RunFinished) -> str:
-    fb = json.loads(fin.feedback) if fin.feedback else {}
+    fb = fin.feedback
     what = {"failed": "failed", "degenerate": "finished but its results are degenerate",
             "timeout": "ran out of time", "tampered": "changed what no run may change",
             "misreported": "reported metrics its evaluation does not reproduce"}.get(fin.status, fin.status)
     return prompts.render(
         "experiments_feedback", run=fin.run, attempt=fin.attempt, max_attempts=ctx.limits.max_attempts,
-        phase=fin.phase, what=what, reasons=fin.reasons, traceback=fb.get("traceback"),
-        stderr_tail=fb.get("stderr_tail", ""), stdout_tail=fb.get("stdout_tail", ""), files=files,
+        phase=fin.phase, what=what, reasons=fin.reasons, traceback=fb.traceback,
+        stderr_tail=fb.stderr_tail, stdout_tail=fb.stdout_tail, files=files,
         command=ctx.manifest.command.format(out_dir=f"run_{fin.run}"),
     )
 

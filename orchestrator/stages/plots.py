@@ -16,7 +16,7 @@ from .. import prompts
 from ..context import Context
 from ..conversation import Conversations
 from ..errors import UnsafePath
-from ..events import Artifact, Message, RunFinished, RunStarted
+from ..events import Artifact, Feedback, Message, RunFinished, RunStarted
 from ..figures import FigureCheck, check_image, find_figures
 from ..notes import fmt
 from ..paths import readable, safe_path
@@ -24,7 +24,6 @@ from ..workspace import sha256
 from . import stage
 
 STAGE = "plots"
-RUN = 0  # plot runs are numbered by attempt; run 0 keeps them apart from the experiment's runs
 
 
 def plot_script(ctx: Context) -> str:
@@ -62,28 +61,29 @@ def _undo_result_changes(ctx: Context, before: dict[str, str]) -> list[str]:
 
 
 def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCheck]]:
-    """Run the plot command once and check its figures; memoised by the journal like experiment runs."""
-    from .. import runner
-    from ..execution import experiment_env, sandbox_read_only
-    from ..feedback import failure_summary
+    """Run the plot command once and check its figures; memoised by the journal like experiment runs.
+    The process is judged as an experiment is (execution.process_verdict): a plot script stopped at its
+    memory limit reads as an experiment stopped at it."""
+    from .. import executors, runner
+    from ..execution import experiment_env, named_exception, process_verdict, workspace_spec
+    from ..feedback import for_run
 
     j, ws, m = ctx.journal, ctx.ws, ctx.manifest
-    done = j.last(RunFinished, run=RUN, attempt=attempt, phase="plot")
+    done = j.last(RunFinished, stage=STAGE, attempt=attempt, phase="plot")
     if done is not None:
         return done, [check_image(ws.root / a.path, rel=a.path)
-                      for a in j.of(Artifact, stage=STAGE) if a.kind == "figure" and a.detail.startswith(f"attempt {attempt}:")]
+                      for a in j.of(Artifact, stage=STAGE)
+                      if a.kind == "figure" and a.detail.startswith(f"attempt {attempt}:")]
     for old in find_figures(ws.root, m.figures):  # a figure left from an earlier attempt must not pass for a new one
         old.unlink()
     log_dir = ws.state / "plots" / f"attempt_{attempt}"
-    j.append(RunStarted(run=RUN, attempt=attempt, phase="plot", out_dir=".", commit=ws.head()))
+    j.append(RunStarted(stage=STAGE, attempt=attempt, phase="plot", out_dir=".", commit=ws.head()))
     before = _snapshot(_result_dirs(ctx))
     git_before = ws.git_snapshot()
-    record = ctx.executor.run(
-        runner.command_argv(m.plot_command, ctx.python, out_dir="."),
-        cwd=ws.root, log_dir=log_dir, timeout_s=ctx.limits.plot_timeout_s, env=experiment_env(ctx, smoke=False),
-        limits=ctx.limits, isolation=ctx.isolation, writable=[], watch_dir=ws.root, stop=ctx.stop,
-        key=f"plots/attempt_{attempt}", read_only=sandbox_read_only(ctx, writing=None),
-    )
+    spec = workspace_spec(ctx, runner.command_argv(m.plot_command, ctx.python, out_dir="."), log_dir=log_dir,
+                          timeout_s=ctx.limits.plot_timeout_s, key=f"plots/attempt_{attempt}", writing=None,
+                          env=experiment_env(ctx, smoke=False))
+    record = executors.run(ctx.executor, spec)
     reasons: list[str] = []
     status = "ok"
     tampered = ws.changed_protected()
@@ -93,37 +93,42 @@ def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCh
     git = ws.restore_git(git_before)
     if git:
         status = "tampered"
-        reasons.append(f"the plot script changed .git/{git[0]} (the orchestrator's history and configuration); restored")
+        reasons.append(f"the plot script changed .git/{git[0]} (the orchestrator's history and configuration); "
+                       "restored")
     undone = _undo_result_changes(ctx, before)
     if undone:
         status = "tampered"
-        reasons.append(f"the plot script changed run results ({', '.join(undone[:5])}); they have been restored — read them, never write them")
-    if record.killed == "interrupted":
-        status, reasons = "interrupted", ["interrupted"]
-    elif record.timed_out:
-        status, reasons = "timeout", [f"killed after its time limit of {ctx.limits.plot_timeout_s:g} s"]
-    elif record.exit_code != 0:
-        status = "failed"
-        reasons.append(f"exited with code {record.exit_code}")
+        reasons.append(f"the plot script changed run results ({', '.join(undone[:5])}); they have been restored — "
+                       "read them, never write them")
+    feedback = for_run(record.stdout_path, record.stderr_path, workdir=ws.root)
+    ended = process_verdict(record, timeout_s=ctx.limits.plot_timeout_s)
+    if ended is not None:
+        named_exception(ended, feedback)
+        if ended.status == "interrupted":
+            status, reasons = "interrupted", ended.reasons
+        else:
+            status = status if status == "tampered" else ended.status
+            reasons += ended.reasons
     checks = [check_image(p, rel=str(p.relative_to(ws.root))) for p in find_figures(ws.root, m.figures)]
     if not checks and status == "ok":
         status = "failed"
-        reasons.append(f"no figure was written (expected files matching {' or '.join(m.figures)} in the workspace root)")
+        reasons.append(f"no figure was written (expected files matching {' or '.join(m.figures)} "
+                       "in the workspace root)")
     for c in checks:
         if not c.ok:
             if status == "ok":
                 status = "failed"
             reasons.append(f"{c.path}: {c.problem}")
-    tb, err_tail, out_tail = failure_summary(Path(record.stdout_path), Path(record.stderr_path), workdir=str(ws.root))
-    feedback = "" if status == "ok" else json.dumps({"traceback": tb, "stderr_tail": err_tail, "stdout_tail": out_tail})
     for c in checks:
         j.append(Artifact(stage=STAGE, kind="figure", path=c.path, ok=c.ok,
                           detail=f"attempt {attempt}: " + (f"{c.width}x{c.height}" if c.ok else c.problem)))
-    commit = ws.commit(f"plots attempt {attempt}: {status}" + (f" ({len([c for c in checks if c.ok])} figure(s))" if checks else ""))
+    n_ok = len([c for c in checks if c.ok])
+    commit = ws.commit(f"plots attempt {attempt}: {status}" + (f" ({n_ok} figure(s))" if checks else ""))
     fin = j.append(RunFinished(
-        run=RUN, attempt=attempt, phase="plot", out_dir=".", status=status, reasons=reasons,
+        stage=STAGE, attempt=attempt, phase="plot", out_dir=".", status=status, reasons=reasons,
         exit_code=record.exit_code, wall_s=record.wall_s, peak_rss_mb=record.peak_rss_mb, timed_out=record.timed_out,
-        feedback=feedback, log_dir=str(log_dir.relative_to(ws.root)), commit=commit,
+        feedback=Feedback() if status == "ok" else feedback, log_dir=str(log_dir.relative_to(ws.root)), commit=commit,
+        containment=record.containment, job=record.job,
     ))
     return fin, checks
 
@@ -178,13 +183,13 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
             good = checks
             break
         last_reasons = fin.reasons
-        fb = json.loads(fin.feedback) if fin.feedback else {}
+        fb = fin.feedback
         what = {"failed": "failed", "timeout": "ran out of time", "tampered": "changed files it must only read",
                 "interrupted": "was interrupted"}.get(fin.status, fin.status)
         prompt = prompts.render(
             "plots_feedback", attempt=attempt, max_attempts=max_attempts, command=m.plot_command, what=what,
-            reasons=fin.reasons, traceback=fb.get("traceback"), stderr_tail=fb.get("stderr_tail", ""),
-            stdout_tail=fb.get("stdout_tail", ""), script=script,
+            reasons=fin.reasons, traceback=fb.traceback, stderr_tail=fb.stderr_tail,
+            stdout_tail=fb.stdout_tail, script=script,
         )
     if not good:
         ctx.journal.append(Message(stage=STAGE, level="warning",
