@@ -217,7 +217,7 @@ def run_fault(fault: Fault, workdir: Path, *, isolation: str, listener: Listener
         if fin.status == "ok":
             fin = execute(ctx, run, 1, "full")
         seconds = time.monotonic() - start
-        verdict, reasons, feedback = fin.status, fin.reasons, fin.feedback
+        verdict, reasons, feedback = fin.status, fin.reasons, fin.feedback.model_dump_json()
         if run < fault.runs and verdict != "ok":
             problems.append(f"run {run} (before the fault) was {verdict}: {reasons}")
             break
