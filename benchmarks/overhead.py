@@ -32,7 +32,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--out_dir", required=True)
 out = parser.parse_args().out_dir
 os.makedirs(out, exist_ok=True)
-json.dump({"training": {"steps_executed": 1, "final_loss": 1.0 / (VALUE + 1)}, "value": VALUE}, open(os.path.join(out, "final_info.json"), "w"))
+json.dump({"training": {"steps_executed": 1, "final_loss": 1.0 / (VALUE + 1)}, "value": VALUE},
+          open(os.path.join(out, "final_info.json"), "w"))
 '''
 MANIFEST = '''name = "noop"
 command = "python experiment.py --out_dir={out_dir}"

@@ -97,14 +97,16 @@ def main() -> int:
     print(f"workspace: {m['workspace']}  ({os.cpu_count()} CPU cores)")
     print(f"{'stage':<12}{'wall s':>9}{'agent s':>9}{'procs s':>9}{'asks':>6}  summary")
     for stage, s in m["stages"].items():
-        print(f"{stage:<12}{s['wall_s']:>9.2f}{s['agent_latency_s']:>9.2f}{s['processes_s']:>9.2f}{s['exchanges']:>6}  {s['summary'][:70]}")
+        print(f"{stage:<12}{s['wall_s']:>9.2f}{s['agent_latency_s']:>9.2f}{s['processes_s']:>9.2f}{s['exchanges']:>6}  "
+              f"{s['summary'][:70]}")
     print(f"plots+writeup+compile+review: {m['paper_wall_s']:.2f} s wall, {m['paper_wall_excl_agent_s']:.2f} s without "
           "the agent's latency (target < 120 s)")
     print(f"PDF: {m.get('pages', 'no')} page(s), {m.get('images_in_pdf', 0)} embedded image(s); "
           f"figures made: {', '.join(m['figures_made']) or 'none'}")
     if "review" in m:
         r = m["review"]
-        print(f"review: overall {r['overall']}, {r['integrity_findings']} integrity finding(s), numbers matched {r['numbers_matched']}")
+        print(f"review: overall {r['overall']}, {r['integrity_findings']} integrity finding(s), "
+              f"numbers matched {r['numbers_matched']}")
     return 0
 
 

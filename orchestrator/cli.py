@@ -16,7 +16,8 @@ COMMANDS = ("replay", "show", "report", "review", "import")  # each a module orc
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="any litellm model name (live aider); default: the idea's transcript")
-    p.add_argument("--python", help="the experiment's interpreter (default: an environment built from the template's requirements.txt)")
+    p.add_argument("--python", help="the experiment's interpreter "
+                                    "(default: an environment built from the template's requirements.txt)")
     p.add_argument("--max-runs", type=int)
     p.add_argument("--max-attempts", type=int)
     p.add_argument("--budget-usd", type=float)
@@ -25,7 +26,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `orchestrate` argument parser, with every command module's arguments."""
-    parser = argparse.ArgumentParser(prog="orchestrate", description="Run experiment ideas with a coding agent; report only runs that did their work.")
+    parser = argparse.ArgumentParser(
+        prog="orchestrate", description="Run experiment ideas with a coding agent; report only runs that did their work.")
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

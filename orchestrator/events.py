@@ -99,7 +99,8 @@ class ExchangeFailed(_Event):
     def describe(self) -> str:
         """One line for show and report."""
         where = f"{self.stage}" + (f" run {self.run} attempt {self.attempt}" if self.run is not None else "")
-        tries = f"after {self.attempts} tr{'y' if self.attempts == 1 else 'ies'}, {self.latency_s:.1f}s" if self.attempts else "nothing sent"
+        tries = (f"after {self.attempts} tr{'y' if self.attempts == 1 else 'ies'}, {self.latency_s:.1f}s"
+                 if self.attempts else "nothing sent")
         return f"model call failed ({self.kind.replace('_', ' ')}; {where}, {self.step}; {tries}): {self.message}"
 
 

@@ -73,7 +73,8 @@ def tail_lines(text: str, *, max_tokens: int) -> str:
     return "\n".join(kept)
 
 
-def failure_summary(stdout_path: Path, stderr_path: Path, *, max_tokens: int = 600, workdir: str | None = None) -> tuple[str | None, str, str]:
+def failure_summary(stdout_path: Path, stderr_path: Path, *, max_tokens: int = 600,
+                    workdir: str | None = None) -> tuple[str | None, str, str]:
     """(traceback summary or None, stderr tail, stdout tail), together within about max_tokens."""
     err = _read_tail(stderr_path)
     out = _read_tail(stdout_path)

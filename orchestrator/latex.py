@@ -102,7 +102,8 @@ _FILE_LINE = re.compile(r"^(?P<file>[^\s:][^:]*\.(?:tex|sty|cls|bbl)):(?P<line>\
 _BANG = re.compile(r"^! (?P<msg>.*)$")
 _LNUM = re.compile(r"^l\.(?P<line>\d+) ?(?P<text>.*)$")
 _INPUT_LINE = re.compile(r"on input line (\d+)")
-_UNDEF = re.compile(r"^(?:LaTeX|Package natbib) Warning: (?P<what>Citation|Reference) [`'](?P<key>[^']+)' on page \S+ undefined(?: on input line (?P<line>\d+))?")
+_UNDEF = re.compile(r"^(?:LaTeX|Package natbib) Warning: (?P<what>Citation|Reference) [`'](?P<key>[^']+)' on page \S+ "
+                    r"undefined(?: on input line (?P<line>\d+))?")
 
 
 def parse_log(log_text: str, src_dir: Path, main: str = "paper.tex") -> tuple[list[LatexProblem], list[LatexProblem]]:

@@ -66,7 +66,8 @@ def tree_hashes(folder: Path) -> dict[str, str]:
         for name in sorted(filenames) + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
             p = Path(dirpath) / name
             rel = str(p.relative_to(folder))
-            out[rel] = f"link:{os.readlink(p)}" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "special"
+            out[rel] = (f"link:{os.readlink(p)}" if p.is_symlink()
+                        else hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "special")
     return out
 
 

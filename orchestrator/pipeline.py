@@ -67,7 +67,8 @@ def selected_stages(requested: list[str] | None) -> list[str]:
     names = requested or [s for s in STAGES if s in REGISTRY]
     for n in names:
         if n not in REGISTRY:
-            raise InputError(None, f"--stages: unknown or unavailable stage {n!r} (have: {', '.join(s for s in STAGES if s in REGISTRY)})")
+            have = ", ".join(s for s in STAGES if s in REGISTRY)
+            raise InputError(None, f"--stages: unknown or unavailable stage {n!r} (have: {have})")
     return [s for s in STAGES if s in names]
 
 
@@ -110,7 +111,8 @@ def prepare(idea_path: Path, opts: RunOptions) -> tuple:
         if h.idea and h.idea != loaded.idea.name:
             raise TranscriptError(loaded.transcript_path, f"header: transcript is for idea {h.idea!r}, not {loaded.idea.name!r}")
         if h.template and h.template != template.manifest.name:
-            raise TranscriptError(loaded.transcript_path, f"header: transcript is for template {h.template!r}, not {template.manifest.name!r}")
+            raise TranscriptError(loaded.transcript_path,
+                                  f"header: transcript is for template {h.template!r}, not {template.manifest.name!r}")
     stages = selected_stages(opts.stages)
     return loaded, template, limits, model, transcript, stages
 
@@ -184,7 +186,8 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     from .runner import kill_marked
 
     kill_marked(env.WORKSPACE, str(ws.root))
-    keep = [f"--exclude=/{d}" for d in WorkspaceModel.build(ws.journal.events).pending_job_dirs()]  # Slurm jobs may still write there
+    # Slurm jobs may still write there
+    keep = [f"--exclude=/{d}" for d in WorkspaceModel.build(ws.journal.events).pending_job_dirs()]
     if keep:
         ws.git("reset", "-q", "--hard", ws.last_recorded_commit())
         ws.git("clean", "-q", "-fd", *keep)

@@ -341,7 +341,8 @@ class WorkspaceModel:
                 av.phases = [p for p in av.phases if p.phase != e.phase]
                 av.phases.append(PhaseView(
                     phase=e.phase, out_dir=e.out_dir, status=e.status, reasons=list(e.reasons), exit_code=e.exit_code,
-                    wall_s=e.wall_s, peak_rss_mb=e.peak_rss_mb, metrics=dict(e.metrics), feedback=e.feedback.model_dump(exclude_defaults=True),
+                    wall_s=e.wall_s, peak_rss_mb=e.peak_rss_mb, metrics=dict(e.metrics),
+                    feedback=e.feedback.model_dump(exclude_defaults=True),
                     log_dir=e.log_dir, commit=e.commit,
                 ))
                 av.phases.sort(key=lambda p: 0 if p.phase == "smoke" else 1)

@@ -50,7 +50,8 @@ def _runs(ws: Workspace) -> dict[int, RunRecorded]:
     return WorkspaceModel.build(ws.journal.events).recorded()
 
 
-def compare(recorded: dict[int, RunRecorded], replayed: dict[int, RunRecorded], keys: list[str] | None, rtol: float) -> ReplayReport:
+def compare(recorded: dict[int, RunRecorded], replayed: dict[int, RunRecorded], keys: list[str] | None,
+            rtol: float) -> ReplayReport:
     """Each run's status and metrics, recorded against replayed, within relative tolerance `rtol`."""
     deltas: list[Delta] = []
     div: list[str] = []

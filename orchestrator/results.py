@@ -258,5 +258,6 @@ def validate(
         if _same(info, baseline, keys):
             add("same-as-baseline", f"metrics {', '.join(keys)} are identical to the baseline's: the change did nothing — {hint}")
         if _same(info, previous, keys):
-            add("same-as-previous", f"metrics {', '.join(keys)} are identical to the previous run's: the change did nothing — {hint}")
+            add("same-as-previous",
+                f"metrics {', '.join(keys)} are identical to the previous run's: the change did nothing — {hint}")
     return Verdict(status="degenerate" if reasons else "ok", reasons=reasons, metrics=metrics, kinds=kinds)

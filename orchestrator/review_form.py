@@ -96,7 +96,8 @@ def parse_review(text: str) -> tuple[Review | None, str]:
         except ValidationError as exc:
             e = exc.errors()[0]
             where = ".".join(str(x) for x in e["loc"]) or "the object"
-            return None, f"field {where}: {e['msg']}" + (f" ({len(exc.errors())} problems in all)" if len(exc.errors()) > 1 else "")
+            more = f" ({len(exc.errors())} problems in all)" if len(exc.errors()) > 1 else ""
+            return None, f"field {where}: {e['msg']}{more}"
     return None, error
 
 

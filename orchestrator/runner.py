@@ -374,7 +374,8 @@ def _watch(spec: RunSpec, proc: subprocess.Popen, box: _Contained, token: str, s
     return killed, peak_kb
 
 
-def _classify(spec: RunSpec, proc: subprocess.Popen, box: _Contained, killed: str | None, token: str) -> tuple[str | None, int, int | None]:
+def _classify(spec: RunSpec, proc: subprocess.Popen, box: _Contained, killed: str | None,
+              token: str) -> tuple[str | None, int, int | None]:
     """After the end: sweep leftovers, and name the limit the kernel enforced between two polls (cgroup
     OOM, pids cap, SIGXCPU, SIGXFSZ). Returns (killed, leftover processes killed, the ending signal)."""
     limits, cg = spec.limits, box.cg
@@ -469,7 +470,8 @@ def run(spec: RunSpec, *, stop: threading.Event | None = None) -> RunRecord:
     )
 
 
-def spawn(argv: Sequence[str], *, log_path: Path, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> subprocess.Popen:
+def spawn(argv: Sequence[str], *, log_path: Path, cwd: Path | None = None,
+          env: Mapping[str, str] | None = None) -> subprocess.Popen:
     """One of our own long-lived helpers (fleet.py: an orchestrator per idea), started and left running: its own
     session (the caller forwards signals), output appended to `log_path`, environment kept (it calls the model)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,8 @@ class FakeOpenAI:
                     self._stream(reply, body.get("model", "test-model"), prompt_tokens, completion_tokens)
                     return
                 if reply.shape == "invalid_json":
-                    self._raw(200, b'{"id": "chatcmpl-test", "choices": [{"index": 0, "message": {"role": "assis', "application/json")
+                    self._raw(200, b'{"id": "chatcmpl-test", "choices": [{"index": 0, "message": {"role": "assis',
+                              "application/json")
                     return
                 message = {"role": "assistant", "content": {"ok": reply.content, "empty": "", "null": None}.get(reply.shape)}
                 choices = [] if reply.shape == "no_choices" else [{"index": 0, "message": message, "finish_reason": "stop"}]
@@ -120,7 +121,8 @@ class FakeOpenAI:
                     pieces = [content[i:i + 40] for i in range(0, len(content), 40)] or [None if reply.shape == "null" else ""]
                     for i, piece in enumerate(pieces):
                         delta = ({"role": "assistant"} if i == 0 else {}) | {"content": piece}
-                        self.wfile.write(f"data: {json.dumps(chunk([{'index': 0, 'delta': delta, 'finish_reason': None}]))}\n\n".encode())
+                        data = json.dumps(chunk([{"index": 0, "delta": delta, "finish_reason": None}]))
+                        self.wfile.write(f"data: {data}\n\n".encode())
                 end = chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}],
                             usage={"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct})
                 self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())

@@ -64,7 +64,8 @@ def test_without_a_sandbox_the_cgroup_contains_it(file, tmp_path):
 
 
 @pytest.mark.parametrize("file", ["fork_bomb", "memory_hog", "grandchild_timeout"])
-def test_without_sandbox_or_cgroup_the_watchdog_and_subreaper_contain_it_and_the_test_runner_is_untouched(file, tmp_path, monkeypatch):
+def test_without_sandbox_or_cgroup_the_watchdog_and_subreaper_contain_it_and_the_test_runner_is_untouched(
+        file, tmp_path, monkeypatch):
     monkeypatch.setenv(cgroup.SWITCH, "0")
     _check(catalogue.run_fault(catalogue.by_file(file), tmp_path, isolation="none"))
     assert runner.tool(["true"]).exit_code == 0  # we can still start processes

@@ -155,7 +155,8 @@ def test_whole_live_idea_makes_no_non_loopback_network_attempt(tmp_path, server,
     idea = live_idea(tmp_path)
     proc = subprocess.run([sys.executable, "-c", HOOK, "run", str(idea), "--model", MODEL, "--sandbox", str(tmp_path / "sb"),
                            "--stages", "experiments"],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT, env={**__import__("os").environ, "AUDIT_OUT": str(out)})
+                          capture_output=True, text=True, timeout=180, cwd=ROOT,
+                          env={**__import__("os").environ, "AUDIT_OUT": str(out)})
     result = json.loads(out.read_text())
     assert result["rc"] == 0, proc.stderr[-2000:]
     assert result["bad"] == []

@@ -16,7 +16,8 @@ from orchestrator.paper import tex as texmod
 from orchestrator.paper.results_tex import RunData, format_value, results_tex
 
 HAVE_TEX = all(shutil.which(t) for t in ("latexmk", "pdflatex", "bibtex"))
-needs_tex = pytest.mark.skipif(not HAVE_TEX, reason="latexmk/pdflatex/bibtex not installed (apt-get install latexmk texlive-latex-recommended)")
+needs_tex = pytest.mark.skipif(
+    not HAVE_TEX, reason="latexmk/pdflatex/bibtex not installed (apt-get install latexmk texlive-latex-recommended)")
 ALL = "experiments,plots,writeup,compile,review"
 
 
@@ -135,7 +136,8 @@ def test_resume_of_a_finished_workspace_redoes_nothing(paper_ws):
 
 def test_missing_tex_is_reported_at_start_and_the_run_ends_with_paper_tex(tmp_path, monkeypatch, capsys):
     real = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name in ("latexmk", "pdflatex", "kpsewhich") else real(name, *a, **k))
+    monkeypatch.setattr(shutil, "which",
+                        lambda name, *a, **k: None if name in ("latexmk", "pdflatex", "kpsewhich") else real(name, *a, **k))
     rc = run_cli("run", FIXTURES / "paper_notex_idea.json", "--sandbox", tmp_path / "sb", "--isolation", "none",
                  "--stages", "experiments,writeup,compile,review")
     assert rc == 0

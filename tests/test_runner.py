@@ -167,7 +167,8 @@ def test_memory_cap_acts_on_resident_memory_through_the_cgroup(tmp_path):
 
 def test_memory_cap_without_a_cgroup_is_the_watchdog(tmp_path, monkeypatch):
     monkeypatch.setenv(cgroup.SWITCH, "0")
-    code = "import time\nhoard = []\nwhile len(hoard) < 48:\n    hoard.append(b'\\x01' * (32 << 20)); time.sleep(0.01)\ntime.sleep(5)\n"
+    code = ("import time\nhoard = []\nwhile len(hoard) < 48:\n    hoard.append(b'\\x01' * (32 << 20)); time.sleep(0.01)\n"
+            "time.sleep(5)\n")
     rec = run_py(tmp_path, code, limits=Limits(memory_mb=128))
     assert rec.killed == "memory" and not any(c.startswith("cgroup") for c in rec.containment)
     assert rec.wall_s < 5
@@ -186,7 +187,8 @@ def test_process_cap_ends_a_fork_storm_even_for_root(tmp_path, monkeypatch, mode
         pytest.skip("needs a writable cgroup")
     if mode == "watchdog":
         monkeypatch.setenv(cgroup.SWITCH, "0")
-    code = ("import os, time\nfor _ in range(1500):\n    try:\n        if os.fork() == 0:\n            time.sleep(2); os._exit(0)\n"
+    code = ("import os, time\nfor _ in range(1500):\n    try:\n        if os.fork() == 0:\n"
+            "            time.sleep(2); os._exit(0)\n"
             "    except OSError:\n        time.sleep(0.001)\ntime.sleep(5)\n")
     rec = run_py(tmp_path, code, limits=Limits(max_processes=32))
     assert rec.killed == "processes"
@@ -272,7 +274,8 @@ def test_bwrap_has_no_network_not_even_loopback(tmp_path):
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     port = srv.getsockname()[1]
-    code = f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('connected')\nexcept OSError as e:\n    print('refused')\n"
+    code = (f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('connected')\n"
+            "except OSError as e:\n    print('refused')\n")
     try:
         rec = run_py(tmp_path, code, isolation="bwrap")
         assert Path(rec.stdout_path).read_text().strip() == "refused"

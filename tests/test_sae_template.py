@@ -436,7 +436,8 @@ half = lambda act: act * 0.5
 ref = lm.model(tokens)
 ref_h = lm.model.run_with_hooks(tokens, fwd_hooks=[(lm.hook_name, lambda a, hook: a * 0.5)])
 assert isinstance(lm.forward, harness.TinyLM)
-print((lm.forward.logits(tokens) - ref).abs().max().item(), (lm.forward.logits(tokens, lm.hook_name, half) - ref_h).abs().max().item())
+print((lm.forward.logits(tokens) - ref).abs().max().item(),
+      (lm.forward.logits(tokens, lm.hook_name, half) - ref_h).abs().max().item())
 """
     env = {**os.environ, "ORCHESTRATE_SMOKE": "1", "ORCHESTRATE_CACHE_DIR": str(cache_dir), "PYTHONDONTWRITEBYTECODE": "1"}
     proc = subprocess.run([py, "-c", script], cwd=TEMPLATE, env=env, capture_output=True, text=True, timeout=300)

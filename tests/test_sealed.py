@@ -132,7 +132,8 @@ def test_user_config_with_a_provider_key_is_unreachable(tmp_path, outside, monke
     (home / ".cache" / "orchestrator").mkdir(parents=True)
     (home / ".cache" / "orchestrator" / "config.toml").write_text('[env]\nOPENAI_API_KEY = "sk-sealed-SECRET-42"\n')
     monkeypatch.setenv("HOME", str(home))
-    steal = (f"    for p in [{str(home / '.cache/orchestrator/config.toml')!r}, os.path.expanduser('~/.cache/orchestrator/config.toml')]:\n"
+    steal = (f"    for p in [{str(home / '.cache/orchestrator/config.toml')!r},"
+             " os.path.expanduser('~/.cache/orchestrator/config.toml')]:\n"
              "        try:\n"
              "            print('STOLEN', open(p).read())\n"
              "        except OSError as exc:\n"
@@ -170,7 +171,8 @@ def test_rewritten_baseline_and_earlier_results_are_contained(tmp_path, level):
                "            print('refused', r, exc)\n")
     second = blk("STEPS = 60", "STEPS = 90") + _attack(rewrite)
     # an honest run after the attack (which it takes out again): not blamed for it
-    third = blk("STEPS = 90", "STEPS = 120") + blk("    args = parser.parse_args()\n" + rewrite, "    args = parser.parse_args()\n")
+    third = (blk("STEPS = 90", "STEPS = 120")
+             + blk("    args = parser.parse_args()\n" + rewrite, "    args = parser.parse_args()\n"))
     ws = _run(tmp_path, [exp(1, 1, HONEST), exp(2, 1, second), exp(3, 1, third)], isolation=level, max_runs=3)
     base = json.loads((ws / "run_0" / "final_info.json").read_text())
     run1 = json.loads((ws / "run_1" / "final_info.json").read_text())
@@ -305,7 +307,8 @@ def test_git_never_runs_a_hook_or_fsmonitor_the_workspace_configured(tmp_path, o
     hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
     hook.chmod(0o755)
     with open(ws / ".git" / "config", "a") as fh:
-        fh.write(f'[core]\n\thooksPath = .git/hooks\n\tfsmonitor = "touch {marker}.fsmonitor"\n\tpager = "touch {marker}.pager"\n')
+        fh.write(f'[core]\n\thooksPath = .git/hooks\n\tfsmonitor = "touch {marker}.fsmonitor"\n'
+                 f'\tpager = "touch {marker}.pager"\n')
     (ws / "new.txt").write_text("x")
     w = Workspace(ws)
     w.commit("a commit with a planted hook")
@@ -386,4 +389,5 @@ def test_the_sealed_root_binds_no_home_and_passes_gpu_device_nodes(tmp_path, mon
     for home in sandbox.homes():
         assert not any(home.is_relative_to(b) for b in map(Path, bound) if b != Path("/dev/null")), (home, bound)
     assert ("--dev-bind-try", "/dev/nvidia0", "/dev/nvidia0") in pairs
-    assert any(a == "--ro-bind" and b == "/dev/null" and c == "/etc/shadow" for a, b, c in pairs) or not Path("/etc/shadow").exists()
+    masked = any(a == "--ro-bind" and b == "/dev/null" and c == "/etc/shadow" for a, b, c in pairs)
+    assert masked or not Path("/etc/shadow").exists()

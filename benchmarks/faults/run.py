@@ -73,7 +73,8 @@ def main() -> int:
     slow = [o.fault.name for o in smoke if o.seconds > 30]
     print(f"faults contained {contained}/{len(rows)}")
     print(f"median seconds to verdict {median:.2f} (max {max((o.seconds for o in rows), default=0):.2f})")
-    print(f"revealed by a smoke run within 30 s: {len(smoke) - len(slow)}/{len(smoke)}" + (f" (slow: {', '.join(slow)})" if slow else ""))
+    slow_text = f" (slow: {', '.join(slow)})" if slow else ""
+    print(f"revealed by a smoke run within 30 s: {len(smoke) - len(slow)}/{len(smoke)}{slow_text}")
     unexpected = [o.fault.name for o in rows if o.expected is not None and not o.as_expected]
     if unexpected:
         print(f"not as the catalogue expects: {', '.join(unexpected)}")

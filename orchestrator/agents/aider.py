@@ -334,7 +334,8 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
 
         def _send(self, messages, functions, stream, temperature):
             self.last_messages = [
-                {"role": m.get("role"), "content": m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content"))}
+                {"role": m.get("role"),
+                 "content": m["content"] if isinstance(m.get("content"), str) else json.dumps(m.get("content"))}
                 for m in messages
             ]
             if self.scripted:

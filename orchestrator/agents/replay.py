@@ -102,9 +102,11 @@ class TranscriptSource:
 
     def next(self, stage: str, run: int | None, attempt: int | None, step: str) -> ScriptedReply:
         """The next recorded reply, which must answer this stage, run and attempt (else a divergence)."""
-        where = f"{stage}" + (f" run {run} attempt {attempt}" if run is not None else "") + (f" ({step})" if step != "edit" else "")
+        where = (f"{stage}" + (f" run {run} attempt {attempt}" if run is not None else "")
+                 + (f" ({step})" if step != "edit" else ""))
         if self.pos >= len(self.t.lines):
-            raise TranscriptError(self.t.path, f"divergence: the pipeline asked for {where}, but the transcript has no more lines")
+            raise TranscriptError(self.t.path,
+                                  f"divergence: the pipeline asked for {where}, but the transcript has no more lines")
         line = self.t.lines[self.pos]
         n = self.numbers[self.pos]
         mism = []
@@ -117,7 +119,8 @@ class TranscriptSource:
         if line.step is not None and line.step != step:
             mism.append(f"step {line.step!r}")
         if mism:
-            raise TranscriptError(self.t.path, f"line {n}: divergence: the pipeline asked for {where}, the line is for {', '.join(mism)}")
+            raise TranscriptError(self.t.path, f"line {n}: divergence: the pipeline asked for {where}, "
+                                               f"the line is for {', '.join(mism)}")
         self.pos += 1
         usage = line.usage or Usage()
         return ScriptedReply(text=line.response, line=n, model=line.model, prompt_tokens=usage.prompt_tokens,

@@ -35,8 +35,8 @@ from ..validation_message import first_problem
 from . import Handle
 
 SIGNAL_DELAY_S = 90  # submitit's default: USR2 this long before the time limit
-START_MARGIN_S = 60
-UNKNOWN_JOB_S = 60  # a job that neither squeue nor sacct knows for this long is lost (purged, another cluster)  # for the job to start its Python and the runner before the run's own clock starts
+START_MARGIN_S = 60  # for the job to start its Python and the runner before the run's own clock starts
+UNKNOWN_JOB_S = 60  # a job that neither squeue nor sacct knows for this long is lost (purged, another cluster)
 # srun inside the job, when the node's slurmd does not answer its step launch
 _UNREACHABLE = (r"(Communication connection failure|Connection refused|Connection reset|Socket timed out|"
                 r"Zero Bytes were transmitted|Unable to send message|Network is unreachable|No route to host)")
@@ -174,7 +174,8 @@ def _submitit():
     try:
         import submitit
     except ModuleNotFoundError:
-        raise InputError(None, "--executor slurm needs submitit: pip install 'orchestrator[slurm]' (or pip install submitit)") from None
+        raise InputError(None, "--executor slurm needs submitit: pip install 'orchestrator[slurm]' "
+                               "(or pip install submitit)") from None
     return submitit
 
 
@@ -381,7 +382,8 @@ class SlurmExecutor:
         kw = {"state": state, "nodes": nodes, "t0": t0, "code": code, "value": value}
         if state == "TIMEOUT" or "timed-out" in trace:
             return self._record(job_id, argv, cwd, log_dir, "slurm-timeout",
-                                f"the {job} ran into its Slurm time limit of {limit} min: Slurm warned it and the run was stopped", **kw)
+                                f"the {job} ran into its Slurm time limit of {limit} min: "
+                                "Slurm warned it and the run was stopped", **kw)
         if state == "CANCELLED":
             return self._record(job_id, argv, cwd, log_dir, "slurm-cancelled",
                                 f"the {job} was cancelled (scancel or an administrator) before the run finished", **kw)
@@ -446,7 +448,8 @@ class SlurmExecutor:
             argv=fields.get("argv") or list(argv), cwd=str(cwd), exit_code=fields.get("exit_code", exit_code),
             wall_s=fields.get("wall_s", round(time.monotonic() - t0, 3)), peak_rss_mb=fields.get("peak_rss_mb", 0.0),
             timed_out=False, killed=killed, limit_detail=detail, stdout_path=str(out), stderr_path=str(err),
-            isolation=fields.get("isolation", "slurm"), containment=fields.get("containment") or ["slurm-job"], job_id=job_id, job_state=state, node=fields.get("node") or nodes,
+            isolation=fields.get("isolation", "slurm"), containment=fields.get("containment") or ["slurm-job"],
+            job_id=job_id, job_state=state, node=fields.get("node") or nodes,
             submitted_at=self._submitted_at(log_dir / "slurm", job_id), finished_at=time.time(),
         )
         return SlurmRecord(**fields)

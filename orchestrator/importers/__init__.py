@@ -181,9 +181,10 @@ def import_log(path: Path, *, sandbox: Path, template: Path | None = None, model
         from ..events import Message
 
         began = f" (the log began {idea.started})" if idea.started else ""
+        not_applicable = f", {skipped} not applicable" if skipped else ""
+        rebuilt = f"; notes.txt rebuilt from {applied} edit(s){not_applicable}" if applied else ""
         journal.append(Message(text=f"imported {parsed.form} log {path.name}{began}; results validated with the "
-                                    f"{manifest.name!r} manifest" + (f"; notes.txt rebuilt from {applied} edit(s)"
-                                                                     f"{f', {skipped} not applicable' if skipped else ''}" if applied else "")))
+                                    f"{manifest.name!r} manifest{rebuilt}"))
         for e in built.events:
             journal.append(e)
         os.rename(tmp, final)

@@ -156,7 +156,8 @@ class Builder:
 
     def outcome(self, o: Outcome) -> None:
         if self.stage != "experiments":
-            self.emit(Message(level="warning", stage=self.stage, text=f"run outcome outside the experiments: {o.kind} {o.error[:200]}"))
+            self.emit(Message(level="warning", stage=self.stage,
+                              text=f"run outcome outside the experiments: {o.kind} {o.error[:200]}"))
             return
         if o.run is not None and o.run != self.run:
             self.close_run(at_end=False)

@@ -46,8 +46,10 @@ MODEL = re.compile(r"^(?:Main model|Model): (\S+)")
 STAGES = {"Experiments": "experiments", "Writeup": "writeup", "Review": "review", "Improvement": "review"}
 SIMPLE = [
     (re.compile(r"^Max iterations reached"), lambda m: Note("warning", "max iterations reached for a run", 0, "experiments")),
-    (re.compile(r"^Not all experiments completed\."), lambda m: Note("warning", "not all experiments completed", 0, "experiments")),
-    (re.compile(r"^Error during experiments: (.*)"), lambda m: Note("error", f"error during experiments: {m[1]}", 0, "experiments")),
+    (re.compile(r"^Not all experiments completed\."),
+     lambda m: Note("warning", "not all experiments completed", 0, "experiments")),
+    (re.compile(r"^Error during experiments: (.*)"),
+     lambda m: Note("error", f"error during experiments: {m[1]}", 0, "experiments")),
     (re.compile(r"^Experiments failed for idea (.*)"), lambda m: StageMark("experiments", "failed", 0, m[0])),
     (re.compile(r"^Plotting failed with return code (-?\d+)"), lambda m: Note("warning", m[0], 0, "plots")),
     (re.compile(r"^Plotting timed out after"), lambda m: Note("warning", m[0], 0, "plots")),

@@ -242,7 +242,8 @@ def parse_idea_prompt(text: str, idea: IdeaInfo) -> None:
     m = re.search(r"implement the following idea: (.*?)\.\s*\n", text)
     if m:
         idea.title = idea.title or m[1].strip()
-    m = re.search(r"The proposed experiment is as follows: (.*?)\.?\s*\nYou are given a total of up to (\d+) runs", text, re.DOTALL)
+    m = re.search(r"The proposed experiment is as follows: (.*?)\.?\s*\nYou are given a total of up to (\d+) runs",
+                  text, re.DOTALL)
     if m:
         idea.experiment = idea.experiment or m[1].strip()
         idea.max_runs = int(m[2])

@@ -41,7 +41,8 @@ _MAX_COUNT = 10  # integers up to this are read as counts, not as results
 class Finding(BaseModel):
     kind: str  # unmatched-number, failed-run-number, failed-run-presented, missing-figure, missing-citation,
     #            undefined-result, empty-section, unresolved-reference, placeholder,
-    #            claim-not-significant, claim-single-seed, claim-wrong-direction, claim-against-goal, claim-no-goal, changed-run-files
+    #            claim-not-significant, claim-single-seed, claim-wrong-direction, claim-against-goal, claim-no-goal,
+    #            changed-run-files
     severity: Severity = "error"
     message: str
     where: str = ""
@@ -216,7 +217,8 @@ def _check_numbers(p: PaperInputs, rep: IntegrityReport) -> None:
             line = (p.text or "").count("\n", 0, m.start()) + 1
             rep.findings.append(Finding(
                 kind="failed-run-presented", severity="warning", where=f"text line {line}",
-                message=f"run {r.run} is {r.status}, not a result, but is mentioned without saying so: {' '.join(sentence.split())[:160]!r}"))
+                message=f"run {r.run} is {r.status}, not a result, but is mentioned without saying so: "
+                        f"{' '.join(sentence.split())[:160]!r}"))
 
 
 def _macro_numbers(results_tex: str | None) -> list[tuple[float, str]]:
@@ -388,7 +390,8 @@ def check_claims(p: PaperInputs, rep: IntegrityReport) -> None:
             claims = {k: [f] for k, f in near.items() if min(abs(f[0] - x) for x in pos[k]) <= _WINDOW}
             context = clause  # runs bind within the context
             if not claims and _ANAPHOR.search(clause) and (_NOUN_CLAIM.search(clause) or _RUN_NAME.search(clause)):
-                claims, context = ({k: found for k in s_metrics}, s) if s_metrics else ({k: found for k in prev}, f"{prev_text} {s}")
+                claims, context = (({k: found for k in s_metrics}, s) if s_metrics
+                                   else ({k: found for k in prev}, f"{prev_text} {s}"))
             if not claims:
                 unbound += 1
                 continue
@@ -579,7 +582,8 @@ def _judge(clause: str, context: str, words: set[str], said: str, metric: str, m
     return problems[0] if problems else None
 
 
-def _pair(subj: str, ref: str, metric: str, words: set[str], goal: str | None, said: str, c: ClaimInputs) -> tuple[str, str] | None:
+def _pair(subj: str, ref: str, metric: str, words: set[str], goal: str | None, said: str,
+          c: ClaimInputs) -> tuple[str, str] | None:
     d = stats.against(c.seeds, subj, ref, metric)
     if d is None or d.diff is None:
         return None
@@ -591,7 +595,8 @@ def _pair(subj: str, ref: str, metric: str, words: set[str], goal: str | None, s
         improved = sign > 0 if goal == "max" else sign < 0
         if improved != ("better" in words) or sign == 0:
             return "claim-against-goal", (f"says {said!r}, but with the declared goal {goal} the difference "
-                                          f"{stats.format_difference(d)} is {'an improvement' if improved else 'no improvement'} ({vs})")
+                                          f"{stats.format_difference(d)} is "
+                                          f"{'an improvement' if improved else 'no improvement'} ({vs})")
     if d.status == "single-seed":
         return "claim-single-seed", f"says {said!r} from a single seed, which cannot tell a difference from seed noise ({vs})"
     if d.status != "ok":

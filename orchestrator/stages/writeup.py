@@ -111,4 +111,5 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     j.append(Artifact(stage=STAGE, kind="paper-tex", path=PAPER, ok=not unwritten,
                       detail=f"unwritten: {', '.join(unwritten)}" if unwritten else "all sections written"))
     written = len(SECTIONS) - len(unwritten)
-    return f"{written} of {len(SECTIONS)} sections written in {PAPER}" + (f"; unwritten: {', '.join(unwritten)}" if unwritten else "")
+    left = f"; unwritten: {', '.join(unwritten)}" if unwritten else ""
+    return f"{written} of {len(SECTIONS)} sections written in {PAPER}{left}"
