@@ -153,6 +153,7 @@ class RunStarted(_Event):
     out_dir: str
     commit: str | None = None
     job_id: str | None = None
+    seed: int | None = None  # the seed of a full run's seed (or the smoke run's); None: a run from before seeds
 
 
 class RunFinished(_Event):
@@ -179,6 +180,7 @@ class RunFinished(_Event):
     evaluation: Evaluation = "self-reported"
     outputs: dict[str, str] = Field(default_factory=dict)  # sha256 of every file of an ok run's out_dir
     eval_wall_s: float = 0.0  # the evaluator's wall time (0: none ran)
+    seed: int | None = None  # which seed this verdict is of; None: a run from before seeds
 
 
 class RunRecorded(_Event):
@@ -216,6 +218,7 @@ class BaselineRecorded(_Event):
     evaluation: Evaluation = "self-reported"
     reasons: list[str] = Field(default_factory=list)  # why it is self-reported when the template has an evaluator
     outputs: dict[str, str] = Field(default_factory=dict)  # sha256 of run_0's files
+    seed: int | None = None  # one event per baseline seed; None: a baseline from before seeds
 
 
 class Message(_Event):
