@@ -12,6 +12,7 @@ from typing import Any
 from .errors import WorkspaceError
 from .events import (
     Artifact,
+    BaselineRecorded,
     EditApplied,
     Event,
     Exchange,
@@ -53,6 +54,8 @@ class PhaseView:
     log_dir: str = ""
     commit: str | None = None
     job_id: str | None = None  # the Slurm job it was submitted as
+    seed: int | None = None  # which seed of the run (None: a run from before seeds)
+    evaluation: str = "self-reported"
 
     @property
     def finished(self) -> bool:
@@ -67,11 +70,17 @@ class AttemptView:
     attempt: int
     exchanges: list[Exchange] = field(default_factory=list)
     edits: list[EditApplied] = field(default_factory=list)
-    phases: list[PhaseView] = field(default_factory=list)
+    phases: list[PhaseView] = field(default_factory=list)  # smoke, then each seed's full run
+    aggregated: Any = None  # the RunAggregated verdict over the full run's seeds, when the journal has one
 
     @property
     def added(self) -> int:
         return sum(e.added for e in self.edits)
+
+    @property
+    def fulls(self) -> list[PhaseView]:
+        """The full run's phases, one per seed."""
+        return [p for p in self.phases if p.phase == "full"]
 
     @property
     def removed(self) -> int:
@@ -86,7 +95,13 @@ class AttemptView:
 
     @property
     def verdict(self) -> str:
-        """ok / failed / degenerate / ... of its last phase; "no edit", "done" or "unfinished" otherwise."""
+        """ok / failed / degenerate / ... of its last phase (over seeds: the aggregate verdict, else the first
+        seed that is not ok); "no edit", "done" or "unfinished" otherwise."""
+        if self.aggregated is not None:
+            return str(self.aggregated.status)
+        fulls = self.fulls
+        if len(fulls) > 1:
+            return next((p.status for p in fulls if p.status != "ok"), "ok")
         if self.phases:
             return self.phases[-1].status
         if any(e.done for e in self.edits):
@@ -97,6 +112,11 @@ class AttemptView:
 
     @property
     def reason(self) -> str:
+        if self.aggregated is not None and self.aggregated.reasons:
+            return str(self.aggregated.reasons[0])
+        bad = [p for p in self.fulls if p.status != "ok" and p.reasons]
+        if len(self.fulls) > 1 and bad:
+            return f"seed {bad[0].seed}: {bad[0].reasons[0]}"
         if self.phases and self.phases[-1].reasons:
             p = self.phases[-1]
             return f"{p.phase}: {p.reasons[0]}" if p.phase == "smoke" else p.reasons[0]
@@ -234,6 +254,14 @@ class StageView:
         return self.prompt_tokens + self.completion_tokens
 
 
+def _phase_order(p: PhaseView) -> tuple[int, int]:
+    return (0 if p.phase == "smoke" else 1, -1 if p.seed is None else p.seed)
+
+
+def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 class WorkspaceModel:
     """Runs, attempts, phases, stages, messages and artifacts of one workspace, folded from its events."""
 
@@ -245,7 +273,8 @@ class WorkspaceModel:
         self.artifacts: list[Artifact] = []
         self.current_stage: str | None = None
         self.last_ts: float | None = None
-        self._jobs: dict[tuple[int, int, str], str] = {}  # submitted as jobs, no verdict yet: key -> out_dir
+        self._jobs: dict[tuple[int, int, str, int | None], str] = {}  # submitted as jobs, no verdict yet: key -> out_dir
+        self.baselines: dict[int | None, BaselineRecorded] = {}  # the baseline's verdict per seed (the last one of each)
 
     @classmethod
     def build(cls, events: list[Event], where: Path | str | None = None) -> WorkspaceModel:
@@ -265,6 +294,80 @@ class WorkspaceModel:
     def recorded(self) -> dict[int, RunRecorded]:
         """Each run's final verdict (the last one recorded), by run number."""
         return {n: r.recorded for n, r in sorted(self.runs.items()) if r.recorded is not None}
+
+    # -- seeds (the seeds contract): every view computes its uncertainty from these, with stats.py ---
+    @property
+    def baseline(self) -> BaselineRecorded | None:
+        """The baseline's verdict (of its last seed): its evaluation and reasons; metrics via seed_values(0)."""
+        return self.baselines[list(self.baselines)[-1]] if self.baselines else None
+
+    def _seed_phases(self, run: int) -> list[PhaseView]:
+        """The ok full-run phases of the run's last attempt that ran one, restricted to the aggregate's ok seeds."""
+        rv = self.runs.get(run)
+        for a in reversed(rv.attempts if rv else []):
+            fulls = [p for p in a.fulls if p.finished]
+            if not fulls:
+                continue
+            if a.aggregated is not None:
+                ok = set(a.aggregated.seeds_ok)
+                return [p for p in fulls if p.seed in ok and p.status == "ok"]
+            return [p for p in fulls if p.status == "ok"]
+        return []
+
+    def seed_values(self, run: int) -> dict[str, list[float]]:
+        """metric -> its values over the run's ok seeds, by seed (run 0: the baseline's seeds), numbers only,
+        from the journal's RunFinished / BaselineRecorded metrics (never from the run's folder)."""
+        if run == 0:
+            sources = [self.baselines[s].metrics for s in sorted(self.baselines, key=lambda s: -1 if s is None else s)]
+        else:
+            sources = [p.metrics for p in self._seed_phases(run)]
+        out: dict[str, list[float]] = {}
+        for m in sources:
+            for k, v in _numeric(m).items():
+                out.setdefault(k, []).append(v)
+        return out
+
+    def seeds_ok(self, run: int) -> list[int | None]:
+        """The seeds of the run whose full run is ok (None: a run from before seeds)."""
+        if run == 0:
+            return sorted(self.baselines, key=lambda s: -1 if s is None else s)
+        return [p.seed for p in self._seed_phases(run)]
+
+    def seeds_planned(self, run: int) -> int:
+        """How many seeds the run's full run was to have (its aggregate's count, else the seeds it started)."""
+        if run == 0:
+            return len(self.baselines)
+        rv = self.runs.get(run)
+        for a in reversed(rv.attempts if rv else []):
+            if a.aggregated is not None:
+                return len(a.aggregated.seeds_ok) + len(a.aggregated.seeds_failed)
+            if a.fulls:
+                return len(a.fulls)
+        return 0
+
+    def min_ok(self, run: int) -> int | None:
+        """The seeds that had to be ok for the run to be a result, when fewer than all (the aggregate's min_ok)."""
+        rv = self.runs.get(run)
+        for a in reversed(rv.attempts if rv else []):
+            if a.aggregated is not None:
+                return getattr(a.aggregated, "min_ok", None)
+        return None
+
+    def evaluation(self, run: int) -> str:
+        """Whether the run's metrics were evaluated (by the template's sealed evaluator) or self-reported."""
+        if run == 0:
+            return self.baseline.evaluation if self.baseline is not None else "self-reported"
+        rv = self.runs.get(run)
+        if rv is not None and rv.recorded is not None:
+            return rv.recorded.evaluation
+        phases = self._seed_phases(run)
+        return phases[-1].evaluation if phases else "self-reported"
+
+    def key_evaluation(self, run: int, key: str) -> str:
+        """key_evaluation (below) for one metric of a run, over its ok seeds (run 0: the baseline's)."""
+        sources = [b.metrics for b in self.baselines.values()] if run == 0 else [p.metrics for p in self._seed_phases(run)]
+        ev = self.evaluation(run)
+        return "evaluated" if sources and all(key_evaluation(key, m, ev) == "evaluated" for m in sources) else "self-reported"
 
     def pending_job_dirs(self) -> list[str]:
         """Out folders of runs submitted as jobs that have no verdict yet: a resume waits for those jobs."""
@@ -326,26 +429,32 @@ class WorkspaceModel:
                 self._attempt(e.run, e.attempt or 1).edits.append(e)
         elif isinstance(e, RunStarted):
             if e.job_id:
-                self._jobs[(e.run, e.attempt, e.phase)] = e.out_dir
+                self._jobs[(e.run, e.attempt, e.phase, e.seed)] = e.out_dir
             if e.phase in EXPERIMENT_PHASES:
                 av = self._attempt(e.run, e.attempt)
-                av.phases = [p for p in av.phases if p.phase != e.phase]  # a redo after a crash replaces it
+                # a redo after a crash replaces it
+                av.phases = [p for p in av.phases if (p.phase, p.seed) != (e.phase, e.seed)]
                 av.phases.append(PhaseView(phase=e.phase, out_dir=e.out_dir, status="unfinished", commit=None,
-                                           job_id=e.job_id))
+                                           job_id=e.job_id, seed=e.seed))
+                av.phases.sort(key=_phase_order)
         elif isinstance(e, RunFinished):
-            self._jobs.pop((e.run, e.attempt, e.phase), None)
+            self._jobs.pop((e.run, e.attempt, e.phase, e.seed), None)
             if e.phase not in EXPERIMENT_PHASES:
                 self.stage(STAGE_OF_PHASE.get(e.phase, self.current_stage or e.phase)).executions.append(e)
             else:
                 av = self._attempt(e.run, e.attempt)
-                av.phases = [p for p in av.phases if p.phase != e.phase]
+                av.phases = [p for p in av.phases if (p.phase, p.seed) != (e.phase, e.seed)]
                 av.phases.append(PhaseView(
                     phase=e.phase, out_dir=e.out_dir, status=e.status, reasons=list(e.reasons), exit_code=e.exit_code,
                     wall_s=e.wall_s, peak_rss_mb=e.peak_rss_mb, metrics=dict(e.metrics),
                     feedback=e.feedback.model_dump(exclude_defaults=True),
-                    log_dir=e.log_dir, commit=e.commit,
+                    log_dir=e.log_dir, commit=e.commit, seed=e.seed, evaluation=e.evaluation,
                 ))
-                av.phases.sort(key=lambda p: 0 if p.phase == "smoke" else 1)
+                av.phases.sort(key=_phase_order)
+        elif getattr(e, "type", None) == "run_aggregated":  # the seeds contract's verdict over a full run's seeds
+            self._attempt(e.run, e.attempt).aggregated = e  # type: ignore[attr-defined]
+        elif isinstance(e, BaselineRecorded):
+            self.baselines[e.seed] = e
         elif isinstance(e, RunRecorded):
             self._run(e.run).recorded = e
         elif isinstance(e, ExchangeFailed):  # explained as an error message: show and report list those
@@ -359,3 +468,13 @@ class WorkspaceModel:
         elif isinstance(e, Artifact):
             self.artifacts.append(e)
             self.stage(e.stage).artifacts.append(e)
+
+
+def key_evaluation(key: str, metrics: dict[str, Any], evaluation: str) -> str:
+    """Whether one metric of a run was computed by the sealed evaluator: the run was evaluated and the
+    metric is one the evaluator overlaid (the run's own value kept as `reported.<key>`). `reported.*`
+    keys and keys only the experiment wrote are self-reported."""
+    if evaluation != "evaluated" or key.startswith("reported."):
+        return "self-reported"
+    return "evaluated" if f"reported.{key}" in metrics else "self-reported"
+

@@ -8,11 +8,13 @@ and a run's logs and diff from `run_files`."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import stats
 from .events import STAGES, Artifact, ExchangeFailed, Message, WorkspaceCreated
+from .paths import readable
 from .readmodel import RunView, StageView, WorkspaceModel
 from .results import flatten
 from .template import BASELINE_RUN
@@ -23,11 +25,31 @@ IMPORT_MANIFEST = "import_manifest.json"  # what `import` writes in .orchestrate
 
 @dataclass
 class MetricRow:
-    """One key metric: the baseline's value and each result's."""
+    """One key metric: the baseline's value and each result's (the mean over ok seeds), the per-seed
+    values they come from and whether the sealed evaluator computed them."""
 
     key: str
     baseline: float | None
-    values: dict[int, float | None]  # run -> value (results only)
+    values: dict[int, float | None]  # run -> mean (results only)
+    seeds: dict[int, list[float]] = field(default_factory=dict)  # run (0: baseline) -> one value per ok seed
+    evaluation: dict[int, str] = field(default_factory=dict)  # run (0: baseline) -> evaluated / self-reported
+
+    def summary(self, run: int) -> stats.Summary:
+        return stats.summarize(self.seeds.get(run, []))
+
+    def text(self, run: int) -> str:
+        """"0.913 ± 0.012" over the run's seeds (the plain number for one seed), "n/a" when missing."""
+        return stats.format_summary(self.summary(run))
+
+    def diff(self, run: int) -> stats.Difference | None:
+        """The run against the baseline (Welch), or None when either lacks the metric."""
+        a, b = self.seeds.get(run), self.seeds.get(0)
+        return stats.compare(a, b) if a and b else None
+
+    def diff_text(self, run: int) -> str:
+        """"+0.006 [-0.002, 0.014]" against the baseline, "" when there is no baseline value."""
+        d = self.diff(run)
+        return stats.format_difference(d) if d is not None else ""
 
 
 @dataclass
@@ -41,13 +63,15 @@ class Timeline:
     messages: list[Message]
     artifacts: list[Artifact]
     key_metrics: list[str]
-    baseline: dict[str, Any]  # flattened baseline results ({} when unknown)
+    baseline: dict[str, Any]  # the baseline's metrics, from the journal (mean over its seeds; {} when unknown)
     results_file: str
     figures: list[str]
     state: str  # finished / interrupted / imported
     state_detail: str
     first_ts: float
     last_ts: float
+    model: WorkspaceModel = field(default_factory=WorkspaceModel)
+    evaluator: bool = False  # the template has a sealed [evaluate] step; False: every result is self-reported
 
     # -- what the views need ------------------------------------------------------------------
     @property
@@ -118,10 +142,41 @@ class Timeline:
             keys = seen[:8]
         rows = []
         for k in keys:
-            base = self.baseline.get(k)
-            values = {r.run: _num(r.metrics.get(k)) for r in self.results}
-            rows.append(MetricRow(key=k, baseline=_num(base), values=values))
+            seeds = {n: self.seed_values(n).get(k, []) for n in [0, *(r.run for r in self.results)]}
+            seeds = {n: v for n, v in seeds.items() if v}
+            if 0 not in seeds and _num(self.baseline.get(k)) is not None:  # a journal from before BaselineRecorded
+                seeds[0] = [float(self.baseline[k])]
+            values = {r.run: stats.summarize(seeds[r.run]).mean if r.run in seeds else _num(r.metrics.get(k))
+                      for r in self.results}
+            rows.append(MetricRow(key=k, baseline=_num(self.baseline.get(k)), values=values, seeds=seeds,
+                                  evaluation={n: self.model.key_evaluation(n, k) for n in seeds}))
         return rows
+
+    def seed_values(self, run: int) -> dict[str, list[float]]:
+        """metric -> values over the run's ok seeds (run 0: the baseline), from the journal."""
+        return self.model.seed_values(run)
+
+    def seeds_line(self, run: int) -> str:
+        """"3 seeds", "2 of 3 seeds (at least 2 required)", "1 seed": how many seeds a run's numbers are over."""
+        ok, planned = len(self.model.seeds_ok(run)), self.model.seeds_planned(run)
+        head = f"{ok} seed{'s' if ok != 1 else ''}" if ok == planned or not planned else f"{ok} of {planned} seeds"
+        need = self.model.min_ok(run)
+        return head + (f" (at least {need} required)" if need is not None and planned and need < planned else "")
+
+    @property
+    def self_reported_only(self) -> bool:
+        """No evaluator: every number was written by the experiment itself."""
+        return not self.evaluator
+
+    @property
+    def evaluation_note(self) -> str:
+        """What every view says about where the numbers come from."""
+        if self.self_reported_only:
+            return ("Every result is self-reported: the template has no sealed evaluator, so these numbers were "
+                    "written by the experiment itself and were not recomputed.")
+        return ("Numbers marked evaluated were computed by the template's sealed evaluator from the run's saved "
+                "artifacts; numbers marked self-reported (reported.* and keys the evaluator does not compute) "
+                "were written by the experiment itself.")
 
     def previous_code_commit(self, run: int) -> str | None:
         """The code the run started from: the previous run's code, else the baseline commit."""
@@ -142,8 +197,8 @@ def _manifest_bits(ws: Workspace) -> tuple[list[str], str, list[str]]:
     if ws.template is not None:
         m = ws.template.manifest
         return list(m.key_metrics), m.results_file, list(m.figures)
-    path = ws.state / IMPORT_MANIFEST
-    if path.is_file():
+    path = readable(ws.state, IMPORT_MANIFEST)
+    if path is not None and path.is_file():
         try:
             data = json.loads(path.read_text())
             return list(data.get("key_metrics", [])), data.get("results_file", "final_info.json"), list(data.get("figures", []))
@@ -152,13 +207,20 @@ def _manifest_bits(ws: Workspace) -> tuple[list[str], str, list[str]]:
     return [], "final_info.json", ["*.png"]
 
 
-def _baseline(root: Path, results_file: str) -> dict[str, Any]:
-    path = root / BASELINE_RUN / results_file
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return flatten(data) if isinstance(data, dict) else {}
+def _baseline(model: WorkspaceModel, root: Path, results_file: str) -> dict[str, Any]:
+    """The baseline's metrics as the journal recorded them: the mean over its seeds for numbers. A journal
+    from before BaselineRecorded (no run of it is still going) has only run_0's file, read without links."""
+    base = model.baseline
+    if base is None:
+        path = readable(root, f"{BASELINE_RUN}/{results_file}")
+        try:
+            data = json.loads(path.read_text()) if path is not None and path.is_file() else None
+        except (OSError, json.JSONDecodeError):
+            data = None
+        return flatten(data) if isinstance(data, dict) else {}
+    out = dict(base.metrics)
+    out.update({k: stats.summarize(v).mean for k, v in model.seed_values(0).items()})
+    return out
 
 
 def build(ws: Workspace | Path) -> Timeline:
@@ -177,8 +239,9 @@ def build(ws: Workspace | Path) -> Timeline:
     ordered = [stages[s] for s in STAGES if s in stages] + [v for k, v in stages.items() if k not in STAGES]
     return Timeline(
         root=ws.root, created=created, runs=model.run_list(), stages=ordered, messages=model.messages,
-        artifacts=model.artifacts, key_metrics=key_metrics, baseline=_baseline(ws.root, results_file),
+        artifacts=model.artifacts, key_metrics=key_metrics, baseline=_baseline(model, ws.root, results_file),
         results_file=results_file, figures=figures, state=state, state_detail=detail, first_ts=first_ts, last_ts=last_ts,
+        model=model, evaluator=ws.template is not None and ws.template.manifest.evaluate is not None,
     )
 
 

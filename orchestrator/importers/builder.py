@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import (
+    BaselineRecorded,
     EditApplied,
     Exchange,
     Feedback,
@@ -20,7 +21,7 @@ from ..events import (
     StageStarted,
     _Event,
 )
-from ..results import validate
+from ..results import flatten, validate
 from ..template import Manifest
 from .items import Item, Iteration, Note, Outcome, Prompt, Reply, StageMark, block_diff, blocks
 
@@ -211,6 +212,9 @@ class Builder:
         self.open_attempt = False
 
     def feed(self, items: list[Item]) -> Built:
+        if self.baseline is not None:  # every view reads the baseline from the journal, never from run_0/
+            self.emit(BaselineRecorded(metrics=flatten(self.baseline), evaluation="self-reported",
+                                       reasons=["imported: the log's baseline as its first prompt gave it"]))
         for it in items:
             if isinstance(it, StageMark):
                 if it.status == "started":
