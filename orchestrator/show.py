@@ -1,4 +1,6 @@
-"""The terminal views of a timeline: rich renderables, nothing printed here."""
+"""The terminal views of a timeline: rich renderables, nothing printed here. Every number is shown with
+its uncertainty over the run's seeds (stats.py: mean ± 95% CI half-width; a difference with its Welch
+interval) and its source (* evaluated by the sealed evaluator, † self-reported)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from . import stats
 from .formatting import delta, fmt_num, fmt_tokens, fmt_wall
 from .readmodel import RunView
 from .run_files import log_tail, run_diff
-from .timeline import Timeline
+from .timeline import MetricRow, Timeline
 from .workspace import Workspace
 
 STYLE = {
@@ -105,20 +108,32 @@ def metrics_table(tl: Timeline) -> Table | Text:
     results = tl.results
     if not rows or not results:
         return Text("No run is a result: no metrics to compare with the baseline.", style="yellow")
-    t = Table(title="Key metrics (results only) vs baseline", title_justify="left")
+    t = Table(title="Key metrics (results only) vs baseline: mean ± 95% CI half-width over seeds; "
+                    "Δ: difference from the baseline [95% Welch interval]; * evaluated, † self-reported",
+              title_justify="left", caption=tl.evaluation_note, caption_justify="left")
     t.add_column("metric")
-    t.add_column("baseline", justify="right")
-    for r in results:  # whether the numbers come from the template's evaluator or from the run itself
+    t.add_column(f"baseline ({tl.seeds_line(0)})" if tl.model.baselines else "baseline", justify="right")
+    for r in results:  # how many seeds, and whether the numbers come from the template's evaluator or the run itself
         label = f" ({r.recorded.evaluation})" if r.recorded is not None else ""
-        t.add_column(f"run {r.run}{label}", justify="right")
+        t.add_column(f"run {r.run}{label}, {tl.seeds_line(r.run)}", justify="right")
     for row in rows:
         cells = []
         for r in results:
-            v = row.values.get(r.run)
-            d = delta(v, row.baseline)
-            cells.append(f"{fmt_num(v)}" + (f" ({d})" if d else ""))
-        t.add_row(Text(row.key), fmt_num(row.baseline), *cells)
+            cells.append(stat_cell(row, r.run))
+        t.add_row(Text(row.key), stat_cell(row, 0), *cells)
     return t
+
+
+def stat_cell(row: MetricRow, run: int) -> str:
+    """"0.913 ± 0.012 * (Δ +0.006 [-0.002, 0.014])": the run's value with its interval, its source marker
+    (* evaluated, † self-reported) and, for a run, its difference from the baseline."""
+    if run not in row.seeds:
+        v = row.baseline if run == 0 else row.values.get(run)
+        return fmt_num(v)
+    mark = "*" if row.evaluation.get(run) == "evaluated" else "†"
+    d = row.diff_text(run) if run else ""
+    rel = delta(row.values.get(run), row.baseline) if run else ""
+    return f"{row.text(run)}{mark}" + (f" (Δ {d}" + (f", {rel}" if rel else "") + ")" if d else "")
 
 
 def stages_table(tl: Timeline) -> Table:
@@ -206,7 +221,8 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
         parts.append(head)
         for p in a.phases:
             parts.append(Text.assemble(
-                f"  {p.phase} run ({p.out_dir}): ", verdict(p.status),
+                f"  {p.phase} run{'' if p.seed is None or p.phase == 'smoke' else f' seed {p.seed}'} ({p.out_dir}): ",
+                verdict(p.status),
                 f"  wall {fmt_wall(None if tl.imported else p.wall_s)}  exit {p.exit_code if p.exit_code is not None else '-'}",
                 f"  peak {p.peak_rss_mb:.0f} MB" if p.peak_rss_mb else "",
             ))
@@ -226,20 +242,29 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
     parts.append(Text("Results", style="bold underline"))
     metrics = run.metrics
     if metrics:
-        t = Table(show_header=True)
+        seeds, base_seeds = tl.seed_values(run.run), tl.seed_values(0)
+        t = Table(show_header=True, caption=f"run {run.run}: {tl.seeds_line(run.run)}. {tl.evaluation_note}",
+                  caption_justify="left")
         t.add_column("metric")
         t.add_column("baseline", justify="right")
         t.add_column(f"run {run.run}", justify="right")
-        t.add_column("change", justify="right")
+        t.add_column("Δ vs baseline [95% CI]", justify="right")
+        t.add_column("source")
         keys = list(tl.key_metrics) + [k for k in metrics if k not in tl.key_metrics]
         for k in keys:
             base = tl.baseline.get(k)
+            base_text = stats.format_summary(stats.summarize(base_seeds[k])) if k in base_seeds else fmt_num(base)
             if k not in metrics:
-                t.add_row(Text(k), fmt_num(base), Text("missing or not a number", style="yellow"), "")
+                t.add_row(Text(k), base_text, Text("missing or not a number", style="yellow"), "", "")
                 continue
             v = metrics[k]
-            t.add_row(Text(k), fmt_num(base), fmt_num(v), delta(v if isinstance(v, (int, float)) else None,
-                                                          base if isinstance(base, (int, float)) else None))
+            if k in seeds:
+                d = stats.format_difference(stats.compare(seeds[k], base_seeds[k])) if k in base_seeds else ""
+                t.add_row(Text(k), base_text, stats.format_summary(stats.summarize(seeds[k])), d,
+                          tl.model.key_evaluation(run.run, k))
+            else:
+                t.add_row(Text(k), base_text, fmt_num(v), delta(v if isinstance(v, (int, float)) else None,
+                                                             base if isinstance(base, (int, float)) else None), "")
         parts.append(t)
         if not run.is_result:
             parts.append(Text("These are reported numbers, not a result: the run was not validated as ok.", style="yellow"))

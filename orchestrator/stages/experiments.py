@@ -9,7 +9,7 @@ from .. import prompts
 from ..context import Context
 from ..conversation import Conversations
 from ..events import EditApplied, Message, RunFinished, RunRecorded
-from ..notes import append_section, metric_rows, run_section
+from ..notes import append_section, baseline_values, metric_rows, run_section, run_stats
 from ..results import flatten
 from . import stage
 
@@ -77,7 +77,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     max_runs, max_attempts = ctx.limits.max_runs, ctx.limits.max_attempts
     prompt = prompts.render(
         "experiments_first", idea=ctx.idea, max_runs=max_runs, files=files,
-        baseline={k: flat_base[k] for k in m.key_metrics if k in flat_base},
+        baseline=baseline_values(m.key_metrics, flat_base, run_stats(j.events, 0)),
         command=m.command.format(out_dir="run_i"), protected=m.protected, checks=_check_texts(ctx),
     )
     results = 0
@@ -114,7 +114,8 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         runs_left = max_runs - run
         prompt = prompts.render(
             "experiments_next", run=run, status=rec.status, reasons=rec.reasons,
-            metrics=metric_rows(m.key_metrics, rec.metrics, baseline), runs_left=runs_left, next_run=run + 1,
+            metrics=metric_rows(m.key_metrics, rec.metrics, baseline, run_stats(j.events, run)), runs_left=runs_left,
+            next_run=run + 1,
         )
     return f"{results} result(s) of {max_runs} run(s)"
 
@@ -137,7 +138,8 @@ def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[st
                       metrics=metrics if status == "ok" else {}, evaluation=evaluation)
     if "notes.txt" in ctx.manifest.editable:
         rec_for_notes = rec.model_copy(update={"commit": ctx.ws.head()})
-        section = run_section(rec_for_notes, edits, ctx.manifest.key_metrics, baseline, ctx.limits.max_attempts)
+        section = run_section(rec_for_notes, edits, ctx.manifest.key_metrics, baseline, ctx.limits.max_attempts,
+                              run_stats(j.events, run))
         problem = append_section(ctx.ws.root, "notes.txt", section)
         if problem:
             j.append(Message(level="warning", stage=STAGE, text=problem))
