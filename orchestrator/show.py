@@ -12,7 +12,6 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from . import stats
 from .formatting import delta, fmt_num, fmt_tokens, fmt_wall
 from .readmodel import RunView
 from .run_files import log_tail, run_diff
@@ -242,29 +241,14 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
     parts.append(Text("Results", style="bold underline"))
     metrics = run.metrics
     if metrics:
-        seeds, base_seeds = tl.seed_values(run.run), tl.seed_values(0)
         t = Table(show_header=True, caption=f"run {run.run}: {tl.seeds_line(run.run)}. {tl.evaluation_note}",
                   caption_justify="left")
-        t.add_column("metric")
-        t.add_column("baseline", justify="right")
-        t.add_column(f"run {run.run}", justify="right")
-        t.add_column("Δ vs baseline [95% CI]", justify="right")
-        t.add_column("source")
-        keys = list(tl.key_metrics) + [k for k in metrics if k not in tl.key_metrics]
-        for k in keys:
-            base = tl.baseline.get(k)
-            base_text = stats.format_summary(stats.summarize(base_seeds[k])) if k in base_seeds else fmt_num(base)
-            if k not in metrics:
-                t.add_row(Text(k), base_text, Text("missing or not a number", style="yellow"), "", "")
-                continue
-            v = metrics[k]
-            if k in seeds:
-                d = stats.format_difference(stats.compare(seeds[k], base_seeds[k])) if k in base_seeds else ""
-                t.add_row(Text(k), base_text, stats.format_summary(stats.summarize(seeds[k])), d,
-                          tl.model.key_evaluation(run.run, k))
-            else:
-                t.add_row(Text(k), base_text, fmt_num(v), delta(v if isinstance(v, (int, float)) else None,
-                                                             base if isinstance(base, (int, float)) else None), "")
+        for col, right in (("metric", False), ("baseline", True), (f"run {run.run}", True),
+                           ("Δ vs baseline [95% CI]", True), ("source", False)):
+            t.add_column(col, justify="right" if right else "left")
+        for m in tl.run_metrics(run):
+            value = Text("missing or not a number", style="yellow") if m.value is None else m.value
+            t.add_row(Text(m.key), m.baseline, value, m.diff, m.source)
         parts.append(t)
         if not run.is_result:
             parts.append(Text("These are reported numbers, not a result: the run was not validated as ok.", style="yellow"))

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import stats
 from .events import STAGES, Artifact, ExchangeFailed, Message, WorkspaceCreated
+from .formatting import delta, fmt_num
 from .paths import readable
 from .readmodel import RunView, StageView, WorkspaceModel
 from .results import flatten
@@ -50,6 +51,19 @@ class MetricRow:
         """"+0.006 [-0.002, 0.014]" against the baseline, "" when there is no baseline value."""
         d = self.diff(run)
         return stats.format_difference(d) if d is not None else ""
+
+
+@dataclass
+class RunMetric:
+    """One metric of one run, as text: the baseline's, the run's (None: missing or not a number), the
+    difference from the baseline ("+0.006 [-0.002, 0.014]" over seeds, a relative change otherwise) and
+    its source (evaluated / self-reported; "" for a number the journal has no seeds of)."""
+
+    key: str
+    baseline: str
+    value: str | None
+    diff: str
+    source: str
 
 
 @dataclass
@@ -151,6 +165,24 @@ class Timeline:
             rows.append(MetricRow(key=k, baseline=_num(self.baseline.get(k)), values=values, seeds=seeds,
                                   evaluation={n: self.model.key_evaluation(n, k) for n in seeds}))
         return rows
+
+    def run_metrics(self, run: RunView) -> list[RunMetric]:
+        """Every metric of one run (key metrics first) against the baseline, over seeds where the journal has them."""
+        metrics, seeds, base_seeds = run.metrics, self.seed_values(run.run), self.seed_values(0)
+        out = []
+        for k in list(self.key_metrics) + [k for k in metrics if k not in self.key_metrics]:
+            base = self.baseline.get(k)
+            base_text = stats.format_summary(stats.summarize(base_seeds[k])) if k in base_seeds else fmt_num(base)
+            if k not in metrics:
+                out.append(RunMetric(k, base_text, None, "", ""))
+            elif k in seeds:
+                d = stats.format_difference(stats.compare(seeds[k], base_seeds[k])) if k in base_seeds else ""
+                out.append(RunMetric(k, base_text, stats.format_summary(stats.summarize(seeds[k])), d,
+                                     self.model.key_evaluation(run.run, k)))
+            else:
+                v = metrics[k]
+                out.append(RunMetric(k, base_text, fmt_num(v), delta(_num(v), _num(base)), ""))
+        return out
 
     def seed_values(self, run: int) -> dict[str, list[float]]:
         """metric -> values over the run's ok seeds (run 0: the baseline), from the journal."""

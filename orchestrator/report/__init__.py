@@ -272,7 +272,8 @@ def _runs(tl: Timeline, ws: Workspace, opts: Options) -> list[dict[str, Any]]:
                 phases.append({"p": p, "tails": tails})
             attempts.append({"a": a, "phases": phases})
         diff = run_diff(tl, r, ws)
-        out.append({"r": r, "attempts": attempts, "diff": diff_lines(diff), "metrics": r.metrics})
+        out.append({"r": r, "attempts": attempts, "diff": diff_lines(diff), "metrics": r.metrics,
+                    "rows": tl.run_metrics(r) if r.metrics else []})
     return out
 
 

@@ -15,16 +15,20 @@ WIDTH = 440
 
 
 def metric_bars(row: MetricRow) -> str:
-    """A horizontal bar chart of one key metric: the baseline, then each result.
+    """A horizontal bar chart of one key metric: the baseline, then each result, each bar the mean over the
+    run's seeds with an error bar for its 95% confidence interval (none for a single seed).
 
     Bars start at zero (or span the range when values are negative), so differences are not exaggerated."""
-    items: list[tuple[str, float | None, str]] = [("baseline", row.baseline, "base")]
-    items += [(f"run {run}", v, "run") for run, v in row.values.items()]
-    values = [v for _, v, _ in items if v is not None]
+    items: list[tuple[str, float | None, str, int]] = [("baseline", row.baseline, "base", 0)]
+    items += [(f"run {run}", v, "run", run) for run, v in row.values.items()]
+    values = [v for _, v, _, _ in items if v is not None]
     if not values:
         return ""
-    lo = min(0.0, min(values))
-    hi = max(0.0, max(values))
+    intervals = {n: (s.ci_low, s.ci_high) for _, _, _, n in items
+                 if (s := row.summary(n)).ci_low is not None and s.ci_high is not None}
+    ends = values + [x for lo_hi in intervals.values() for x in lo_hi]
+    lo = min(0.0, min(ends))
+    hi = max(0.0, max(ends))
     span = (hi - lo) or 1.0
     plot_w = WIDTH - LABEL_W - VALUE_W
     height = len(items) * (BAR_H + GAP) + GAP
@@ -34,7 +38,7 @@ def metric_bars(row: MetricRow) -> str:
          f'aria-label="{escape(row.key)}: baseline and results" preserveAspectRatio="xMinYMin meet">'),
         f"<title>{escape(row.key)}</title>",
     ]
-    for i, (label, v, kind) in enumerate(items):
+    for i, (label, v, kind, n) in enumerate(items):
         y = GAP + i * (BAR_H + GAP)
         out.append(f'<text class="lbl" x="{LABEL_W - 8}" y="{y + BAR_H * 0.7:.1f}" text-anchor="end">{escape(label)}</text>')
         if v is None:
@@ -42,13 +46,21 @@ def metric_bars(row: MetricRow) -> str:
             continue
         x0 = zero_x if v >= 0 else LABEL_W + (v - lo) / span * plot_w
         w = max(1.0, abs(v) / span * plot_w)
-        d = "" if kind == "base" else delta(v, row.baseline)
-        tip = f"{label}: {fmt_num(v)}" + (f" ({d} vs baseline)" if d else "")
+        shown = row.text(n) if n in row.seeds else fmt_num(v)
+        d = "" if kind == "base" else (row.diff_text(n) if n in row.seeds and 0 in row.seeds else delta(v, row.baseline))
+        src = f", {row.evaluation[n]}" if n in row.evaluation else ""
+        tip = f"{label}: {shown}{src}" + (f" ({d} vs baseline)" if d else "")
         out.append(
             f'<rect class="bar {kind}" x="{x0:.1f}" y="{y}" width="{w:.1f}" height="{BAR_H}" rx="3">'
             f"<title>{escape(tip)}</title></rect>"
         )
-        text = fmt_num(v) + (f" ({d})" if d else "")
+        if n in intervals:  # the 95% interval as an error bar with whiskers
+            a, b = (LABEL_W + (x - lo) / span * plot_w for x in intervals[n])
+            mid, top, bot = y + BAR_H / 2, y + BAR_H * 0.25, y + BAR_H * 0.75
+            out.append(f'<path class="err" d="M{a:.1f},{mid:.1f}H{b:.1f}M{a:.1f},{top:.1f}V{bot:.1f}M{b:.1f},{top:.1f}V{bot:.1f}">'
+                       f"<title>{escape(f'{label}: 95% CI [{fmt_num(intervals[n][0])}, {fmt_num(intervals[n][1])}]')}</title></path>")
+        rel = "" if kind == "base" else delta(v, row.baseline)
+        text = shown + (f" ({rel})" if rel else "")
         out.append(f'<text class="val" x="{LABEL_W + plot_w + 6}" y="{y + BAR_H * 0.7:.1f}">{escape(text)}</text>')
     out.append(f'<line class="axis" x1="{zero_x:.1f}" y1="0" x2="{zero_x:.1f}" y2="{height}"/>')
     out.append("</svg>")
