@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import runner
+from .paths import readable
 from .settings import Limits
 
 TOOLS = ("latexmk", "pdflatex", "bibtex")
@@ -88,7 +89,9 @@ def source_context(src_dir: Path, file: str | None, line: int | None) -> str:
     """The numbered source lines around `line` of `file`, for a problem the agent must fix."""
     if not file or not line:
         return ""
-    path = (src_dir / file).resolve()
+    path = readable(src_dir, file)  # a log line naming a link or a file outside the sources shows nothing
+    if path is None or not path.is_file():
+        return ""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
@@ -209,8 +212,9 @@ def compile_pdf(src_dir: Path, *, main: str = "paper.tex", build_dir: Path, log_
                                     read_only=read_only or [], hidden=hidden or [], key="latex"))
     stem = Path(main).stem
     for ext in (".log", ".blg"):
-        if (build_dir / f"{stem}{ext}").is_file():
-            shutil.copy2(build_dir / f"{stem}{ext}", log_dir / f"{stem}{ext}")
+        kept = readable(build_dir, f"{stem}{ext}")
+        if kept is not None and kept.is_file():
+            shutil.copy2(kept, log_dir / f"{stem}{ext}")
     log_text = _read(build_dir / f"{stem}.log")
     errors, warnings = parse_log(log_text, src_dir, main)
     errors += [p for p in parse_blg(_read(build_dir / f"{stem}.blg"), src_dir) if p.line or "not in" not in p.message]
@@ -249,7 +253,11 @@ def lint(src_dir: Path, *, main: str = "paper.tex", log_dir: Path, timeout_s: fl
 
 
 def _read(path: Path) -> str:
+    """A log's text, never through a link (paths.readable): "" when it is one, or absent."""
+    safe = readable(path.parent, path.name)
+    if safe is None or not safe.is_file():
+        return ""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        return safe.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .paths import readable
 from .readmodel import RunView
 from .timeline import Timeline
 from .workspace import Workspace
@@ -14,7 +15,9 @@ def log_tail(root: Path, log_dir: str, name: str, lines: int = 20) -> str | None
     """The last lines of a run's stdout.txt / stderr.txt (None when the file is not there)."""
     if not log_dir:
         return None
-    path = root / log_dir / name
+    path = readable(root, Path(log_dir) / name)  # never through a link a run left in its place
+    if path is None or not path.is_file():
+        return None
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)

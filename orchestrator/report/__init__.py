@@ -93,9 +93,10 @@ def collect_figures(tl: Timeline, out_dir: Path) -> list[Figure]:
             paths.append((p, a.detail))
     if not paths and not latest:
         for pat in tl.figures or ["*.png"]:
-            for p in sorted(tl.root.glob(pat)):
-                rel = p.relative_to(tl.root).as_posix()
-                if p.is_file() and p.suffix.lower() in IMAGE_TYPES and not rel.startswith((".", f"{BASELINE_RUN}/")) \
+            for found in sorted(tl.root.glob(pat)):
+                rel = found.relative_to(tl.root).as_posix()
+                p = _inside(tl.root, rel)
+                if p is not None and p.is_file() and p.suffix.lower() in IMAGE_TYPES and not rel.startswith((".", f"{BASELINE_RUN}/")) \
                         and p not in [x for x, _ in paths] and not fnmatch.fnmatch(rel, "report*"):
                     paths.append((p, ""))
     out = []
@@ -115,19 +116,21 @@ def _find_pdf(tl: Timeline) -> Path | None:
             p = _inside(tl.root, a.path)
             if p is not None and p.is_file():
                 return p
-    for pat in ("paper.pdf", "latex/paper.pdf", "*.pdf", "latex/*.pdf", "paper/*.pdf"):
-        found = sorted(tl.root.glob(pat))
-        if found:
-            return found[0]
+    return _first(tl.root, ("paper.pdf", "latex/paper.pdf", "*.pdf", "latex/*.pdf", "paper/*.pdf"))
+
+
+def _first(root: Path, patterns: tuple[str, ...]) -> Path | None:
+    """The first file a pattern finds that is safe to read (no link, inside the workspace)."""
+    for pat in patterns:
+        for found in sorted(root.glob(pat)):
+            p = _inside(root, found.relative_to(root).as_posix())
+            if p is not None and p.is_file():
+                return p
     return None
 
 
 def _find_tex(tl: Timeline) -> Path | None:
-    for pat in ("paper.tex", "latex/paper.tex", "latex/template.tex", "paper/*.tex"):
-        found = sorted(tl.root.glob(pat))
-        if found:
-            return found[0]
-    return None
+    return _first(tl.root, ("paper.tex", "latex/paper.tex", "latex/template.tex", "paper/*.tex"))
 
 
 def pdf_pages(pdf: Path, pages: int, dpi: int) -> tuple[list[str], str]:
