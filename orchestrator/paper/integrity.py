@@ -319,8 +319,9 @@ class ClaimInputs:
 
 
 def seeds_of(runs: list[RunData]) -> dict[str, dict[str, list[float]]]:
-    """Today's runs as per-seed values: one seed each (so every comparative claim is single-seed)."""
-    return {r.label: {k: [float(v)] for k, v in r.values.items()} for r in runs}
+    """The runs' per-seed values (RunData.seeds, from the journal); a run without them counts as one seed."""
+    return {r.label: ({k: list(v) for k, v in r.seeds.items()} if r.seeds else {k: [float(v)] for k, v in r.values.items()})
+            for r in runs}
 
 
 _WORDS = {

@@ -1,9 +1,13 @@
 """Validated runs, and `results.tex`: a `\\setresult` for every numeric metric of every run that is a
-result, the results table and the figures' include lines.
+result (mean ± the half-width of its 95% t interval over the run's seeds, tex.stat_macros), a
+`\\setdiff` for each key metric against the baseline (the difference with its 95% Welch interval), a
+`\\setsource` for every self-reported number, the results table and the figures' include lines.
 
-Only runs recorded `ok` (RunRecorded) whose `run_i/<results_file>` exists enter; `run0` is the
-template's baseline. Failed and degenerate runs are kept apart (`RunData.status`) so the
-integrity check can tell when the prose presents one of them as a result."""
+Every number comes from the journal (WorkspaceModel.seed_values: the RunFinished metrics of a run's ok
+seeds, the baseline's BaselineRecorded events), never from run_0/ or run_i/ on disk, which a later run
+could have rewritten. Only runs recorded `ok` enter; `run0` is the template's baseline. Failed and
+degenerate runs are kept apart (`RunData.status`) so the integrity check can tell when the prose
+presents one of them as a result."""
 
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..paths import writable
+from .. import stats
+from ..paths import readable, writable
 from ..readmodel import WorkspaceModel
 from ..results import flatten
-from ..template import BASELINE_RUN
+from . import tex as texmod
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _SAFE_FIGURE = re.compile(r"^[A-Za-z0-9_.\-/]+$")
@@ -30,8 +35,10 @@ class RunData(BaseModel):
 
     run: int
     status: str  # ok, failed, degenerate, ... ("ok" for the baseline)
-    values: dict[str, float | int] = Field(default_factory=dict)  # flattened numeric results
+    values: dict[str, float | int] = Field(default_factory=dict)  # flattened numeric results (the mean over seeds)
     baseline: bool = False
+    seeds: dict[str, list[float]] = Field(default_factory=dict)  # metric -> one value per ok seed ({}: values is one seed)
+    self_reported: list[str] = Field(default_factory=list)  # metrics the sealed evaluator did not compute
 
     @property
     def label(self) -> str:
@@ -41,12 +48,19 @@ class RunData(BaseModel):
     def title(self) -> str:
         return "Baseline" if self.baseline else f"Run {self.run}"
 
+    @property
+    def n_seeds(self) -> int:
+        return max((len(v) for v in self.seeds.values()), default=1)
+
 
 def _numeric(flat: dict[str, Any]) -> dict[str, float | int]:
     return {k: v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _load(path: Path) -> dict[str, Any] | None:
+def _load(root: Path, rel: str) -> dict[str, Any] | None:
+    path = readable(root, rel)
+    if path is None or not path.is_file():
+        return None
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -63,20 +77,45 @@ def _results_file(ws) -> str:
         return "final_info.json"
 
 
+def _has_evaluator(ws) -> bool:
+    from ..errors import WorkspaceError
+
+    try:
+        return ws.manifest.evaluate is not None
+    except WorkspaceError:
+        return False
+
+
+def _from_model(model: WorkspaceModel, run: int, status: str, *, baseline: bool = False) -> RunData:
+    seeds = model.seed_values(run)
+    return RunData(run=run, status=status, baseline=baseline, seeds=seeds,
+                   values={k: float(stats.summarize(v).mean) for k, v in seeds.items() if stats.summarize(v).mean is not None},
+                   self_reported=sorted(k for k in seeds if model.key_evaluation(run, k) != "evaluated"))
+
+
 def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
-    """(results, not results): the baseline and the ok runs with their files; the failed and degenerate
-    runs with whatever numbers their last full attempt produced (for the integrity check only)."""
+    """(results, not results): the baseline and the ok runs, over their seeds, from the journal; the
+    failed and degenerate runs with whatever numbers their last full attempt produced (for the integrity
+    check only: the journal's metrics, else the attempt's kept output folder, read without links)."""
     results_file = _results_file(ws)
-    ok: list[RunData] = []
-    base = _load(ws.root / BASELINE_RUN / results_file)
-    if base is not None:
-        ok.append(RunData(run=0, status="ok", values=_numeric(flatten(base)), baseline=True))
-    bad: list[RunData] = []
     model = WorkspaceModel.build(ws.journal.events)
+    ok: list[RunData] = []
+    if model.baseline is not None:
+        ok.append(_from_model(model, 0, "ok", baseline=True))
+    else:  # a journal from before BaselineRecorded: run_0's file is all there is
+        base = _load(ws.root, f"run_0/{results_file}")
+        if base is not None:
+            ok.append(RunData(run=0, status="ok", values=_numeric(flatten(base)), baseline=True,
+                              self_reported=sorted(_numeric(flatten(base)))))
+    bad: list[RunData] = []
     for run, rec in model.recorded().items():
-        info = _load(ws.root / f"run_{run}" / results_file)
-        if rec.status == "ok" and info is not None:
-            ok.append(RunData(run=run, status="ok", values=_numeric(flatten(info))))
+        if rec.status == "ok":
+            data = _from_model(model, run, "ok")
+            if not data.values and rec.metrics:  # a journal from before seeds: the recorded metrics
+                flat = _numeric(rec.metrics)
+                data = RunData(run=run, status="ok", values=flat, seeds={k: [float(v)] for k, v in flat.items()},
+                               self_reported=sorted(flat) if rec.evaluation != "evaluated" else [])
+            ok.append(data)
             continue
         values: dict[str, float | int] = {}
         fulls = [(a.attempt, p) for a in model.runs[run].attempts for p in a.phases if p.phase == "full" and p.finished]
@@ -84,9 +123,9 @@ def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
             if fin.metrics:
                 values = _numeric(fin.metrics)
             moved = ws.attempt_dir(run, attempt) / "out" / results_file
-            data = _load(moved)
-            if data is not None:
-                values = _numeric(flatten(data))
+            data_ = _load(ws.root, str(moved)) if moved.is_relative_to(ws.root) else None
+            if data_ is not None:
+                values = _numeric(flatten(data_))
         bad.append(RunData(run=run, status=rec.status if rec.status != "ok" else "failed", values=values))
     return ok, bad
 
@@ -122,30 +161,55 @@ def figure_name(rel: str) -> str:
     return Path(rel).stem
 
 
+def _seeds(r: RunData) -> dict[str, list[float]]:
+    return r.seeds or {k: [float(v)] for k, v in r.values.items()}
+
+
+def provenance(runs: list[RunData], evaluator: bool) -> str:
+    """The sentence the table's caption (and \\resultsprovenance) gives on where the numbers come from."""
+    if not evaluator:
+        return ("Every number here is self-reported: the template has no sealed evaluator, so the experiment "
+                "wrote its own results and nothing recomputed them.")
+    if any(r.self_reported for r in runs):
+        return ("Numbers were computed by the template's sealed evaluator from each run's saved artifacts, "
+                "except those marked \\textsuperscript{\\dag}, which the experiment reported itself.")
+    return "Every number was computed by the template's sealed evaluator from each run's saved artifacts."
+
+
 def results_tex(runs: list[RunData], key_metrics: list[str], figures: list[str], *, source: str = "",
-                aspects: dict[str, float] | None = None) -> str:
+                aspects: dict[str, float] | None = None, evaluator: bool = False) -> str:
     """The generated file the paper inputs. Deterministic: the same runs give the same bytes."""
+    example = key_metrics[0] if key_metrics else "metric"
+    n_seeds = sorted({r.n_seeds for r in runs})
     out = [
         "% Generated by orchestrate from validated runs only. Do not edit: it is regenerated.",
-        f"% Source: {source}" if source else "% Source: run_i/final_info.json of runs recorded ok",
-        "% In the prose write \\result{<run>}{<metric>}, e.g. \\result{run1}{"
-        + (key_metrics[0] if key_metrics else "metric") + "};",
+        f"% Source: {source}" if source else "% Source: the journal's validated metrics of runs recorded ok",
+        "% In the prose write \\result{<run>}{<metric>}, e.g. \\result{run1}{" + example + "}: mean \\pm the half-width",
+        "% of its 95% t interval over the run's seeds; \\diff{<run>}{<metric>}: the difference from the baseline",
+        "% with its 95% Welch interval. Claim a difference only when that interval excludes 0.",
         "% run0 is the template's baseline. Never type a number that is here.",
-        "% Runs: " + (", ".join(f"{r.label} ({r.title})" for r in runs) or "none"),
+        "% Runs: " + (", ".join(f"{r.label} ({r.title}, {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''})" for r in runs) or "none"),
+        "% Self-reported (not computed by the sealed evaluator): "
+        + ("every number (the template has no evaluator)" if not evaluator else
+           "; ".join(f"{r.label}: {', '.join(r.self_reported)}" for r in runs if r.self_reported) or "none"),
         "",
     ]
-    for r in runs:
-        for key in sorted(r.values):
-            if _SAFE_KEY.match(key):
-                out.append(f"\\setresult{{{r.label}}}{{{key}}}{{{format_value(r.values[key])}}}")
-        out.append("")
+    seeds = {r.label: _seeds(r) for r in runs}
     keys = [k for k in key_metrics if any(k in r.values for r in runs) and _SAFE_KEY.match(k)]
+    out += texmod.stat_macros(seeds, baseline="run0", keys=keys if any(r.baseline for r in runs) else ())
+    if evaluator:  # \result prints a dagger after a self-reported number
+        out += [f"\\setsource{{{r.label}}}{{{k}}}{{self-reported}}" for r in runs for k in r.self_reported if _SAFE_KEY.match(k)]
+    out.append("")
     deltas = changes(runs, keys)
     if deltas:
-        out.append("% Relative change against the baseline, in percent: \\change{<run>}{<metric>}")
+        out.append("% Relative change of the means against the baseline, in percent: \\change{<run>}{<metric>}")
         out += [f"\\setchange{{{label}}}{{{key}}}{{{format_value(round(v, 1))}}}" for (label, key), v in deltas.items()]
         out.append("")
-    out += _table(runs, keys)
+    note = provenance(runs, evaluator)
+    out += [f"\\newcommand{{\\resultsprovenance}}{{{note}}}", ""]
+    seeds_note = ("one seed per run" if n_seeds == [1] else
+                  f"mean \\(\\pm\\) the half-width of its 95\\% t interval over {'/'.join(map(str, n_seeds))} seeds per run")
+    out += _table(runs, keys, seeds_note)
     out += _figures(figures, aspects or {})
     return "\n".join(out) + "\n"
 
@@ -166,7 +230,7 @@ def changes(runs: list[RunData], keys: list[str]) -> dict[tuple[str, str], float
     return out
 
 
-def _table(runs: list[RunData], keys: list[str]) -> list[str]:
+def _table(runs: list[RunData], keys: list[str], seeds_note: str = "") -> list[str]:
     if not runs or not keys:
         return ["\\newcommand{\\resultstable}{}", ""]
     cols = "l" + "r" * len(runs)
@@ -181,8 +245,8 @@ def _table(runs: list[RunData], keys: list[str]) -> list[str]:
         "\\newcommand{\\resultstable}{%",
         "\\begin{table}[t]",
         "\\centering\\small",
-        f"\\caption{{Key metrics of the baseline and the {n_ok} validated run(s); "
-        "failed or degenerate runs are not results and are not shown.}",
+        f"\\caption{{Key metrics of the baseline and the {n_ok} validated run(s), {seeds_note}; failed or degenerate "
+        "runs are not results and are not shown. \\resultsprovenance}",
         "\\label{tab:results}",
         "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%",
         f"\\begin{{tabular}}{{{cols}}}",
@@ -232,8 +296,9 @@ def _aspects(root: Path, figures: list[str]) -> dict[str, float]:
 def generate(ws, figures: list[str]) -> tuple[str, list[RunData], list[RunData]]:
     """Write latex/results.tex in the workspace; returns (its text, result runs, non-result runs)."""
     ok, bad = collect_runs(ws)
-    text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures),
-                       source=f"runs recorded ok: {', '.join(r.label for r in ok if not r.baseline) or 'none'}; run0 = baseline")
+    text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures), evaluator=_has_evaluator(ws),
+                       source=f"the journal's metrics of runs recorded ok: {', '.join(r.label for r in ok if not r.baseline) or 'none'}; "
+                              "run0 = baseline")
     (ws.root / "latex").mkdir(parents=True, exist_ok=True)
     writable(ws.root, "latex/results.tex").write_text(text)
     return text, ok, bad
