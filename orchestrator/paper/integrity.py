@@ -87,6 +87,7 @@ class PaperInputs:
     extra_values: list[float] = field(default_factory=list)  # numbers the user wrote (the idea spec)
     figure_roots: list[Path] = field(default_factory=list)
     claims: ClaimInputs | None = None  # per-seed values and goals: comparative prose held to them (check_claims)
+    provenance: str = ""  # where the numbers come from (evaluated / self-reported), said in the report's notes
 
 
 _NUM = re.compile(
@@ -167,6 +168,8 @@ def _run_values(runs: list[RunData]) -> list[tuple[float, str]]:
 def check(p: PaperInputs) -> IntegrityReport:
     rep = IntegrityReport()
     f = rep.findings
+    if p.provenance:
+        rep.notes.append(p.provenance)
     if p.text is not None and p.runs is not None:
         _check_numbers(p, rep)
     elif p.text is not None:
@@ -388,6 +391,7 @@ def check_claims(p: PaperInputs, rep: IntegrityReport) -> None:
             # each metric takes the comparative nearest its first mention ("the best variant keeps the explained
             # variance (...) at a lower L0 (...)": best -> explained variance, lower -> L0), within _WINDOW words
             near = {k: min(found, key=lambda f, x=v[0]: (abs(f[0] - x), f[0] < x)) for k, v in pos.items()}
+            near.update(_from_to(clause, found, pos))
             claims = {k: [f] for k, f in near.items() if min(abs(f[0] - x) for x in pos[k]) <= _WINDOW}
             context = clause  # runs bind within the context
             if not claims and _ANAPHOR.search(clause) and (_NOUN_CLAIM.search(clause) or _RUN_NAME.search(clause)):
@@ -401,7 +405,9 @@ def check_claims(p: PaperInputs, rep: IntegrityReport) -> None:
                 problem = _judge(clause, context, _classes(words), words[0][2], metric, macros, c)
                 if problem:
                     kind, why = problem
+                    # one seed cannot support a comparison, but its numbers are real: a warning, not an error
                     rep.findings.append(Finding(kind=kind, where=f"{where}:{line}" if where else f"text line {line}",
+                                                severity="warning" if kind == "claim-single-seed" else "error",
                                                 message=f"{why}, in {_show(clause, macros)!r}"))
         if s_metrics or not claimed_any:
             prev, prev_text = s_metrics, s
@@ -478,6 +484,20 @@ def _positions(s: str, macros: list[tuple[str, str, str]], aliases: dict[str, li
             for m in re.finditer(rf"(?<![\w.]){re.escape(n)}(?![\w])", low):
                 out.setdefault(key, []).append(_word_at(low, m.start()))
     return {k: sorted(set(v)) for k, v in sorted(out.items(), key=lambda kv: min(kv[1]))}
+
+
+def _from_to(clause: str, found: list[tuple[int, str, str]], pos: dict[str, list[int]]) -> dict[str, tuple[int, str, str]]:
+    """A metric printed as "<verb> ... from A to B" takes the comparative just before that "from" ("raising the
+    learning rate from A to B lowers the error from C to D": raising -> learning rate, lowers -> error)."""
+    low = _norm(clause)
+    out = {}
+    for m in re.finditer(r"\bfrom\b", low):
+        w = _word_at(low, m.start())
+        before = [f for f in found if f[0] < w]
+        after = [k for k, v in pos.items() if any(w < x <= w + 4 for x in v)]
+        if before and after:
+            out[after[0]] = before[-1]
+    return out
 
 
 def _comparatives(clause: str) -> list[tuple[int, str, str]]:

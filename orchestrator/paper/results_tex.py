@@ -77,7 +77,7 @@ def _results_file(ws) -> str:
         return "final_info.json"
 
 
-def _has_evaluator(ws) -> bool:
+def has_evaluator(ws) -> bool:
     from ..errors import WorkspaceError
 
     try:
@@ -296,7 +296,7 @@ def _aspects(root: Path, figures: list[str]) -> dict[str, float]:
 def generate(ws, figures: list[str]) -> tuple[str, list[RunData], list[RunData]]:
     """Write latex/results.tex in the workspace; returns (its text, result runs, non-result runs)."""
     ok, bad = collect_runs(ws)
-    text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures), evaluator=_has_evaluator(ws),
+    text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures), evaluator=has_evaluator(ws),
                        source=f"the journal's metrics of runs recorded ok: {', '.join(r.label for r in ok if not r.baseline) or 'none'}; "
                               "run0 = baseline")
     (ws.root / "latex").mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .. import prompts
+from .. import prompts, stats
 from ..context import Context
 from ..conversation import Conversations
 from ..errors import WorkspaceError
@@ -49,21 +49,37 @@ def workspace_inputs(ws, idea=None) -> tuple[integrity.PaperInputs, str]:
     if text is None and tex is not None:
         text = texmod.source_text(tex, results_tex)
         source = "latex/paper.tex"
-    # the percent changes results.tex offers (\change) are numbers the prose may print
-    deltas = [float(v) for v in paper_results.changes(ok, _key_metrics(ws)).values()]
+    # the percent changes results.tex offers (\change) are numbers the prose may print, and so is the
+    # confidence level results.tex names (95%)
+    key_metrics, goals = _manifest_metrics(ws)
+    deltas = [float(v) for v in paper_results.changes(ok, key_metrics).values()] + [stats.CONFIDENCE * 100]
     bib = root / "latex" / "references.bib"
+    claims = integrity.ClaimInputs(seeds=integrity.seeds_of(ok), goals=goals, key_metrics=key_metrics, baseline="run0")
     return integrity.PaperInputs(
         text=text, tex=tex, tex_dir=root / "latex", results_tex=results_tex,
         bib=texmod.read(bib) if bib.exists() else None, runs=ok, failed=bad,
-        extra_values=(idea_numbers(idea) if idea is not None else []) + deltas, figure_roots=[root],
+        extra_values=(idea_numbers(idea) if idea is not None else []) + deltas, figure_roots=[root], claims=claims,
+        provenance=_provenance(ws, ok),
     ), source
 
 
-def _key_metrics(ws) -> list[str]:
+def _provenance(ws, ok) -> str:
+    """Which of the paper's numbers the sealed evaluator computed, in one line for the review."""
+    evaluator = paper_results.has_evaluator(ws)
+    text = paper_results.provenance(ok, evaluator).replace("\\textsuperscript{\\dag}", "with a dagger (†)")
+    if evaluator:
+        own = sorted({k for r in ok for k in r.self_reported})
+        if own:
+            text += f" Self-reported: {', '.join(own[:12])}{' …' if len(own) > 12 else ''}."
+    return text
+
+
+def _manifest_metrics(ws) -> tuple[list[str], dict[str, str]]:
+    """The manifest's key metrics and their goals (max/min)."""
     try:
-        return list(ws.manifest.key_metrics)
+        return list(ws.manifest.key_metrics), dict(ws.manifest.goals)
     except WorkspaceError:  # an imported workspace may have no manifest
-        return []
+        return [], {}
 
 
 def pdf_inputs(pdf: Path) -> integrity.PaperInputs:
@@ -75,7 +91,8 @@ def review_prompt(text: str, source: str, report: integrity.IntegrityReport) -> 
     """The review request: the paper's text (cut to size), its source and the integrity findings."""
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS] + "\n[... the rest of the text is cut ...]"
-    return prompts.render("review_first", text=text, source=source, findings=report.findings[:20])
+    return prompts.render("review_first", text=text, source=source, findings=report.findings[:20],
+                          provenance=report.notes[0] if report.notes and "self-reported" in report.notes[0] else "")
 
 
 @stage(STAGE)

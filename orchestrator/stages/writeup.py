@@ -1,7 +1,9 @@
 """The writeup stage: numbers as data, prose by the agent.
 
-latex/results.tex is generated from validated runs only (a \\result macro for every metric of every
-run that is a result, the results table, the figures' include lines). The repository's latex/
+latex/results.tex is generated from the journal's validated runs only (a \\result macro for every metric
+of every run that is a result, mean ± 95% CI over its seeds; a \\diff against the baseline with its
+interval; the results table; the figures' include lines). The prompts give the agent the metrics'
+declared goals and the rule that a difference is claimed only when its interval excludes 0. The repository's latex/
 template is copied into the workspace; the agent writes latex/paper.tex section by section — title
 and abstract, introduction, background, method, experimental setup, results, related work,
 conclusion — each followed by a refine pass, through the same aider edit path as the code."""
@@ -89,6 +91,9 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         figures=[paper_results.figure_name(f) for f in figures],
         bib=texmod.bib_entries(bib_path.read_text()),
         example=f"\\result{{{ok_runs[-1].label if ok_runs else 'run1'}}}{{{(ctx.manifest.key_metrics or ['metric'])[0]}}}",
+        goals=dict(ctx.manifest.goals), self_reported_only=ctx.manifest.evaluate is None,
+        self_reported=sorted({k for r in ok_runs for k in r.self_reported if k in ctx.manifest.key_metrics}),
+        seeds=[f"{r.label}: {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''}" for r in ok_runs],
     )
     files = [PAPER]
     read_only = [p for p in ("notes.txt", "latex/results.tex") if (ws.root / p).exists()]
