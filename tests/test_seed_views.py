@@ -200,3 +200,38 @@ def test_review_flags_a_planted_unsupported_claim_and_passes_the_supported_one(t
     claims = [f for f in integrity.check(inputs).findings if f.kind.startswith("claim")]
     assert [(f.kind, f.severity) for f in claims] == [("claim-not-significant", "error")]
     assert "training.final_loss" in claims[0].message and claims[0].where == "paper.tex:5"
+
+
+def _plot(folder: Path) -> dict[str, bytes]:
+    import subprocess
+    import sys
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "templates" / "sae" / "plot.py", folder / "plot.py")
+    proc = subprocess.run([sys.executable, "plot.py"], cwd=folder, capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg", "HOME": str(folder)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+def test_sae_plot_draws_error_bars_from_seeds_json_and_plain_points_without(tmp_path):
+    from orchestrator.figures import check_image
+
+    sae = Path(__file__).resolve().parent.parent / "templates" / "sae" / "run_0" / "final_info.json"
+    info = json.loads(sae.read_text())
+    figures = {}
+    for case in ("single", "seeds"):
+        folder = tmp_path / case
+        for run in ("run_0", "run_1"):
+            (folder / run).mkdir(parents=True)
+            (folder / run / "final_info.json").write_text(json.dumps(info))
+        if case == "seeds":  # what the orchestrator writes next to the mean over a run's seeds
+            flat = {f"{part}.{k}": v for part in ("core", "synthetic") for k, v in info[part].items()
+                    if isinstance(v, (int, float))}
+            seeds = {k: {"values": [v * 0.9, v, v * 1.1], "mean": v, "n": 3, "ci95": [v - 0.1 * abs(v) - 0.01, v + 0.1 * abs(v) + 0.01]}
+                     for k, v in flat.items()}
+            (folder / "run_1" / "seeds.json").write_text(json.dumps(seeds))
+        figures[case] = _plot(folder)
+        for name in ("core_metrics.png", "synthetic_recovery.png", "sparsity_fidelity.png"):
+            assert check_image(folder / name).ok, (case, name)
+    assert figures["single"].keys() == figures["seeds"].keys()
+    assert all(figures["single"][k] != figures["seeds"][k] for k in figures["single"])  # the error bars are drawn
