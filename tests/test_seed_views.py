@@ -144,8 +144,8 @@ def test_show_report_and_notes_give_every_number_its_interval_and_its_source(tmp
     assert expected in html and 'class="err"' in html  # the interval as an error bar in the chart
     assert 'class="src src-evaluated"' in html and 'class="src src-self-reported"' in html
     st = run_stats(ws.journal.events, 1)
-    rows = {r["key"]: r for r in metric_rows(["eval.error", "training.final_loss"], {"eval.error": 0.03, "training.final_loss": 0.1},
-                                            {}, st)}
+    keys = ["eval.error", "training.final_loss"]
+    rows = {r["key"]: r for r in metric_rows(keys, {"eval.error": 0.03, "training.final_loss": 0.1}, {}, st)}
     assert rows["eval.error"]["value"] == expected and rows["eval.error"]["significant"] == "significant"
     assert rows["training.final_loss"]["significant"] == "not significant"
     rec = next(e for e in ws.journal.events if isinstance(e, RunRecorded) and e.run == 1)
@@ -227,8 +227,8 @@ def test_sae_plot_draws_error_bars_from_seeds_json_and_plain_points_without(tmp_
         if case == "seeds":  # what the orchestrator writes next to the mean over a run's seeds
             flat = {f"{part}.{k}": v for part in ("core", "synthetic") for k, v in info[part].items()
                     if isinstance(v, (int, float))}
-            seeds = {k: {"values": [v * 0.9, v, v * 1.1], "mean": v, "n": 3, "ci95": [v - 0.1 * abs(v) - 0.01, v + 0.1 * abs(v) + 0.01]}
-                     for k, v in flat.items()}
+            seeds = {k: {"values": [v * 0.9, v, v * 1.1], "mean": v, "n": 3,
+                         "ci95": [v - 0.1 * abs(v) - 0.01, v + 0.1 * abs(v) + 0.01]} for k, v in flat.items()}
             (folder / "run_1" / "seeds.json").write_text(json.dumps(seeds))
         figures[case] = _plot(folder)
         for name in ("core_metrics.png", "synthetic_recovery.png", "sparsity_fidelity.png"):

@@ -188,7 +188,8 @@ def results_tex(runs: list[RunData], key_metrics: list[str], figures: list[str],
         "% of its 95% t interval over the run's seeds; \\diff{<run>}{<metric>}: the difference from the baseline",
         "% with its 95% Welch interval. Claim a difference only when that interval excludes 0.",
         "% run0 is the template's baseline. Never type a number that is here.",
-        "% Runs: " + (", ".join(f"{r.label} ({r.title}, {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''})" for r in runs) or "none"),
+        "% Runs: " + (", ".join(f"{r.label} ({r.title}, {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''})" for r in runs)
+                      or "none"),
         "% Self-reported (not computed by the sealed evaluator): "
         + ("every number (the template has no evaluator)" if not evaluator else
            "; ".join(f"{r.label}: {', '.join(r.self_reported)}" for r in runs if r.self_reported) or "none"),
@@ -296,9 +297,9 @@ def _aspects(root: Path, figures: list[str]) -> dict[str, float]:
 def generate(ws, figures: list[str]) -> tuple[str, list[RunData], list[RunData]]:
     """Write latex/results.tex in the workspace; returns (its text, result runs, non-result runs)."""
     ok, bad = collect_runs(ws)
+    runs = ", ".join(r.label for r in ok if not r.baseline) or "none"
     text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures), evaluator=has_evaluator(ws),
-                       source=f"the journal's metrics of runs recorded ok: {', '.join(r.label for r in ok if not r.baseline) or 'none'}; "
-                              "run0 = baseline")
+                       source=f"the journal's metrics of runs recorded ok: {runs}; run0 = baseline")
     (ws.root / "latex").mkdir(parents=True, exist_ok=True)
     writable(ws.root, "latex/results.tex").write_text(text)
     return text, ok, bad

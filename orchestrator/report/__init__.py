@@ -96,7 +96,8 @@ def collect_figures(tl: Timeline, out_dir: Path) -> list[Figure]:
             for found in sorted(tl.root.glob(pat)):
                 rel = found.relative_to(tl.root).as_posix()
                 p = _inside(tl.root, rel)
-                if p is not None and p.is_file() and p.suffix.lower() in IMAGE_TYPES and not rel.startswith((".", f"{BASELINE_RUN}/")) \
+                if p is not None and p.is_file() and p.suffix.lower() in IMAGE_TYPES \
+                        and not rel.startswith((".", f"{BASELINE_RUN}/")) \
                         and p not in [x for x, _ in paths] and not fnmatch.fnmatch(rel, "report*"):
                     paths.append((p, ""))
     out = []

@@ -57,8 +57,9 @@ def metric_bars(row: MetricRow) -> str:
         if n in intervals:  # the 95% interval as an error bar with whiskers
             a, b = (LABEL_W + (x - lo) / span * plot_w for x in intervals[n])
             mid, top, bot = y + BAR_H / 2, y + BAR_H * 0.25, y + BAR_H * 0.75
-            out.append(f'<path class="err" d="M{a:.1f},{mid:.1f}H{b:.1f}M{a:.1f},{top:.1f}V{bot:.1f}M{b:.1f},{top:.1f}V{bot:.1f}">'
-                       f"<title>{escape(f'{label}: 95% CI [{fmt_num(intervals[n][0])}, {fmt_num(intervals[n][1])}]')}</title></path>")
+            tip = f"{label}: 95% CI [{fmt_num(intervals[n][0])}, {fmt_num(intervals[n][1])}]"
+            out.append(f'<path class="err" d="M{a:.1f},{mid:.1f}H{b:.1f}M{a:.1f},{top:.1f}V{bot:.1f}M{b:.1f},{top:.1f}'
+                       f'V{bot:.1f}"><title>{escape(tip)}</title></path>')
         rel = "" if kind == "base" else delta(v, row.baseline)
         text = shown + (f" ({rel})" if rel else "")
         out.append(f'<text class="val" x="{LABEL_W + plot_w + 6}" y="{y + BAR_H * 0.7:.1f}">{escape(text)}</text>')
