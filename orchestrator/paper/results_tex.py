@@ -208,8 +208,9 @@ def results_tex(runs: list[RunData], key_metrics: list[str], figures: list[str],
         out.append("")
     note = provenance(runs, evaluator)
     out += [f"\\newcommand{{\\resultsprovenance}}{{{note}}}", ""]
-    seeds_note = ("one seed per run" if n_seeds == [1] else
-                  f"mean \\(\\pm\\) the half-width of its 95\\% t interval over {'/'.join(map(str, n_seeds))} seeds per run")
+    over = (f"{n_seeds[0]} seeds per run" if len(n_seeds) == 1 else  # a run with fewer ok seeds (min_ok) says so
+            ", ".join(f"{r.n_seeds} seed{'s' if r.n_seeds != 1 else ''} for {r.title.lower()}" for r in runs))
+    seeds_note = "one seed per run" if n_seeds == [1] else f"mean \\(\\pm\\) the half-width of its 95\\% t interval over {over}"
     out += _table(runs, keys, seeds_note)
     out += _figures(figures, aspects or {})
     return "\n".join(out) + "\n"
