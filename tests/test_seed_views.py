@@ -235,3 +235,23 @@ def test_sae_plot_draws_error_bars_from_seeds_json_and_plain_points_without(tmp_
             assert check_image(folder / name).ok, (case, name)
     assert figures["single"].keys() == figures["seeds"].keys()
     assert all(figures["single"][k] != figures["seeds"][k] for k in figures["single"])  # the error bars are drawn
+
+
+def test_log_and_source_readers_never_follow_a_link_out_of_the_workspace(tmp_path):
+    from orchestrator.latex import source_context
+    from orchestrator.run_files import log_tail
+
+    secret = tmp_path / "host_secret.txt"
+    secret.write_text("api_key = sk-host\n")
+    root = tmp_path / "ws"
+    (root / "latex").mkdir(parents=True)
+    (root / "latex" / "paper.tex").write_text("\\documentclass{article}\n")
+    (root / "latex" / "leak.tex").symlink_to(secret)
+    (root / "logs").mkdir()
+    (root / "logs" / "stderr.txt").symlink_to(secret)
+    (root / "logs" / "stdout.txt").write_text("trained\n")
+    assert "documentclass" in source_context(root / "latex", "paper.tex", 1)
+    assert source_context(root / "latex", "leak.tex", 1) == ""  # a LaTeX log naming a link shows nothing
+    assert source_context(root / "latex", str(secret), 1) == ""  # nor a file outside the sources
+    assert log_tail(root, str(root / "logs"), "stdout.txt") == "trained"
+    assert log_tail(root, str(root / "logs"), "stderr.txt") is None
