@@ -9,59 +9,73 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .commands.args import Parser, gpu_list, name_list, positive_float, positive_int, sandbox_dir
 from .errors import OrchestratorError
 
-COMMANDS = ("replay", "show", "report", "review", "import")  # each a module orchestrator.commands.<name>_cmd
+COMMANDS = ("replay", "show", "report", "review", "import", "list", "clean", "init", "completion")
+# each a module orchestrator.commands.<name>_cmd with HELP, add_arguments(parser) and main(args)
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="any litellm model name (live aider); default: the idea's transcript")
-    p.add_argument("--python", help="the experiment's interpreter "
-                                    "(default: an environment built from the template's requirements.txt)")
-    p.add_argument("--max-runs", type=int)
-    p.add_argument("--max-attempts", type=int)
-    p.add_argument("--budget-usd", type=float)
-    p.add_argument("--stages", help="comma-separated: experiments,plots,writeup,compile,review")
+    p.add_argument("--model", help="any litellm model name (live aider); default: $ORCHESTRATE_MODEL, the config file's, "
+                   "else the idea's transcript")
+    p.add_argument("--python", help="the experiment's interpreter (default: an environment built from the template's "
+                   "requirements.txt)")
+    p.add_argument("--max-runs", type=positive_int, metavar="N", help="runs the agent may make (default: the idea's, else 5)")
+    p.add_argument("--max-attempts", type=positive_int, metavar="K", help="attempts per run (default: the idea's, else 4)")
+    p.add_argument("--budget-usd", type=positive_float, metavar="X",
+                   help="stop before the model call that would spend more than X dollars (default: no limit)")
+    p.add_argument("--stages", type=name_list, metavar="LIST",
+                   help="comma-separated, of experiments,plots,writeup,compile,review (default: every stage; "
+                   "resume: the run's own)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `orchestrate` argument parser, with every command module's arguments."""
-    parser = argparse.ArgumentParser(
-        prog="orchestrate", description="Run experiment ideas with a coding agent; report only runs that did their work.")
+    parser = Parser(prog="orchestrate", description="Run experiment ideas with a coding agent; report only runs that did their work.")
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less progress output: only the end and errors")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more progress output: every journal event")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run an idea in a new workspace")
-    p.add_argument("idea", type=Path, nargs="+", help="idea file(s); several files, or --all, run many ideas")
-    p.add_argument("--idea", dest="idea_name", help="pick one idea from an AI Scientist ideas.json list")
+    p = sub.add_parser("run", help="run an idea in a new workspace", description="Run an idea in a new workspace.")
+    p.add_argument("idea", type=Path, nargs="+", metavar="IDEA", help="idea file(s); several files, or --all, run many ideas")
+    p.add_argument("--idea", dest="idea_name", metavar="NAME", help="pick one idea from an AI Scientist ideas.json list")
     p.add_argument("--all", action="store_true", help="run every idea of an ideas list, each in its own workspace")
-    p.add_argument("--parallel", type=int, default=1, help="ideas at a time (with --all or several files)")
-    p.add_argument("--gpus", help="GPUs to hand out, e.g. 0,1 (default: all visible; none on a CPU machine)")
-    p.add_argument("--executor", choices=["local", "slurm"], default="local")
-    p.add_argument("--slurm-config", type=Path, help="TOML with partition, time, cpus, mem, gpus for --executor slurm")
-    p.add_argument("--template", help="template name or folder (overrides the idea's)")
-    p.add_argument("--sandbox", type=Path, default=Path("sandbox"), help="where workspaces are made (default: ./sandbox)")
-    p.add_argument("--isolation", choices=["auto", "none", "bwrap"])
-    p.add_argument("--timeout", type=float, dest="full_timeout_s", help="full-run time limit, seconds")
-    p.add_argument("--smoke-timeout", type=float, dest="smoke_timeout_s")
+    p.add_argument("--parallel", type=positive_int, default=1, metavar="N", help="ideas at a time (with --all or several files)")
+    p.add_argument("--gpus", type=gpu_list, metavar="LIST", help="GPUs to hand out, e.g. 0,1 (default: all visible; none on a CPU machine)")
+    p.add_argument("--executor", choices=["local", "slurm"], default="local", help="where runs execute")
+    p.add_argument("--slurm-config", type=Path, metavar="TOML", help="partition, time, cpus, mem, gpus for --executor slurm")
+    p.add_argument("--template", metavar="DIR", help="template name or folder (default: the idea's)")
+    p.add_argument("--sandbox", type=sandbox_dir, default=Path("sandbox"), metavar="DIR", help="where workspaces are made")
+    p.add_argument("--isolation", choices=["auto", "none", "bwrap"], help="how experiments are contained (default: the idea's, else auto)")
+    p.add_argument("--timeout", type=positive_float, dest="full_timeout_s", metavar="S",
+                   help="full-run time limit, seconds (default: the idea's, else the template's)")
+    p.add_argument("--smoke-timeout", type=positive_float, dest="smoke_timeout_s", metavar="S",
+                   help="smoke-run time limit, seconds (default: the idea's, else the template's)")
     _run_args(p)
 
-    p = sub.add_parser("resume", help="continue a workspace after a crash or Ctrl-C")
-    p.add_argument("workspace", type=Path)
+    p = sub.add_parser("resume", help="continue a workspace after a crash or Ctrl-C",
+                       description="Continue a workspace after Ctrl-C, kill -9, a power cut or a full disk.")
+    p.add_argument("workspace", type=Path, metavar="WORKSPACE", help="the workspace folder")
     _run_args(p)
 
-    p = sub.add_parser("check", help="validate an idea spec and its template without running anything")
-    p.add_argument("idea", type=Path)
-    p.add_argument("--idea", dest="idea_name")
-    p.add_argument("--template")
+    p = sub.add_parser("check", help="validate an idea spec and its template without running anything",
+                       description="Validate an idea spec and its template without running anything.")
+    p.add_argument("idea", type=Path, metavar="IDEA", help="the idea file")
+    p.add_argument("--idea", dest="idea_name", metavar="NAME", help="pick one idea from an AI Scientist ideas.json list")
+    p.add_argument("--template", metavar="DIR", help="template name or folder (default: the idea's)")
 
-    p = sub.add_parser("export", help="write a workspace's exchanges as a transcript")
-    p.add_argument("workspace", type=Path)
-    p.add_argument("-o", "--output", type=Path)
+    p = sub.add_parser("export", help="write a workspace's exchanges as a transcript",
+                       description="Write a workspace's exchanges as a transcript.")
+    p.add_argument("workspace", type=Path, metavar="WORKSPACE", help="the workspace folder")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write it (default: standard output)")
 
     for name in COMMANDS:  # a command module that does not import is a bug: it fails here, loudly
         mod = importlib.import_module(f"orchestrator.commands.{name}_cmd")
-        mod.add_arguments(sub.add_parser(name, help=mod.HELP))
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP[0].upper() + mod.HELP[1:] + ".")
+        mod.add_arguments(p)
+        p.set_defaults(root_parser=parser)  # completion reads the whole parser
     return parser
 
 
@@ -73,26 +87,37 @@ def _opts(args: argparse.Namespace):
         model=getattr(args, "model", None), template=getattr(args, "template", None), python=getattr(args, "python", None),
         idea_name=getattr(args, "idea_name", None), max_runs=getattr(args, "max_runs", None),
         max_attempts=getattr(args, "max_attempts", None), budget_usd=getattr(args, "budget_usd", None),
-        stages=[s.strip() for s in args.stages.split(",") if s.strip()] if getattr(args, "stages", None) else None,
+        stages=getattr(args, "stages", None),
         sandbox=getattr(args, "sandbox", Path("sandbox")), isolation=getattr(args, "isolation", None),
         full_timeout_s=getattr(args, "full_timeout_s", None), smoke_timeout_s=getattr(args, "smoke_timeout_s", None),
     )
 
 
+def _log(args):
+    """Where the run's start lines go: stdout, or nowhere with -q."""
+    return (lambda s: None) if _verbosity(args) < 0 else (lambda s: print(s, flush=True))
+
+
+def _verbosity(args) -> int:
+    return getattr(args, "verbose", 0) - getattr(args, "quiet", 0)
+
+
 def cmd_run(args) -> int:
     """`orchestrate run`: one idea here, or many (and GPU slots, Slurm) through the fleet."""
+    from .commands.args import check_writable
     from .drive import drive
     from .fleet import FleetOptions
     from .pipeline import start
 
+    check_writable(args.sandbox)
     fleet = FleetOptions(ideas=list(args.idea), all_=args.all, idea_name=args.idea_name, parallel=args.parallel,
                          executor=args.executor, gpus=args.gpus, slurm_config=args.slurm_config)
     if fleet.scaled_out:
         from .fleet import run_many
 
         return run_many(fleet, _opts(args))
-    ctx, stages = start(args.idea[0], _opts(args), log=lambda s: print(s, flush=True))
-    return drive(ctx, stages)
+    ctx, stages = start(args.idea[0], _opts(args), log=_log(args))
+    return drive(ctx, stages, verbosity=_verbosity(args))
 
 
 def cmd_resume(args) -> int:
@@ -100,9 +125,9 @@ def cmd_resume(args) -> int:
     from .drive import drive
     from .pipeline import reopen
 
-    ctx, stages = reopen(args.workspace, _opts(args), log=lambda s: print(s, flush=True))
-    print(f"resuming {ctx.ws.root}: stages left: {', '.join(stages) or 'none'}")
-    return drive(ctx, stages)
+    ctx, stages = reopen(args.workspace, _opts(args), log=_log(args))
+    _log(args)(f"resuming {ctx.ws.root}: stages left: {', '.join(stages) or 'none'}")
+    return drive(ctx, stages, verbosity=_verbosity(args))
 
 
 def cmd_check(args) -> int:
@@ -129,16 +154,25 @@ def cmd_check(args) -> int:
 def cmd_export(args) -> int:
     """`orchestrate export`: a workspace's exchanges as a transcript file."""
     from .agents.replay import export_transcript
+    from .errors import InputError
     from .events import Exchange
     from .readmodel import workspace_created
     from .workspace import Workspace
 
+    if args.output and not args.output.parent.is_dir():
+        raise InputError(args.output, f"-o: the folder {args.output.parent} does not exist")
     ws = Workspace(args.workspace)
     head = workspace_created(ws.journal.events, args.workspace)
-    text = export_transcript(ws.journal.of(Exchange), idea=head.idea["name"], template=head.template,
+    exchanges = ws.journal.of(Exchange)
+    if not exchanges:
+        raise InputError(args.workspace, "nothing to export: the journal records no exchange with the agent yet")
+    text = export_transcript(exchanges, idea=head.idea["name"], template=head.template,
                              note=f"recorded from {head.agent}" + (" (scripted)" if head.scripted else ""))
     if args.output:
-        args.output.write_text(text)
+        try:
+            args.output.write_text(text)
+        except OSError as exc:
+            raise InputError(args.output, f"-o: cannot write: {exc.strerror}") from None
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)

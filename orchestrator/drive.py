@@ -12,9 +12,11 @@ from .pipeline import execute
 from .progress import Progress
 
 
-def drive(ctx: Context, stages: list[str]) -> int:
-    """Run `stages` of ctx's workspace to the end or to a resumable stop; returns the exit code."""
-    prog = Progress(max_runs=ctx.limits.max_runs, max_attempts=ctx.limits.max_attempts, isolation=ctx.isolation)
+def drive(ctx: Context, stages: list[str], *, verbosity: int = 0) -> int:
+    """Run `stages` of ctx's workspace to the end or to a resumable stop; returns the exit code.
+    verbosity < 0: no progress view (the end and errors only); > 0: a line for every journal event."""
+    prog = Progress(max_runs=ctx.limits.max_runs, max_attempts=ctx.limits.max_attempts, isolation=ctx.isolation,
+                    verbosity=verbosity)
     prog.seed(ctx.journal.events)
     ctx.journal.listeners.append(prog)
     try:

@@ -38,6 +38,7 @@ class WorkspaceCreated(_Event):
     isolation: str = "none"
     imported_from: str | None = None
     executor: dict[str, Any] = Field(default_factory=dict)  # where runs execute (executors.factory.build_executor); {}: here
+    options: dict[str, Any] = Field(default_factory=dict)  # run options that shape the pipeline (stages); resume keeps them
     version: int = JOURNAL_VERSION  # the journal's shape (migrations.py); absent in journals older than versions
 
 

@@ -1,6 +1,7 @@
 """The workspace's append-only event log: fsync'd JSONL, crash-safe.
 
-A torn last line (power cut, kill -9 mid-write) is detected on open, moved aside and never fatal.
+A torn last line (power cut, kill -9 mid-write) is detected on open and never fatal; readers leave it
+where it is, a writer (under the workspace's lock) moves it aside before its first append.
 A failed write (a full disk) is rolled back so the file stays a sequence of whole records.
 """
 
@@ -30,6 +31,7 @@ class Journal:
         self.path = Path(path)
         self.events: list[Event] = []
         self.torn: bytes = b""
+        self._good_end = 0
         self.listeners: list = []  # called with each appended event (the progress view)
         self._load()
 
@@ -77,17 +79,26 @@ class Journal:
                 bad(start, end)
                 break
         if good_end < len(data):
-            self.torn = data[good_end:]
-            # Keep the torn bytes for forensics, then cut them so appends start on a clean line.
-            with open(self.path.with_suffix(".torn"), "ab") as fh:
-                fh.write(self.torn + b"\n")
-            with open(self.path, "r+b") as fh:
-                fh.truncate(good_end)
-                fh.flush()
-                os.fsync(fh.fileno())
+            self.torn = data[good_end:]  # readers leave it there; `repair` cuts it off, under the workspace's lock
+        self._good_end = good_end
+
+    def repair(self) -> None:
+        """Move a torn last record aside (journal.torn, for forensics) and cut it off, so appends start on a
+        clean line. Only a writer holding the workspace's lock calls this (run, resume): a reader never
+        writes, and a record a live orchestrator is still writing looks torn to a reader."""
+        if not self.torn:
+            return
+        with open(self.path.with_suffix(".torn"), "ab") as fh:
+            fh.write(self.torn + b"\n")
+        with open(self.path, "r+b") as fh:
+            fh.truncate(self._good_end)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.torn = b""
 
     def append(self, event: E) -> E:
         """Write one event durably (fsync'd, rolled back on a failed write), then tell the listeners."""
+        self.repair()  # a writer never appends after a torn record
         event.seq = len(self.events) + 1
         event.ts = time.time()
         line = (event.model_dump_json() + "\n").encode()

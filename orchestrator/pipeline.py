@@ -135,7 +135,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         idea=loaded.idea.model_dump(), idea_path=str(loaded.path), template=template.manifest.name,
         template_root=str(template.root), limits=limits.model_dump(), agent=agent,
         scripted=bool(transcript and transcript.scripted), python=python, isolation=isolation,
-        executor=opts.executor or {},
+        executor=opts.executor or {}, options={"stages": stages},
     ))
     log(f"workspace: {ws.root}")
     ctx = Context(
@@ -200,7 +200,8 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
         cache_dir=cache_home() / "data" / head.template, executor=build_executor(head.executor),
     )
     done = {e.stage for e in ws.journal.of(StageFinished)}
-    stages = [s for s in selected_stages(opts.stages) if s not in done]
+    asked = opts.stages or head.options.get("stages")  # the run's own --stages unless resume names others
+    stages = [s for s in selected_stages(asked) if s not in done]
     ws.journal.append(Message(text=f"resumed; stages left: {', '.join(stages) or 'none'}"))
     return ctx, stages
 

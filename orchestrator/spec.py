@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import SpecError
 from .settings import LimitOverrides
 from .validation_message import first_problem
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
+NAME_RULE = "1 to 80 letters, digits, '_', '.' or '-', starting with a letter or digit"
 
 
 class Idea(BaseModel):
@@ -20,7 +22,7 @@ class Idea(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=SLUG, description="short identifier, used in the workspace's folder name")
+    name: str = Field(description="short identifier, used in the workspace's folder name")
     title: str = Field(min_length=1)
     template: str = Field(min_length=1, description="a template name under templates/, or a path")
     experiment: str = Field(min_length=1, description="what to do, in prose")
@@ -32,6 +34,13 @@ class Idea(BaseModel):
     slurm: dict[str, Any] = Field(default_factory=dict, description="job settings for --executor slurm (executors/slurm.py)")
     # Kept from AI Scientist's format, shown in notes and reports, never acted on.
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not re.match(SLUG, v):
+            raise ValueError(f"{v!r} is not a usable name: use {NAME_RULE}")
+        return v
 
 
 class LoadedIdea(BaseModel):
@@ -70,8 +79,12 @@ def load_idea(path: Path | str, *, idea_name: str | None = None, template: str |
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(path, "no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SpecError(path, f"cannot read: {exc.__class__.__name__}") from None
+    except IsADirectoryError:
+        raise SpecError(path, "a folder, not an idea file") from None
+    except PermissionError:
+        raise SpecError(path, "cannot read: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, f"not an idea file: not UTF-8 text (byte {exc.start}); an idea is JSON") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -81,6 +94,11 @@ def load_idea(path: Path | str, *, idea_name: str | None = None, template: str |
         entries = [e for e in raw if isinstance(e, dict)]
         if len(entries) != len(raw) or not entries:
             raise SpecError(path, "an ideas list must hold one or more objects")
+        for i, e in enumerate(entries, 1):
+            if not str(e.get("Name", e.get("name", ""))).strip():
+                title = e.get("Title", e.get("title"))
+                raise SpecError(path, f"entry {i}{f' (Title {title!r})' if title else ''} has no \"Name\" field: "
+                                "an AI Scientist idea needs Name, Title and Experiment")
         names = [str(e.get("Name", e.get("name", ""))) for e in entries]
         if idea_name is None:
             if len(entries) > 1:

@@ -164,7 +164,12 @@ def find_template(name_or_path: str, *, near: Path | None = None) -> Path:
     for base in places:
         if (base / name_or_path / MANIFEST).is_file():
             return (base / name_or_path).resolve()
-    raise TemplateError(name_or_path, f"unknown template (looked in {', '.join(str(p) for p in places[:3])})")
+    if cand.is_file():
+        raise TemplateError(name_or_path, "a file, not a template: a template is a folder with a template.toml")
+    if cand.is_dir() and (len(cand.parts) > 1 or cand.is_absolute()):
+        raise TemplateError(name_or_path, f"a folder without {MANIFEST}: not a template")
+    seen = list(dict.fromkeys([str(cand.absolute()), *(str(p / name_or_path) for p in places)]))
+    raise TemplateError(name_or_path, f"unknown template: no {MANIFEST} in any of {', '.join(seen)}")
 
 
 def load_template(root: Path) -> Template:

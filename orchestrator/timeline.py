@@ -268,6 +268,8 @@ def build(ws: Workspace | Path) -> Timeline:
     first_ts = created.ts
     last_ts = max((e.ts for e in events), default=first_ts)
     state, detail = _state(created, events, stages, runs)
+    if state in ("interrupted", "not started") and (pid := ws.running_pid()) is not None:
+        state, detail = "running", f"running now (pid {pid})" if pid > 0 else "running now"
     ordered = [stages[s] for s in STAGES if s in stages] + [v for k, v in stages.items() if k not in STAGES]
     return Timeline(
         root=ws.root, created=created, runs=model.run_list(), stages=ordered, messages=model.messages,

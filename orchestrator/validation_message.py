@@ -12,6 +12,6 @@ def first_problem(path: Path | str, err: ValidationError) -> str:
     errors = err.errors()
     first = errors[0]
     loc = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
-    msg = first.get("msg", "invalid")
+    msg = first.get("msg", "invalid").removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{loc}: {msg}{more}"

@@ -190,20 +190,46 @@ class Workspace:
 
     # -- lock ----------------------------------------------------------------------------------
     def lock(self) -> None:
-        """One orchestrator per workspace at a time."""
-        self._lock_fh = open(self.state / "lock", "w")
+        """One orchestrator per workspace at a time. A refused lock leaves the holder's file as it was;
+        the holder repairs a torn journal (only it may write)."""
+        fh = open(self.state / "lock", "a+")  # not "w": that would empty the live holder's pid
         try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise WorkspaceError(self.root, "another orchestrator is working in this workspace") from None
-        self._lock_fh.write(str(os.getpid()))
-        self._lock_fh.flush()
+            fh.close()
+            pid = self.running_pid()
+            raise WorkspaceError(self.root, "another orchestrator is working in this workspace"
+                                 + (f" (pid {pid})" if pid else "")) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_fh = fh
+        self.journal.repair()
 
     def unlock(self) -> None:
         if self._lock_fh is not None:
             fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
             self._lock_fh.close()
             self._lock_fh = None
+
+    def running_pid(self) -> int | None:
+        """The pid of a live orchestrator holding this workspace's lock, or None (reads only, makes nothing)."""
+        path = self.state / "lock"
+        try:
+            fh = open(path)
+        except OSError:
+            return None
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = fh.read().strip()
+                return int(text) if text.isdigit() else -1
+            except OSError:
+                return None
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return None
 
 
 def git_argv(*args: str) -> list[str]:

@@ -66,6 +66,8 @@ def load_transcript(path: Path) -> Transcript:
         raw_lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise TranscriptError(path, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise TranscriptError(path, f"not a transcript: not UTF-8 text (byte {exc.start}); a transcript is JSONL") from None
     rows = []
     for n, raw in enumerate(raw_lines, 1):
         if not raw.strip():

@@ -10,18 +10,23 @@ HELP = "re-execute a workspace or transcript with its recorded replies; report m
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments."""
-    parser.add_argument("source", type=Path, help="a workspace folder or a transcript .jsonl")
-    parser.add_argument("--idea-file", type=Path, help="the idea spec, for a transcript whose idea file is not beside it")
-    parser.add_argument("--sandbox", type=Path, default=Path("sandbox"))
-    parser.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance for a metric to count as reproduced")
-    parser.add_argument("--python")
-    parser.add_argument("--stages")
+    from .args import name_list, nonneg_float, sandbox_dir
+
+    parser.add_argument("source", type=Path, metavar="WORKSPACE|TRANSCRIPT", help="a workspace folder or a transcript .jsonl")
+    parser.add_argument("--idea-file", type=Path, metavar="IDEA",
+                        help="the idea spec, for a transcript whose idea file is not beside it (default: <idea>.json beside it)")
+    parser.add_argument("--sandbox", type=sandbox_dir, default=Path("sandbox"), metavar="DIR", help="where the replay's workspace is made")
+    parser.add_argument("--rtol", type=nonneg_float, default=1e-3, metavar="R", help="relative tolerance for a metric to count as reproduced")
+    parser.add_argument("--python", help="the experiment's interpreter (default: an environment built from the template's requirements.txt)")
+    parser.add_argument("--stages", type=name_list, metavar="LIST", help="comma-separated stages to replay (default: experiments)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the replay; exit 1 when a run or an edit diverged from the recording."""
     from ..replay import replay
+    from .args import check_writable
 
-    stages = [s for s in args.stages.split(",")] if args.stages else None
+    check_writable(args.sandbox)
+    stages = args.stages
     return replay(args.source, idea_file=args.idea_file, sandbox=args.sandbox, rtol=args.rtol, python=args.python,
                   stages=stages)

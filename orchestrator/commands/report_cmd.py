@@ -9,10 +9,12 @@ HELP = "self-contained HTML report: timeline, diffs, metrics and charts, plots, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("workspace", type=Path)
-    parser.add_argument("-o", "--output", type=Path, help="where to write it (default: WORKSPACE/report.html)")
-    parser.add_argument("--pdf-pages", type=int, default=8, help="paper pages to embed as images (default 8; 0: none)")
-    parser.add_argument("--pdf-dpi", type=int, default=60, help="resolution of the page images (default 60)")
+    from .args import count, positive_int
+
+    parser.add_argument("workspace", type=Path, metavar="WORKSPACE", help="the workspace folder")
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write it (default: WORKSPACE/report.html)")
+    parser.add_argument("--pdf-pages", type=count, default=8, metavar="N", help="paper pages to embed as images (0: none)")
+    parser.add_argument("--pdf-dpi", type=positive_int, default=60, metavar="DPI", help="resolution of the page images")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,9 +16,9 @@ HELP = "review a workspace's paper or a PDF: integrity findings, and an LLM revi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments."""
-    parser.add_argument("target", type=Path, help="a workspace folder or a PDF")
+    parser.add_argument("target", type=Path, metavar="WORKSPACE|PDF", help="a workspace folder or a PDF")
     parser.add_argument("--model", help="litellm model name for the LLM review (default: ORCHESTRATE_MODEL; none: skipped)")
-    parser.add_argument("-o", "--output", type=Path,
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="where review.json goes (default: WORKSPACE/review.json, or PDF's name with .review.json)")
 
 

@@ -9,10 +9,12 @@ HELP = "terminal timeline of a workspace: runs, attempts, verdicts, metrics, sta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("workspace", type=Path)
-    parser.add_argument("--run", type=int, help="show one run: its diff, its logs' tails and its results")
-    parser.add_argument("--tail", type=int, default=15, help="log lines to show with --run (default 15)")
-    parser.add_argument("--width", type=int, help="render at this width (default: the terminal's)")
+    from .args import count, positive_int
+
+    parser.add_argument("workspace", type=Path, metavar="WORKSPACE", help="the workspace folder")
+    parser.add_argument("--run", type=count, metavar="N", help="show one run: its diff, its logs' tails and its results")
+    parser.add_argument("--tail", type=count, default=15, metavar="LINES", help="log lines to show with --run")
+    parser.add_argument("--width", type=positive_int, metavar="COLUMNS", help="render at this width (default: the terminal's)")
 
 
 def main(args: argparse.Namespace) -> int:
