@@ -7,9 +7,10 @@ import sys
 import time
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from .events import Event, Exchange, RunFinished, RunRecorded, RunStarted, StageFinished, StageStarted
 from .formatting import describe
@@ -64,19 +65,19 @@ class Progress:
             self._live.refresh()
             self._live.__exit__(exc_type, *rest)
 
-    def _panel(self) -> Table:
+    def _panel(self) -> Table | Group:
         t = Table.grid(padding=(0, 2))
         elapsed = time.monotonic() - self.t0
         run = f"{self.run}/{self.max_runs}" if self.run else "-"
         att = f"{self.attempt}/{self.max_attempts}" if self.attempt else "-"
         if self.ended:
-            t.add_row("stage", self.stage, "run", f"{self.recorded}/{self.max_runs}", "", self.ended, "", "")
+            t.add_row("stage", self.stage, "runs", f"{self.recorded}/{self.max_runs}", "", "", "", "")
         else:
             t.add_row("stage", self.stage, "run", run, "attempt", att, "phase", self.phase or "-")
         t.add_row("elapsed", f"{elapsed:.0f}s", "last verdict", self.last_verdict, "tokens", f"{self.tokens:,}",
                   "cost", f"${self.cost:.4f}")
         t.add_row("isolation", self.isolation, "", "", "", "", "", "")
-        return t
+        return Group(t, Text(self.ended)) if self.ended else t
 
     def line(self, text: str) -> None:
         """Print one line above the live panel (or plainly)."""

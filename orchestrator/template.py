@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import fnmatch
+import json
 import shlex
 import string
 import tomllib
@@ -38,6 +41,16 @@ class Check(BaseModel):
     finite: bool = False
     reason: str | None = None
     smoke: bool = True
+
+    @field_validator("min", "max")
+    @classmethod
+    def _parses(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, str):
+            try:
+                ast.parse(v, mode="eval")
+            except SyntaxError as exc:
+                raise ValueError(f"bound {v!r} is not an expression: {exc.msg}") from None
+        return v
 
 
 class Compare(BaseModel):
@@ -200,4 +213,10 @@ def load_template(root: Path) -> Template:
     base = root / BASELINE_RUN / manifest.results_file
     if not base.is_file():
         raise TemplateError(base, "missing baseline: the template must ship run_0 with its results")
+    try:
+        baseline = json.loads(base.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TemplateError(base, f"the baseline's results are not valid JSON ({str(exc).split(':')[0]})") from None
+    if not isinstance(baseline, dict):
+        raise TemplateError(base, "the baseline's results must be a JSON object")
     return Template(root=root.resolve(), manifest=manifest)

@@ -24,7 +24,7 @@ def _no_workspace(sandbox):
     (None, "no such file"),
     ("{not json", "not valid JSON"),
     ('{"name": "x"}', "title: Field required"),
-    ('{"name": "bad name!", "title": "t", "template": "tiny", "experiment": "e"}', "name: String should match"),
+    ('{"name": "bad name!", "title": "t", "template": "tiny", "experiment": "e"}', "name: 'bad name!' is not a usable name: use 1 to 80 letters"),
     ('{"name": "x", "title": "t", "template": "tiny", "experiment": "e", "max_runs": 0}', "max_runs"),
     ('{"name": "x", "title": "t", "template": "tiny", "experiment": "e", "surprise": 1}', "surprise: Extra inputs"),
     ("[1, 2]", "list must hold one or more objects"),
