@@ -15,7 +15,7 @@ from .agents.replay import TranscriptSource, load_transcript
 from .context import Context
 from .conversation import Conversations
 from .env import cache_home
-from .errors import InputError, TranscriptError
+from .errors import InputError, TemplateError, TranscriptError
 from .events import STAGES, Exchange, Message, StageFinished, StageStarted
 from .executors.factory import build_executor
 from .latex import preflight_for
@@ -92,10 +92,29 @@ def configured_model(opts: RunOptions) -> str | None:
     return opts.model or env.default_model() or cfg.model or None
 
 
+def template_problem(template: Template) -> None:
+    """Template errors found before a workspace is made, not blamed on the agent's runs: a manifest that
+    verifies nothing (unless it says `unverified = true`), an editable pattern naming a protected file,
+    a check bound that does not evaluate against the baseline's results. TemplateError (exit 2)."""
+    import json
+
+    from .results import bound_problem
+    from .template import MANIFEST, policy_problem
+
+    m = template.manifest
+    problem = policy_problem(m)
+    if problem is None:
+        baseline = json.loads((template.baseline_dir / m.results_file).read_text(encoding="utf-8"))
+        problem = bound_problem(m.checks, baseline)
+    if problem is not None:
+        raise TemplateError(template.root / MANIFEST, problem)
+
+
 def prepare(idea_path: Path, opts: RunOptions) -> tuple:
     """Validate everything a run needs before anything is made. Raises InputError (exit 2)."""
     loaded = load_idea(idea_path, idea_name=opts.idea_name, template=opts.template)
     template = load_template(find_template(loaded.idea.template, near=loaded.path.parent))
+    template_problem(template)
     limits = resolve_limits(template, loaded.idea, opts)
     model = None if opts.transcript else configured_model(opts)
     if opts.transcript:

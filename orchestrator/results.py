@@ -106,6 +106,29 @@ def evaluate(expr: float | str, data: Any) -> float:
     return ev(ast.parse(expr, mode="eval"))
 
 
+def bound_problem(checks: list[Check], baseline: dict[str, Any]) -> str | None:
+    """The first check bound that does not evaluate to a finite number against the baseline's results (a
+    division by zero, a path the results lack, an unsupported expression): a template error, found before
+    any run rather than blamed on the agent's."""
+    for i, check in enumerate(checks, 1):
+        for side in ("min", "max"):
+            expr = getattr(check, side)
+            if not isinstance(expr, str):
+                continue
+            try:
+                value = evaluate(expr, baseline)
+            except ZeroDivisionError:
+                why = "divides by zero"
+            except (ValueError, OverflowError, SyntaxError, TypeError) as exc:
+                why = str(exc)
+            else:
+                if math.isfinite(value):
+                    continue
+                why = f"is {value}, not a finite number"
+            return f"checks[{i}] ({check.path}): {side} = {expr!r} against the baseline's results: {why}"
+    return None
+
+
 def _check(check: Check, info: dict[str, Any]) -> str | None:
     value = get_path(info, check.path)
     why = f" ({check.reason})" if check.reason else ""

@@ -128,6 +128,7 @@ class Manifest(BaseModel):
     compare: Compare = Field(default_factory=Compare)
     prepare: Prepare | None = None
     evaluate: Evaluate | None = None
+    unverified: bool = False  # true: the template knowingly checks nothing (every view says so)
 
     @field_validator("command")
     @classmethod
@@ -151,6 +152,24 @@ class Manifest(BaseModel):
         if unknown:
             raise ValueError(f"{unknown[0]!r} is not one of key_metrics")
         return v
+
+    @property
+    def verifies_nothing(self) -> bool:
+        """No required key, no check, no compare key and no evaluator: any results file (even `{}`) would pass."""
+        return not (self.required_keys or self.checks or self.compare.keys or self.evaluate)
+
+
+def policy_problem(m: Manifest) -> str | None:
+    """What a new run refuses in a manifest that parses: one that verifies nothing without saying so, and an
+    editable pattern that names a protected file (the agent would be told it may edit its own yardstick)."""
+    for pat in m.editable:
+        hit = next((p for p in m.protected if fnmatch.fnmatch(p, pat)), None)
+        if hit is not None:
+            return f"editable: {pat!r} names the protected file {hit!r}: a file is editable or protected, not both"
+    if m.verifies_nothing and not m.unverified:
+        return ("verifies nothing: no required_keys, no [[checks]], no [compare] keys and no [evaluate], so any "
+                "results file would count as a result; add one, or set unverified = true to accept that")
+    return None
 
 
 class Template(BaseModel):

@@ -270,6 +270,8 @@ def build(ws: Workspace | Path) -> Timeline:
     state, detail = _state(created, events, stages, runs)
     if state in ("interrupted", "not started") and (pid := ws.running_pid()) is not None:
         state, detail = "running", f"running now (pid {pid})" if pid > 0 else "running now"
+    if ws.template is not None and ws.template.manifest.unverified:
+        detail += " — UNVERIFIED: the template checks nothing (unverified = true), so any results file counted"
     ordered = [stages[s] for s in STAGES if s in stages] + [v for k, v in stages.items() if k not in STAGES]
     return Timeline(
         root=ws.root, created=created, runs=model.run_list(), stages=ordered, messages=model.messages,

@@ -199,6 +199,8 @@ def test_init_makes_a_template_that_passes_check_and_runs(tmp_path, capsys):
     assert run_cli("run", tmp_path / "first.json", "--sandbox", tmp_path / "sb") == 0
     ws = only_workspace(tmp_path / "sb")
     assert [r["status"] for r in events(ws, "run_recorded")] == ["ok"]
+    fulls = [e for e in events(ws, "run_finished") if e["phase"] == "full"]
+    assert fulls and all(e["evaluation"] == "evaluated" for e in fulls)  # its harness's sealed evaluator ran
 
 
 def test_completion_scripts_source_and_complete(tmp_path):
@@ -253,3 +255,21 @@ def test_the_final_panel_names_an_interruption(stopped):
         prog(RunStarted(run=2, attempt=1, phase="smoke", out_dir="x"))
         raise KeyboardInterrupt
     assert "stopped during run 2 attempt 1 (smoke)" in buf.getvalue().rsplit("stage ", 1)[-1]
+
+
+# -- item 9: a template that checks nothing must say so, and then every view does --------------------
+def test_an_unverified_template_is_accepted_only_when_it_says_so_and_views_say_it(tmp_path, capsys, tiny_copy):
+    toml = tiny_copy / "template.toml"
+    text = toml.read_text().replace('required_keys = ["training.steps_executed", "training.final_loss", "eval.error"]', "")
+    text = text.split("[[checks]]")[0] + "[goals]" + text.split("[goals]")[1]
+    toml.write_text("unverified = true\n" + text)
+    idea = make_idea(tmp_path, [exp(1, 1, blk("LR = 0.05", "LR = 0.1")), exp(2, 1, DONE)], max_runs=2, template=tiny_copy)
+    assert run_cli("run", idea, "--sandbox", tmp_path / "sb") == 0
+    ws = only_workspace(tmp_path / "sb")
+    capsys.readouterr()
+    assert run_cli("show", ws, "--width", "250") == 0
+    assert "UNVERIFIED: the template checks nothing" in capsys.readouterr().out
+    assert run_cli("report", ws, "-o", tmp_path / "r.html") == 0
+    assert "UNVERIFIED: the template checks nothing" in (tmp_path / "r.html").read_text()
+    assert run_cli("list", tmp_path / "sb") == 0
+    assert "finished (unverified)" in capsys.readouterr().out

@@ -35,9 +35,11 @@ class Inputs:
         idea.update(fields)
         return self.file(f"idea_{len(list(self.tmp.iterdir()))}.json", json.dumps(idea))
 
-    def template_with(self, *, toml_extra: str = "", baseline: bytes | None = None) -> Path:
+    def template_with(self, *, toml_extra: str = "", baseline: bytes | None = None, edit=None) -> Path:
         dst = self.tmp / f"tpl{len(list(self.tmp.iterdir()))}"
         shutil.copytree(TINY, dst)
+        if edit is not None:
+            (dst / "template.toml").write_text(edit((dst / "template.toml").read_text()))
         if toml_extra:
             with open(dst / "template.toml", "a") as fh:
                 fh.write(toml_extra)
@@ -69,6 +71,16 @@ def _ai_scientist_list(i: Inputs) -> Path:
     p = tdir / "ideas.json"
     p.write_text(json.dumps([{"Title": "No name here", "Experiment": "x"}]))
     return p
+
+
+def _bound(i: Inputs, expr: str) -> Path:
+    return i.template_with(toml_extra=f'\n[[checks]]\npath = "eval.error"\nmax = "{expr}"\n')
+
+
+def _verifies_nothing(text: str) -> str:
+    text = text.replace('required_keys = ["training.steps_executed", "training.final_loss", "eval.error"]', "")
+    text = text.split("[[checks]]")[0] + "[goals]" + text.split("[goals]")[1]
+    return text
 
 
 S = "--sandbox"
@@ -116,6 +128,18 @@ CASES = [  # (id, argv from the inputs, a phrase the one line must contain)
     ("check bound '1 +'", lambda i: ["check", i.idea, "--template",
                                      i.template_with(toml_extra='\n[[checks]]\npath = "eval.error"\nmax = "1 +"\n')],
      "is not an expression"),
+    ("check bound 1/0", lambda i: ["check", i.idea, "--template", _bound(i, "1/0")],
+     "template.toml: checks[4] (eval.error): max = '1/0' against the baseline's results: divides by zero"),
+    ("run bound 1/0", lambda i: ["run", i.idea, S, i.sb, "--template", _bound(i, "1/0")], "divides by zero"),
+    ("check bound unknown path", lambda i: ["check", i.idea, "--template", _bound(i, "2 * eval.nosuch")],
+     "eval.nosuch is not a number in the results"),
+    ("check bound unsupported", lambda i: ["check", i.idea, "--template", _bound(i, "max(1, 2)")],
+     "unsupported expression"),
+    ("manifest verifies nothing", lambda i: ["run", i.idea, S, i.sb, "--template", i.template_with(edit=_verifies_nothing)],
+     "template.toml: verifies nothing"),
+    ("editable names a protected file", lambda i: ["check", i.idea, "--template", i.template_with(
+        edit=lambda t: t.replace('editable = ["experiment.py"', 'editable = ["*.py"'))],
+     "editable: '*.py' names the protected file 'harness.py'"),
     ("export empty journal", lambda i: ["export", i.empty_journal_ws()], "nothing to export"),
     ("export -o missing folder", lambda i: ["export", i.empty_journal_ws(), "-o", i.tmp / "no" / "such" / "t.jsonl"],
      "does not exist"),

@@ -29,6 +29,7 @@ class Entry:
     cost_usd: float
     created_ts: float
     pid: int | None  # the live orchestrator holding its lock, or None
+    unverified: bool = False  # its template checks nothing (unverified = true)
 
 
 def workspace_folders(sandbox: Path) -> list[Path]:
@@ -64,8 +65,9 @@ def entry(path: Path) -> Entry:
     except OrchestratorError as exc:
         return Entry(path, "unreadable", str(exc), 0, 0, 0.0, path.stat().st_mtime, None)
     pid = ws.running_pid()
+    unverified = ws.template is not None and ws.template.manifest.unverified
     return Entry(path, tl.state, tl.state_detail, len(tl.results), int(tl.created.limits.get("max_runs") or 0),
-                 sum(e.cost_usd for e in ws.journal.of(Exchange)), tl.created.ts or path.stat().st_mtime, pid)
+                 sum(e.cost_usd for e in ws.journal.of(Exchange)), tl.created.ts or path.stat().st_mtime, pid, unverified)
 
 
 def age(seconds: float) -> str:
@@ -91,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
     now = time.time()
     for e in entries:
         state = f"running (pid {e.pid})" if e.pid and e.pid > 0 else e.state
+        state += " (unverified)" if e.unverified else ""
         table.add_row(e.path.name, state, f"{e.results} of {e.max_runs}", f"${e.cost_usd:.4f}", age(now - e.created_ts))
     Console(highlight=False, soft_wrap=True).print(table)
     return 0
