@@ -50,7 +50,7 @@ class Conversations:
         recorded = j.last(Exchange, **key)
         applied = j.last(EditApplied, **key)
         if recorded and applied:
-            session.restore(recorded.prompt, recorded.response)
+            session.restore(recorded.prompt, recorded.response, edited=bool(applied.files))
             return Outcome(response=recorded.response, edit=applied)
         if recorded:  # the reply was recorded, its edit not committed: re-apply it, ask nothing
             reply = session.ask(prompt, ScriptedReply(text=recorded.response))

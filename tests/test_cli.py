@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DONE, ROOT, blk, events, exp, make_idea, only_workspace, run_cli
+from conftest import DONE, ROOT, blk, cli_subprocess, events, exp, make_idea, only_workspace, run_cli
 
 PY = sys.executable
 
@@ -46,6 +46,38 @@ def test_resume_keeps_the_stages_the_run_was_given(tmp_path):
     assert "stages left: experiments" in proc.stdout
     assert {e["stage"] for e in events(ws, "stage_started")} == {"experiments"}
     assert [r["status"] for r in events(ws, "run_recorded")] == ["ok"]
+
+
+def test_a_resumed_conversation_is_the_one_the_model_would_have_seen(tmp_path):
+    """The third request's messages after a kill and a resume equal those of an uninterrupted run: the
+    restored exchanges keep aider's "I updated the files." / "Ok." pairs, in the same places."""
+    lines = [exp(1, 1, blk("LR = 0.05", "LR = 0.1")), exp(2, 1, "I will think about it; no edit this time."),
+             exp(2, 2, blk("STEPS = 20", "STEPS = 30")), exp(3, 1, DONE)]
+
+    def messages(ws: Path) -> list[list[tuple[str, str]]]:
+        return [[(m["role"], m["content"]) for m in e["messages"]] for e in events(ws, "exchange")]
+
+    straight = tmp_path / "a"
+    straight.mkdir()
+    assert cli_subprocess("run", make_idea(straight, lines, max_runs=3), "--sandbox", straight / "sb").returncode == 0
+    want = messages(only_workspace(straight / "sb"))
+
+    killed = tmp_path / "b"
+    killed.mkdir()
+    proc = cli_subprocess("run", make_idea(killed, lines, max_runs=3), "--sandbox", killed / "sb",
+                          env={"ORCHESTRATE_FAULT": "after:run_recorded:2"})
+    assert proc.returncode == -signal.SIGKILL
+    ws = only_workspace(killed / "sb")
+    assert len(events(ws, "exchange")) == 3
+    assert cli_subprocess("resume", ws).returncode == 0
+    got = messages(ws)
+    assert len(got) == len(want) == 4
+    last = got[3]
+    assert [c for r, c in last if r == "user"].count("I updated the files.") == 2
+    assert ("assistant", "Ok.") in last
+    assert [r for r, _ in last] == [r for r, _ in want[3]]
+    history = [m for m in last if m[1] in ("I updated the files.", "Ok.") or m[1].startswith("I will think")]
+    assert history == [m for m in want[3] if m[1] in ("I updated the files.", "Ok.") or m[1].startswith("I will think")]
 
 
 # -- item 10: read-only commands never write; a live holder is "running" ----------------------------

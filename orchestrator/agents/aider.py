@@ -429,12 +429,15 @@ class AiderSession:
 
         self.coder.check_tokens = refuse_overflow
 
-    def restore(self, prompt: str, response: str) -> None:
-        """Put an exchange back into the conversation without calling anything (resume)."""
-        self.coder.done_messages += [
-            {"role": "user", "content": prompt},
-            {"role": "assistant", "content": response},
-        ]
+    def restore(self, prompt: str, response: str, *, edited: bool) -> None:
+        """Put an exchange back into the conversation without calling anything (resume), as aider's own
+        send_message left it: the pair joins the current messages, and a reply that edited files moves them
+        into the history followed by aider's "I updated the files." / "Ok." pair. The model sees the same
+        conversation after a resume as without one."""
+        coder = self.coder
+        coder.cur_messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+        if edited:
+            coder.move_back_cur_messages(coder.gpt_prompts.files_content_gpt_edits_no_repo)
 
     def ask(self, prompt: str, scripted: ScriptedReply | None = None) -> Reply:
         """Send `prompt`; aider applies the reply's SEARCH/REPLACE edits to the chat files."""
