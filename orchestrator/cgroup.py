@@ -285,3 +285,21 @@ def leftovers() -> list[Path]:
         except OSError:
             continue
     return out
+
+
+def own_limit(controller: str) -> int | None:
+    """The limit our own cgroup puts on `memory` (bytes) or `pids` (tasks), or None when there is none to
+    read (no cgroup, "max", or v1's huge "unlimited" number). A container's limit is what we really have."""
+    files = {"memory": ("memory.max", "memory.limit_in_bytes"), "pids": ("pids.max", "pids.max")}[controller]
+    own = _own_paths()
+    for m in _mounts():
+        if m.version == 2 and "" in own:
+            path = _under(m, own[""]) / files[0]
+        elif m.version == 1 and controller in m.controllers and controller in own:
+            path = _under(m, own[controller]) / files[1]
+        else:
+            continue
+        value = _read_int(path)
+        if 0 < value < 1 << 60:
+            return value
+    return None

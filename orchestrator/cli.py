@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full-run time limit, seconds (default: the idea's, else the template's)")
     p.add_argument("--smoke-timeout", type=positive_float, dest="smoke_timeout_s", metavar="S",
                    help="smoke-run time limit, seconds (default: the idea's, else the template's)")
+    p.add_argument("--memory-mb", type=positive_int, metavar="MB",
+                   help="resident memory per run (default: the idea's, else the template's [resources], else "
+                   "min(machine - 2 GiB, 75%%))")
+    p.add_argument("--max-processes", type=positive_int, metavar="N",
+                   help="processes/threads per run (default: the idea's, else the template's, else half the free tasks, at most 512)")
     _run_args(p)
 
     p = sub.add_parser("resume", help="continue a workspace after a crash or Ctrl-C",
@@ -90,6 +95,7 @@ def _opts(args: argparse.Namespace):
         stages=getattr(args, "stages", None),
         sandbox=getattr(args, "sandbox", Path("sandbox")), isolation=getattr(args, "isolation", None),
         full_timeout_s=getattr(args, "full_timeout_s", None), smoke_timeout_s=getattr(args, "smoke_timeout_s", None),
+        memory_mb=getattr(args, "memory_mb", None), max_processes=getattr(args, "max_processes", None),
     )
 
 

@@ -43,6 +43,9 @@ class RunOptions:
     isolation: str | None = None
     full_timeout_s: float | None = None
     smoke_timeout_s: float | None = None
+    memory_mb: int | None = None
+    max_processes: int | None = None
+    limit_sources: dict | None = None  # where each resource limit came from (set by prepare, shown at start)
     transcript: Path | None = None  # replay: serve this transcript, whatever the idea names
     executor: dict | None = None  # where runs execute (executors.factory.build_executor: GPU slots, Slurm); None: here
 
@@ -73,14 +76,45 @@ def selected_stages(requested: list[str] | None) -> list[str]:
 
 
 def resolve_limits(template: Template, idea: Idea, opts: RunOptions) -> Limits:
-    """Defaults, then the template's timeouts, then the idea's limits, then the command line."""
-    t = template.manifest.timeouts
-    limits = Limits().merged(full_timeout_s=t.full_s, smoke_timeout_s=t.smoke_s, plot_timeout_s=t.plot_s)
-    limits = limits.merged(**idea.limits.model_dump()).merged(max_runs=idea.max_runs)
-    return limits.merged(
-        max_runs=opts.max_runs, max_attempts=opts.max_attempts, budget_usd=opts.budget_usd,
-        isolation=opts.isolation, full_timeout_s=opts.full_timeout_s, smoke_timeout_s=opts.smoke_timeout_s,
-    )
+    """Defaults and the machine's safe memory and process caps (machine.py), then the template's timeouts and
+    [resources], then the idea's limits, then the command line."""
+    return _limits_and_sources(template, idea, opts)[0]
+
+
+def _limits_and_sources(template: Template, idea: Idea, opts: RunOptions) -> tuple[Limits, dict[str, str]]:
+    from .machine import probe
+
+    machine = probe()
+    t, r = template.manifest.timeouts, template.manifest.resources
+    src = {"memory_mb": f"the machine's share: {machine.memory_mb} MB less 2 GiB, at most 75%",
+           "max_processes": "the machine's share: half the free tasks, at most 512"}
+    limits = Limits().merged(memory_mb=machine.memory_cap_mb, max_processes=machine.process_cap,
+                             full_timeout_s=t.full_s, smoke_timeout_s=t.smoke_s, plot_timeout_s=t.plot_s)
+    layers = (("template.toml [resources]", dict(memory_mb=r.memory_mb, max_processes=r.pids)),
+              ("the idea's limits", dict(idea.limits.model_dump(), max_runs=idea.max_runs)),
+              ("the command line", dict(max_runs=opts.max_runs, max_attempts=opts.max_attempts, budget_usd=opts.budget_usd,
+                                        isolation=opts.isolation, full_timeout_s=opts.full_timeout_s,
+                                        smoke_timeout_s=opts.smoke_timeout_s, memory_mb=opts.memory_mb,
+                                        max_processes=opts.max_processes)))
+    for name, values in layers:
+        limits = limits.merged(**values)
+        src.update({k: name for k in ("memory_mb", "max_processes") if values.get(k) is not None})
+    if r.memory_mb and r.memory_mb > machine.memory_mb and opts.memory_mb is None and idea.limits.memory_mb is None:
+        raise TemplateError(template.root / "template.toml", f"[resources] memory_mb = {r.memory_mb}: more than this "
+                            f"machine has ({machine.memory_mb} MB); pass --memory-mb to run it anyway")
+    return limits, src
+
+
+def limits_line(limits: Limits, sources: dict[str, str] | None = None, isolation: str | None = None) -> str:
+    """The limits in effect, for the start of every run and the journal."""
+    src = sources or {}
+
+    def why(k: str) -> str:
+        return f" ({src[k]})" if k in src else ""
+
+    return (f"limits: memory {limits.memory_mb or 'unlimited'} MB{why('memory_mb')}, "
+            f"processes {limits.max_processes}{why('max_processes')}, full run {limits.full_timeout_s:g} s, "
+            f"smoke run {limits.smoke_timeout_s:g} s, written {limits.max_written_mb} MB, isolation {isolation or limits.isolation}")
 
 
 def configured_model(opts: RunOptions) -> str | None:
@@ -115,7 +149,8 @@ def prepare(idea_path: Path, opts: RunOptions) -> tuple:
     loaded = load_idea(idea_path, idea_name=opts.idea_name, template=opts.template)
     template = load_template(find_template(loaded.idea.template, near=loaded.path.parent))
     template_problem(template)
-    limits = resolve_limits(template, loaded.idea, opts)
+    limits, sources = _limits_and_sources(template, loaded.idea, opts)
+    opts.limit_sources = sources
     model = None if opts.transcript else configured_model(opts)
     if opts.transcript:
         loaded = loaded.model_copy(update={"transcript_path": opts.transcript.resolve()})
@@ -157,6 +192,9 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         executor=opts.executor or {}, options={"stages": stages},
     ))
     log(f"workspace: {ws.root}")
+    line = limits_line(limits, opts.limit_sources, isolation)
+    log(line)
+    ws.journal.append(Message(text=line))
     ctx = Context(
         ws=ws, idea=loaded.idea, limits=limits, python=python, isolation=isolation, model=model,
         transcript=TranscriptSource(transcript) if transcript else None,
@@ -222,6 +260,9 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     asked = opts.stages or head.options.get("stages")  # the run's own --stages unless resume names others
     stages = [s for s in selected_stages(asked) if s not in done]
     ws.journal.append(Message(text=f"resumed; stages left: {', '.join(stages) or 'none'}"))
+    line = limits_line(limits, {"memory_mb": "as recorded", "max_processes": "as recorded"}, head.isolation)
+    log(line)
+    ws.journal.append(Message(text=line))
     return ctx, stages
 
 

@@ -106,6 +106,15 @@ class Evaluate(BaseModel):
         return _placeholders(v, ("run_dir", "out", "cache_dir"))
 
 
+class Resources(BaseModel):
+    """`[resources]`: what one run of the template needs (default: the machine's safe share, machine.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_mb: int | None = Field(None, ge=64)
+    pids: int | None = Field(None, ge=8)
+
+
 class Manifest(BaseModel):
     """`templates/<t>/template.toml`."""
 
@@ -129,6 +138,7 @@ class Manifest(BaseModel):
     prepare: Prepare | None = None
     evaluate: Evaluate | None = None
     unverified: bool = False  # true: the template knowingly checks nothing (every view says so)
+    resources: Resources = Field(default_factory=Resources)
 
     @field_validator("command")
     @classmethod

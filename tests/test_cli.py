@@ -305,3 +305,52 @@ def test_an_unverified_template_is_accepted_only_when_it_says_so_and_views_say_i
     assert "UNVERIFIED: the template checks nothing" in (tmp_path / "r.html").read_text()
     assert run_cli("list", tmp_path / "sb") == 0
     assert "finished (unverified)" in capsys.readouterr().out
+
+
+# -- item 17: memory and process limits by default, from the template, the idea and the command line --
+def test_memory_and_process_limits_by_default_and_overridden(tmp_path, tiny_copy):
+    from orchestrator.machine import probe
+
+    idea = _idea(tmp_path)
+    proc = _cli("run", idea, "--sandbox", tmp_path / "a", "--stages", "experiments")
+    assert proc.returncode == 0, proc.stderr
+    ws = only_workspace(tmp_path / "a")
+    want = probe().memory_cap_mb
+    head = events(ws, "workspace_created")[0]["limits"]
+    assert head["memory_mb"] == want and 64 <= head["max_processes"] <= 512
+    assert f"limits: memory {want} MB (the machine's share" in proc.stdout
+    assert any(m["text"].startswith(f"limits: memory {want} MB") for m in events(ws, "message"))
+
+    # the template declares what it needs; a run that grows past it is stopped and told why
+    with open(tiny_copy / "template.toml", "a") as fh:
+        fh.write("\n[resources]\nmemory_mb = 200\npids = 64\n")
+    (tmp_path / "h").mkdir()
+    hog = make_idea(tmp_path / "h", [
+        exp(1, 1, blk("STEPS = 20", "STEPS = 20\nHOG = b'x' * (600 * 2**20)")), exp(2, 1, DONE)],
+        max_runs=2, template=tiny_copy, limits={"max_attempts": 1})
+    proc = _cli("run", hog, "--sandbox", tmp_path / "b", "--stages", "experiments")
+    ws = only_workspace(tmp_path / "b")
+    assert events(ws, "workspace_created")[0]["limits"]["memory_mb"] == 200
+    assert events(ws, "workspace_created")[0]["limits"]["max_processes"] == 64
+    assert "limits: memory 200 MB (template.toml [resources]), processes 64 (template.toml [resources])" in proc.stdout
+    smoke = [e for e in events(ws, "run_finished") if e["run"] == 1]
+    assert smoke and smoke[0]["status"] == "failed" and "memory limit of 200 MB" in " ".join(smoke[0]["reasons"])
+
+    # the idea changes it, the command line changes that
+    over = json.loads(hog.read_text())
+    over["limits"]["memory_mb"] = 150
+    hog.write_text(json.dumps(over))
+    assert run_cli("check", hog) == 0
+    proc = _cli("run", hog, "--sandbox", tmp_path / "c", "--stages", "experiments", "--memory-mb", "120")
+    assert "limits: memory 120 MB (the command line)" in proc.stdout
+    assert events(only_workspace(tmp_path / "c"), "workspace_created")[0]["limits"]["memory_mb"] == 120
+
+
+def test_a_template_that_needs_more_memory_than_the_machine_has_is_refused(tmp_path, tiny_copy, capsys):
+    with open(tiny_copy / "template.toml", "a") as fh:
+        fh.write("\n[resources]\nmemory_mb = 100000000\n")
+    idea = make_idea(tmp_path, [exp(1, 1, DONE)], template=tiny_copy)
+    assert run_cli("run", idea, "--sandbox", tmp_path / "sb") == 2
+    err = capsys.readouterr().err
+    assert "template.toml: [resources] memory_mb = 100000000: more than this machine has" in err
+    assert not (tmp_path / "sb").exists() or not any((tmp_path / "sb").iterdir())
