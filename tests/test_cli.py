@@ -354,3 +354,19 @@ def test_a_template_that_needs_more_memory_than_the_machine_has_is_refused(tmp_p
     err = capsys.readouterr().err
     assert "template.toml: [resources] memory_mb = 100000000: more than this machine has" in err
     assert not (tmp_path / "sb").exists() or not any((tmp_path / "sb").iterdir())
+
+
+# -- item 12: messages that say what was looked for, and where ------------------------------------
+def test_unknown_template_names_every_place_searched(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ideas").mkdir()
+    idea = make_idea(tmp_path / "ideas", [exp(1, 1, DONE)])
+    data = json.loads(idea.read_text())
+    data["template"] = "nosuch"
+    idea.write_text(json.dumps(data))
+    assert run_cli("check", idea) == 2
+    err = capsys.readouterr().err
+    near = idea.parent
+    for place in (tmp_path / "nosuch", near / "templates" / "nosuch", near.parent / "templates" / "nosuch",
+                  near / "nosuch", tmp_path / "templates" / "nosuch", ROOT / "templates" / "nosuch"):
+        assert str(place) in err, (place, err)
