@@ -192,9 +192,6 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         executor=opts.executor or {}, options={"stages": stages},
     ))
     log(f"workspace: {ws.root}")
-    line = limits_line(limits, opts.limit_sources, isolation)
-    log(line)
-    ws.journal.append(Message(text=line))
     ctx = Context(
         ws=ws, idea=loaded.idea, limits=limits, python=python, isolation=isolation, model=model,
         transcript=TranscriptSource(transcript) if transcript else None,
@@ -206,6 +203,9 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         ctx.tex_available, ctx.tex_missing = False, tex[1]
         log(tex[1])
         ws.journal.append(Message(level="warning", text=tex[1]))
+    line = limits_line(limits, opts.limit_sources, isolation)  # after TeX: missing tools are said first
+    log(line)
+    ws.journal.append(Message(text=line))
     ws.lock()
     return ctx, stages
 
