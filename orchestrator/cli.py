@@ -32,7 +32,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `orchestrate` argument parser, with every command module's arguments."""
-    parser = Parser(prog="orchestrate", description="Run experiment ideas with a coding agent; report only runs that did their work.")
+    parser = Parser(prog="orchestrate",
+                    description="Run experiment ideas with a coding agent; report only runs that did their work.")
     parser.add_argument("--version", action="version", version=f"orchestrate {__version__}")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less progress output: only the end and errors")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more progress output: every journal event")
@@ -43,12 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idea", dest="idea_name", metavar="NAME", help="pick one idea from an AI Scientist ideas.json list")
     p.add_argument("--all", action="store_true", help="run every idea of an ideas list, each in its own workspace")
     p.add_argument("--parallel", type=positive_int, default=1, metavar="N", help="ideas at a time (with --all or several files)")
-    p.add_argument("--gpus", type=gpu_list, metavar="LIST", help="GPUs to hand out, e.g. 0,1 (default: all visible; none on a CPU machine)")
+    p.add_argument("--gpus", type=gpu_list, metavar="LIST",
+                   help="GPUs to hand out, e.g. 0,1 (default: all visible; none on a CPU machine)")
     p.add_argument("--executor", choices=["local", "slurm"], default="local", help="where runs execute")
     p.add_argument("--slurm-config", type=Path, metavar="TOML", help="partition, time, cpus, mem, gpus for --executor slurm")
     p.add_argument("--template", metavar="DIR", help="template name or folder (default: the idea's)")
     p.add_argument("--sandbox", type=sandbox_dir, default=Path("sandbox"), metavar="DIR", help="where workspaces are made")
-    p.add_argument("--isolation", choices=["auto", "none", "bwrap"], help="how experiments are contained (default: the idea's, else auto)")
+    p.add_argument("--isolation", choices=["auto", "none", "bwrap"],
+                   help="how experiments are contained (default: the idea's, else auto)")
     p.add_argument("--timeout", type=positive_float, dest="full_timeout_s", metavar="S",
                    help="full-run time limit, seconds (default: the idea's, else the template's)")
     p.add_argument("--smoke-timeout", type=positive_float, dest="smoke_timeout_s", metavar="S",
@@ -57,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resident memory per run (default: the idea's, else the template's [resources], else "
                    "min(machine - 2 GiB, 75%%))")
     p.add_argument("--max-processes", type=positive_int, metavar="N",
-                   help="processes/threads per run (default: the idea's, else the template's, else half the free tasks, at most 512)")
+                   help="processes/threads per run (default: the idea's, else the template's, "
+                   "else half the free tasks, at most 512)")
     _run_args(p)
 
     p = sub.add_parser("resume", help="continue a workspace after a crash or Ctrl-C",

@@ -114,7 +114,8 @@ def limits_line(limits: Limits, sources: dict[str, str] | None = None, isolation
 
     return (f"limits: memory {limits.memory_mb or 'unlimited'} MB{why('memory_mb')}, "
             f"processes {limits.max_processes}{why('max_processes')}, full run {limits.full_timeout_s:g} s, "
-            f"smoke run {limits.smoke_timeout_s:g} s, written {limits.max_written_mb} MB, isolation {isolation or limits.isolation}")
+            f"smoke run {limits.smoke_timeout_s:g} s, written {limits.max_written_mb} MB, "
+            f"isolation {isolation or limits.isolation}")
 
 
 def configured_model(opts: RunOptions) -> str | None:

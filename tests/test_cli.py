@@ -105,7 +105,8 @@ def test_readers_leave_a_torn_journal_and_the_lock_alone(tmp_path):
         shown = _cli("show", ws, "--width", "200")
         assert f"running now (pid {holder.pid})" in shown.stdout and "resume" not in shown.stdout.split("running now")[1][:40]
         refused = _cli("resume", ws)
-        assert refused.returncode == 2 and f"another orchestrator is working in this workspace (pid {holder.pid})" in refused.stderr
+        assert refused.returncode == 2
+        assert f"another orchestrator is working in this workspace (pid {holder.pid})" in refused.stderr
         assert lock.read_text() == str(holder.pid)  # the refused resume left the holder's pid there
         listed = _cli("list", sb)
         assert f"running (pid {holder.pid})" in listed.stdout

@@ -11,7 +11,8 @@ HELP = "import an aider chat history or AI Scientist console log as a read-only 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .args import sandbox_dir
 
-    parser.add_argument("log", type=Path, metavar="LOG", help="aider markdown chat history (.md/_aider.txt) or console capture (log.txt)")
+    parser.add_argument("log", type=Path, metavar="LOG",
+                        help="aider markdown chat history (.md/_aider.txt) or console capture (log.txt)")
     parser.add_argument("--sandbox", type=sandbox_dir, default=Path("sandbox"), metavar="DIR", help="where the workspace is made")
     parser.add_argument("--template", type=Path, metavar="DIR",
                         help="the template (folder or template.toml) whose checks judge the results "

@@ -15,10 +15,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, metavar="WORKSPACE|TRANSCRIPT", help="a workspace folder or a transcript .jsonl")
     parser.add_argument("--idea-file", type=Path, metavar="IDEA",
                         help="the idea spec, for a transcript whose idea file is not beside it (default: <idea>.json beside it)")
-    parser.add_argument("--sandbox", type=sandbox_dir, default=Path("sandbox"), metavar="DIR", help="where the replay's workspace is made")
-    parser.add_argument("--rtol", type=nonneg_float, default=1e-3, metavar="R", help="relative tolerance for a metric to count as reproduced")
-    parser.add_argument("--python", help="the experiment's interpreter (default: an environment built from the template's requirements.txt)")
-    parser.add_argument("--stages", type=name_list, metavar="LIST", help="comma-separated stages to replay (default: experiments)")
+    parser.add_argument("--sandbox", type=sandbox_dir, default=Path("sandbox"), metavar="DIR",
+                        help="where the replay's workspace is made")
+    parser.add_argument("--rtol", type=nonneg_float, default=1e-3, metavar="R",
+                        help="relative tolerance for a metric to count as reproduced")
+    parser.add_argument("--python",
+                        help="the experiment's interpreter (default: an environment built from the template's requirements.txt)")
+    parser.add_argument("--stages", type=name_list, metavar="LIST",
+                        help="comma-separated stages to replay (default: experiments)")
 
 
 def main(args: argparse.Namespace) -> int:
