@@ -134,12 +134,12 @@ def template_problem(template: Template) -> None:
     import json
 
     from .results import bound_problem
-    from .template import MANIFEST, policy_problem
+    from .template import BASELINE_RUN, MANIFEST, policy_problem
 
     m = template.manifest
     problem = policy_problem(m)
     if problem is None:
-        baseline = json.loads((template.baseline_dir / m.results_file).read_text(encoding="utf-8"))
+        baseline = json.loads((template.root / BASELINE_RUN / m.results_file).read_text(encoding="utf-8"))
         problem = bound_problem(m.checks, baseline)
     if problem is not None:
         raise TemplateError(template.root / MANIFEST, problem)
