@@ -55,9 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idea", dest="idea_name")
     p.add_argument("--template")
 
-    p = sub.add_parser("export", help="write a workspace's exchanges as a transcript")
+    p = sub.add_parser("export", help="write a workspace's exchanges as a transcript, or its runs to MLflow")
     p.add_argument("workspace", type=Path)
     p.add_argument("-o", "--output", type=Path)
+    p.add_argument("--to", choices=["transcript", "mlflow"], default="transcript",
+                   help="a transcript (default), or the runs to MLflow (the optional extra orchestrator[mlflow])")
+    p.add_argument("--tracking-uri", metavar="URI", help="with --to mlflow: the tracking server or store "
+                   "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current folder)")
+    p.add_argument("--experiment", metavar="NAME", help="with --to mlflow: the MLflow experiment (default: the idea's name)")
 
     for name in COMMANDS:  # a command module that does not import is a bug: it fails here, loudly
         mod = importlib.import_module(f"orchestrator.commands.{name}_cmd")
@@ -135,6 +140,11 @@ def cmd_export(args) -> int:
 
     ws = Workspace(args.workspace)
     head = workspace_created(ws.journal.events, args.workspace)
+    if args.to == "mlflow":
+        from .exporters.mlflow import export, summary
+
+        print(summary(ws, export(ws, tracking_uri=args.tracking_uri, experiment=args.experiment)))
+        return 0
     text = export_transcript(ws.journal.of(Exchange), idea=head.idea["name"], template=head.template,
                              note=f"recorded from {head.agent}" + (" (scripted)" if head.scripted else ""))
     if args.output:

@@ -36,7 +36,8 @@ class Built:
     edits: list[tuple[str, list[Any]]] = field(default_factory=list)  # (stage, blocks) in order, for notes.txt
 
 
-STEPS = re.compile(r"(^|[._])(training_)?(steps?|iters?|iterations?|epochs?|updates?|batches)(_(done|executed|run|trained))?$", re.I)
+STEPS = re.compile(r"(^|[._])(training_)?(steps?|iters?|iterations?|epochs?|updates?|batches)"
+                   r"(_(done|executed|run|trained))?$", re.I)
 LOSS = re.compile(r"loss", re.I)
 TIME = re.compile(r"(time|duration|wall|elapsed|_s$|seconds)", re.I)
 

@@ -46,8 +46,8 @@ EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning
 # Results a pipeline (or a fork of it) printed itself: `Results: {...}`, `Run 2 results: {...}`, `final_info: {...}`,
 # or a bare dict literal (rich's pretty print opens with `{` alone on its line). At column 0 only: aider's
 # rendering of a reply indents its code blocks, so a notes edit is not taken for the pipeline's print.
-PRINTED = re.compile(r"^(?:Run (\d+) )?(?:final[ _]info|final results|results|metrics)\s*[:=]\s*(?=\{)|^(?=\{\s*$)|^(?=\{\s*['\"])",
-                     re.IGNORECASE)
+PRINTED = re.compile(r"^(?:Run (\d+) )?(?:final[ _]info|final results|results|metrics)\s*[:=]\s*(?=\{)"
+                     r"|^(?=\{\s*$)|^(?=\{\s*['\"])", re.IGNORECASE)
 MODEL = re.compile(r"^(?:Main model|Model): (\S+)")
 STAGES = {"Experiments": "experiments", "Writeup": "writeup", "Review": "review", "Improvement": "review"}
 SIMPLE = [
