@@ -18,13 +18,15 @@ from conftest import DONE, ROOT, blk, exp, make_idea, only_workspace, run_cli
 
 from orchestrator.cli import main as cli
 from orchestrator.events import BaselineRecorded, RunRecorded
+from orchestrator.exporters.mlflow import KIND_TAG, RUN_TAG, WS_TAG, default_uri, export
 from orchestrator.readmodel import WorkspaceModel
 from orchestrator.workspace import Workspace
 
-mlflow = pytest.importorskip("mlflow", reason="MLflow is an optional extra: pip install 'orchestrator[mlflow]'")
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from orchestrator.exporters.mlflow import KIND_TAG, RUN_TAG, WS_TAG, default_uri, export  # noqa: E402
+try:
+    from mlflow.tracking import MlflowClient
+except ImportError:  # the optional extra: every test but the one about its absence skips, saying why
+    MlflowClient = None
+needs_mlflow = pytest.mark.skipif(MlflowClient is None, reason="MLflow is an optional extra: pip install 'orchestrator[mlflow]'")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,7 @@ def _check_read_back(client: MlflowClient, ws: Path) -> None:
     assert "notes.txt" in {a.path for a in client.list_artifacts(top.info.run_id)}
 
 
+@needs_mlflow
 def test_export_to_the_default_store_and_again_without_duplicates(workspace, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -109,6 +112,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@needs_mlflow
 def test_export_to_a_local_tracking_server(workspace, tmp_path):
     port = _free_port()
     store = tmp_path / "server"
@@ -147,6 +151,7 @@ def test_export_to_a_local_tracking_server(workspace, tmp_path):
             proc.wait()
 
 
+@needs_mlflow
 def test_seeds_are_nested_runs_and_aggregated(workspace, tmp_path):
     """A run with seeds (RunFinished.seed, from the seeds branch): one nested run per seed, the mean on the run."""
     from orchestrator.exporters import mlflow as ex
@@ -188,6 +193,7 @@ def test_without_mlflow_one_line_exit_2(workspace, tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@needs_mlflow
 def test_idea_json_and_workspace_tags(workspace, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     done = export(Workspace(workspace), tracking_uri=default_uri(tmp_path), experiment="other")
@@ -196,3 +202,28 @@ def test_idea_json_and_workspace_tags(workspace, tmp_path, monkeypatch):
     assert top.data.tags["orchestrate.template"] == "tiny"
     path = client.download_artifacts(top.info.run_id, "idea.json", str(tmp_path / "dl"))
     assert json.loads(Path(path).read_text())["name"] == "tiny"
+
+
+@needs_mlflow
+def test_links_and_hogs_the_agent_left_are_not_exported(workspace, tmp_path, monkeypatch):
+    """The run folders are the agent's: a symbolic link, a hard link to a file elsewhere and a linked folder
+    stay out of MLflow."""
+    import shutil
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.txt").write_text("sk-not-for-mlflow")
+    copy = tmp_path / "copy" / workspace.name
+    shutil.copytree(workspace, copy, symlinks=True)
+    (copy / "run_1" / "leak.png").symlink_to(secret / "key.txt")
+    os.link(secret / "key.txt", copy / "run_3" / "hard.png")
+    (copy / "latex").symlink_to(secret)
+    (secret / "template.pdf").write_text("sk-not-for-mlflow")
+    monkeypatch.chdir(tmp_path)
+    done = export(Workspace(copy), tracking_uri=default_uri(tmp_path), experiment="links")
+    client = MlflowClient(tracking_uri=done.tracking_uri)
+    names = []
+    for run_id in done.runs.values():
+        for top in client.list_artifacts(run_id):
+            names += [top.path] + ([a.path for a in client.list_artifacts(run_id, top.path)] if top.is_dir else [])
+    assert names and not [n for n in names if n.endswith(("leak.png", "hard.png", "template.pdf"))], names

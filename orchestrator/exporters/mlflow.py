@@ -119,11 +119,15 @@ def _diff(ws: Workspace, old: str | None, new: str | None, rv: RunView) -> str:
     return "\n".join(e.diff.rstrip("\n") for e in rv.edits if e.diff)
 
 
-def _plain_file(p: Path) -> bool:
-    """A regular file of the workspace's own, safe to copy out: no link (symbolic or hard), not a hog."""
+def _plain_file(ws: Workspace, p: Path) -> bool:
+    """A regular file of the workspace's own, safe to copy out: inside it with no symbolic link on the way,
+    not hard-linked to a file elsewhere, not a hog."""
     try:
         st = p.lstat()
-    except OSError:
+        root = os.path.realpath(ws.root)
+        if os.path.realpath(p) != os.path.normpath(os.path.join(root, os.path.relpath(p, ws.root))):
+            return False
+    except (OSError, ValueError):
         return False
     return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= FILE_MAX
 
@@ -135,7 +139,7 @@ def _phase_files(ws: Workspace, run: int, attempt: int, phase: Any, results_file
                                                                              / "out"), results_file)
     for name in ("stdout.txt", "stderr.txt"):
         p = ws.root / phase.log_dir / name
-        if phase.log_dir and _plain_file(p):
+        if phase.log_dir and _plain_file(ws, p):
             out[f"logs/{name}"] = p
     return out
 
@@ -144,10 +148,11 @@ def _run_files(ws: Workspace, out_dir: str, results_file: str) -> dict[str, Path
     """A run folder's results file and figures (regular files inside the workspace only: no link is followed)."""
     folder = ws.root / out_dir
     out: dict[str, Path] = {}
-    if not out_dir or folder.is_symlink() or not folder.is_dir():
+    if not out_dir or not folder.is_dir() or os.path.realpath(folder) != os.path.normpath(
+            os.path.join(os.path.realpath(ws.root), out_dir)):
         return out
     for p in sorted(folder.iterdir()):
-        if not _plain_file(p):
+        if not _plain_file(ws, p):
             continue
         if p.name == results_file:
             out[f"results/{p.name}"] = p
@@ -182,12 +187,12 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
                  texts={"idea.json": json.dumps(head.idea, indent=2, default=str)})
     for a in model.artifacts:
         p = ws.root / a.path
-        if a.ok and _plain_file(p):
+        if a.ok and _plain_file(ws, p):
             where = "paper" if a.kind in ("paper", "pdf", "tex", "review") or p.suffix in (".pdf", ".tex") else "figures"
             top.files[f"{where}/{p.name}"] = p
     for rel in ("notes.txt", "latex/template.tex", "latex/template.pdf", "review.txt", "review.json"):
         p = ws.root / rel
-        if _plain_file(p) and not any(f == p for f in top.files.values()):
+        if _plain_file(ws, p) and not any(f == p for f in top.files.values()):
             top.files[f"paper/{p.name}" if rel.startswith("latex") else p.name] = p
     out = [top]
 
