@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -152,33 +153,35 @@ def test_export_to_a_local_tracking_server(workspace, tmp_path):
 
 
 @needs_mlflow
-def test_seeds_are_nested_runs_and_aggregated(workspace, tmp_path):
-    """A run with seeds (RunFinished.seed, from the seeds branch): one nested run per seed, the mean on the run."""
-    from orchestrator.exporters import mlflow as ex
+def test_seeds_are_nested_runs_and_aggregated(tmp_path, monkeypatch):
+    """A journal with per-seed events (the seeds contract; test_seed_views' workspace): one nested run per seed,
+    the mean over the ok seeds on the run, read back through MLflow."""
+    from test_seed_views import BASE_ERR, RUN1_ERR
+    from test_seed_views import _workspace as seeded_workspace
 
-    ws = Workspace(workspace)
-    model = WorkspaceModel.build(ws.journal.events, ws.root)
-    rv = model.runs[1]
-    full = [p for p in rv.attempts[-1].phases if p.phase == "full"][0]
-    seeds = []
-    for seed, err in ((0, 1.0), (1, 3.0)):
-        p = type(full)(**{**full.__dict__, "metrics": {**full.metrics, "eval.error": err}})
-        p.seed = seed  # what the seeds branch's PhaseView carries
-        seeds.append(p)
-    rv.attempts[-1].phases = [p for p in rv.attempts[-1].phases if p.phase != "full"] + seeds
-
-    original = WorkspaceModel.build
-    try:
-        WorkspaceModel.build = classmethod(lambda cls, events, where=None: model)
-        _idea, _id, recs = ex.records(ws)
-    finally:
-        WorkspaceModel.build = original
-    by = {r.key: r for r in recs}
-    assert by[("1", "")].metrics["eval.error"] == 2.0 and by[("1", "")].metrics["n_seeds"] == 2
-    assert by[("1", "")].metrics["std/eval.error"] == pytest.approx(2 ** 0.5)
-    assert by[("1", "0")].metrics["eval.error"] == 1.0 and by[("1", "0")].parent == ("1", "")
-    assert by[("1", "1")].tags["orchestrate.seed"] == "1"
-    assert ("2", "") in by and ("2", "0") not in by  # runs without seeds (seed None) have no nested runs
+    ws = seeded_workspace(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    done = export(Workspace(ws), tracking_uri=default_uri(tmp_path))
+    client = MlflowClient(tracking_uri=done.tracking_uri)
+    got = {key: client.get_run(run_id) for key, run_id in done.runs.items()}
+    assert sorted(got) == [("0", ""), ("0", "0"), ("0", "1"), ("0", "2"), ("1", ""), ("1", "0"), ("1", "1"), ("1", "2"),
+                           ("2", ""), ("2", "0"), ("2", "1"), ("2", "2"), ("workspace", "")]
+    run1 = got[("1", "")].data
+    assert run1.metrics["eval.error"] == pytest.approx(sum(RUN1_ERR) / 3)
+    assert run1.metrics["std/eval.error"] == pytest.approx(statistics.stdev(RUN1_ERR))
+    assert run1.metrics["n_seeds"] == 3 and run1.tags["orchestrate.evaluation"] == "evaluated"
+    for s in range(3):
+        seed = got[("1", str(s))]
+        assert seed.data.metrics["eval.error"] == pytest.approx(RUN1_ERR[s])
+        assert seed.data.tags["mlflow.parentRunId"] == got[("1", "")].info.run_id
+        assert seed.data.tags["orchestrate.seed"] == str(s)
+    assert got[("0", "")].data.metrics["eval.error"] == pytest.approx(sum(BASE_ERR) / 3)
+    run2 = got[("2", "")]
+    assert run2.info.status == "FAILED" and run2.data.metrics["n_seeds"] == 2  # seed 1 of 3 crashed
+    assert got[("2", "1")].info.status == "FAILED" and got[("2", "0")].info.status == "FINISHED"
+    assert "seed 1: exited with code 1" in run2.data.tags["orchestrate.reasons"]
+    again = export(Workspace(ws), tracking_uri=default_uri(tmp_path))
+    assert again.created == 0 and again.runs == done.runs
 
 
 def test_without_mlflow_one_line_exit_2(workspace, tmp_path):

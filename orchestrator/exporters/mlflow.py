@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, OrchestratorError
-from ..events import BaselineRecorded, RunFinished, RunStarted, _Event
+from ..events import RunFinished, RunStarted, _Event
 from ..readmodel import RunView, WorkspaceModel, workspace_created
 from ..workspace import Workspace
 
@@ -97,6 +97,15 @@ def _seed_phases(rv: RunView) -> tuple[int, list[Any]]:
         if fulls:
             return a.attempt, fulls
     return 0, []
+
+
+def _over_seeds(values: dict[str, list[float]], n_ok: int, seeded: bool) -> dict[str, float]:
+    """A run's metrics over its ok seeds: the mean, with `std/<metric>` and `n_seeds` when it has seeds."""
+    out = _numbers({k: statistics.fmean(v) for k, v in values.items() if v})
+    if seeded:
+        out |= _numbers({f"std/{k}": statistics.stdev(v) for k, v in values.items() if len(v) > 1})
+        out["n_seeds"] = float(n_ok)
+    return out
 
 
 def _times(events: list[_Event], run: int) -> tuple[int | None, int | None]:
@@ -196,31 +205,35 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
             top.files[f"paper/{p.name}" if rel.startswith("latex") else p.name] = p
     out = [top]
 
-    baselines = [e for e in events if isinstance(e, BaselineRecorded)]
-    if baselines:
-        b = baselines[-1]
-        out.append(Record(key=("0", ""), name="run_0 (baseline)", parent=top.key, status="FINISHED",
-                          start_ms=_ms(b.ts), end_ms=_ms(b.ts), metrics=_numbers(b.metrics),
-                          files=_run_files(ws, "run_0", results_file),
-                          tags={**common, KIND_TAG: "baseline", RUN_TAG: "0", TAG + "verdict": "baseline",
-                                TAG + "evaluation": b.evaluation, TAG + "reasons": _cut("; ".join(b.reasons))}))
+    if model.baselines:
+        b = model.baseline
+        bseeds = [seed for seed in model.seeds_ok(0) if seed is not None]
+        base = Record(key=("0", ""), name="run_0 (baseline)", parent=top.key, status="FINISHED", start_ms=_ms(b.ts),
+                      end_ms=_ms(b.ts), metrics=_over_seeds(model.seed_values(0), len(model.seeds_ok(0)), bool(bseeds)),
+                      files=_run_files(ws, "run_0", results_file),
+                      tags={**common, KIND_TAG: "baseline", RUN_TAG: "0", TAG + "verdict": "baseline",
+                            TAG + "evaluation": model.evaluation(0), TAG + "reasons": _cut("; ".join(b.reasons))})
+        out.append(base)
+        for seed in bseeds:
+            e = model.baselines[seed]
+            out.append(Record(key=("0", str(seed)), name=f"run_0 seed {seed}", parent=base.key, status="FINISHED",
+                              start_ms=_ms(e.ts), end_ms=_ms(e.ts), metrics=_numbers(e.metrics),
+                              tags={**common, KIND_TAG: "seed", RUN_TAG: "0", TAG + "verdict": "baseline",
+                                    TAG + "evaluation": e.evaluation}))
 
     previous: str | None = None
     for rv in model.run_list():
         commit = rv.code_commit
-        recorded = rv.recorded
-        evaluation = recorded.evaluation if recorded is not None else "self-reported"
+        evaluation = model.evaluation(rv.run)
         attempt, phases = _seed_phases(rv)
-        seeded = [p for p in phases if getattr(p, "seed", None) is not None]
+        seeded = [p for p in phases if p.seed is not None]
         if seeded:
-            ok = [p for p in seeded if p.status == "ok"]
-            values: dict[str, list[float]] = {}
-            for p in ok or seeded:
-                for k, v in _numbers(p.metrics).items():
-                    values.setdefault(k, []).append(v)
-            metrics = {k: statistics.fmean(v) for k, v in values.items()}
-            metrics |= {f"std/{k}": statistics.stdev(v) for k, v in values.items() if len(v) > 1}
-            metrics["n_seeds"] = float(len(ok))
+            values = model.seed_values(rv.run)
+            if not values:  # no seed is ok: what the seeds reported, for a run that is not a result
+                for p in seeded:
+                    for k, v in _numbers(p.metrics).items():
+                        values.setdefault(k, []).append(v)
+            metrics = _over_seeds(values, len(model.seeds_ok(rv.run)), True)
         else:
             metrics = _numbers(rv.metrics)
         start, end = _times(events, rv.run)
@@ -245,7 +258,7 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
                 files=_phase_files(ws, rv.run, attempt, p, results_file),
                 tags={**common, KIND_TAG: "seed", RUN_TAG: str(rv.run), SEED_TAG: seed, TAG + "verdict": p.status,
                       TAG + "reasons": _cut("; ".join(p.reasons)),
-                      TAG + "evaluation": str(getattr(p, "evaluation", evaluation))}))
+                      TAG + "evaluation": p.evaluation}))
         if commit:
             previous = commit
     return idea, ws_id, out
