@@ -265,12 +265,12 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
 
 
 def _client(uri: str):
-    for name in ("mlflow", "alembic"):  # their INFO lines (creating tables, migrations) are not the user's business
-        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise InputError(None, MISSING) from None
+    for name in ("mlflow", "alembic"):  # their INFO lines (creating tables, migrations) are not the user's business;
+        logging.getLogger(name).setLevel(logging.WARNING)  # set after the import, which configures them
     return MlflowClient(tracking_uri=uri)
 
 
