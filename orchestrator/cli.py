@@ -20,6 +20,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                                     "(default: an environment built from the template's requirements.txt)")
     p.add_argument("--max-runs", type=int)
     p.add_argument("--max-attempts", type=int)
+    p.add_argument("--seeds", type=int, help="seeds per full run (default: the idea's, else the template's [seeds])")
     p.add_argument("--budget-usd", type=float)
     p.add_argument("--stages", help="comma-separated: experiments,plots,writeup,compile,review")
 
@@ -78,6 +79,7 @@ def _opts(args: argparse.Namespace):
         model=getattr(args, "model", None), template=getattr(args, "template", None), python=getattr(args, "python", None),
         idea_name=getattr(args, "idea_name", None), max_runs=getattr(args, "max_runs", None),
         max_attempts=getattr(args, "max_attempts", None), budget_usd=getattr(args, "budget_usd", None),
+        seeds=getattr(args, "seeds", None),
         stages=[s.strip() for s in args.stages.split(",") if s.strip()] if getattr(args, "stages", None) else None,
         sandbox=getattr(args, "sandbox", Path("sandbox")), isolation=getattr(args, "isolation", None),
         full_timeout_s=getattr(args, "full_timeout_s", None), smoke_timeout_s=getattr(args, "smoke_timeout_s", None),

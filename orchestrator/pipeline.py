@@ -21,9 +21,10 @@ from .executors.factory import build_executor
 from .latex import preflight_for
 from .pyenv import experiment_python
 from .readmodel import WorkspaceModel, workspace_created
+from .seeds import local_slots
 from .settings import Limits
 from .spec import Idea, load_idea
-from .template import Template, find_template, load_template
+from .template import MANIFEST, Template, find_template, load_template
 from .workspace import Workspace, create
 
 
@@ -45,6 +46,7 @@ class RunOptions:
     smoke_timeout_s: float | None = None
     transcript: Path | None = None  # replay: serve this transcript, whatever the idea names
     executor: dict | None = None  # where runs execute (executors.factory.build_executor: GPU slots, Slurm); None: here
+    seeds: int | None = None  # --seeds N: seeds per full run (over the idea's and the template's)
 
 
 def import_stages() -> None:
@@ -77,10 +79,41 @@ def resolve_limits(template: Template, idea: Idea, opts: RunOptions) -> Limits:
     t = template.manifest.timeouts
     limits = Limits().merged(full_timeout_s=t.full_s, smoke_timeout_s=t.smoke_s, plot_timeout_s=t.plot_s)
     limits = limits.merged(**idea.limits.model_dump()).merged(max_runs=idea.max_runs)
-    return limits.merged(
+    if idea.seeds is not None:
+        limits = limits.merged(seeds=idea.seeds.count, seeds_min_ok=idea.seeds.min_ok)
+    if opts.seeds is not None:
+        if opts.seeds < 1:
+            raise InputError(None, f"--seeds {opts.seeds}: a run needs at least 1 seed")
+        limits = limits.merged(seeds=opts.seeds)
+    limits = limits.merged(
         max_runs=opts.max_runs, max_attempts=opts.max_attempts, budget_usd=opts.budget_usd,
         isolation=opts.isolation, full_timeout_s=opts.full_timeout_s, smoke_timeout_s=opts.smoke_timeout_s,
     )
+    check_seeds(template, limits)
+    return limits
+
+
+def seeds_in_progress(journal) -> list[str]:
+    """The folders of full runs some of whose seeds are judged but whose aggregate is not (a resume keeps them)."""
+    from .events import RunAggregated, RunFinished
+
+    done = {(a.run, a.attempt) for a in journal.of(RunAggregated)}
+    return sorted({f"run_{f.run}" for f in journal.of(RunFinished, phase="full")
+                   if f.seed is not None and (f.run, f.attempt) not in done})
+
+
+def check_seeds(template: Template, limits: Limits) -> None:
+    """The seeds asked for fit the template: the seed reaches its experiment, min_ok <= count."""
+    from .seeds import plan
+
+    m = template.manifest
+    p = plan(m, limits)
+    where = template.root / MANIFEST
+    if len(p.values) > 1 and not m.seeds_reach():
+        raise InputError(where, f"{len(p.values)} seeds asked for, but the seed reaches the experiment neither by "
+                                "[seeds] env nor by a {seed} placeholder in command")
+    if p.min_ok > len(p.values):
+        raise InputError(where, f"seeds: min_ok ({p.min_ok}) is more than the {len(p.values)} seed(s) of a run")
 
 
 def configured_model(opts: RunOptions) -> str | None:
@@ -142,7 +175,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         ws=ws, idea=loaded.idea, limits=limits, python=python, isolation=isolation, model=model,
         transcript=TranscriptSource(transcript) if transcript else None,
         budget=Budget(limits.budget_usd), cache_dir=cache / "data" / template.manifest.name,
-        executor=build_executor(opts.executor),
+        executor=build_executor(opts.executor, local_slots=local_slots(template.manifest, limits)),
     )
     tex = preflight_for(stages)  # TeX is checked now, not discovered at the compile stage
     if tex is not None and not tex[0]:
@@ -186,8 +219,9 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     from .runner import kill_marked
 
     kill_marked(env.WORKSPACE, str(ws.root))
-    # Slurm jobs may still write there
+    # Slurm jobs may still write there; judged seeds of a run not yet aggregated are not run again
     keep = [f"--exclude=/{d}" for d in WorkspaceModel.build(ws.journal.events).pending_job_dirs()]
+    keep += [f"--exclude=/{d}" for d in seeds_in_progress(ws.journal)]
     if keep:
         ws.git("reset", "-q", "--hard", ws.last_recorded_commit())
         ws.git("clean", "-q", "-fd", *keep)
@@ -197,7 +231,9 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     ctx = Context(
         ws=ws, idea=idea, limits=limits, python=python, isolation=head.isolation, model=model,
         transcript=transcript, budget=Budget(limits.budget_usd, spent),
-        cache_dir=cache_home() / "data" / head.template, executor=build_executor(head.executor),
+        cache_dir=cache_home() / "data" / head.template,
+        executor=build_executor(head.executor, local_slots=local_slots(load_template(Path(head.template_root)).manifest,
+                                                                       limits)),
     )
     done = {e.stage for e in ws.journal.of(StageFinished)}
     stages = [s for s in selected_stages(opts.stages) if s not in done]

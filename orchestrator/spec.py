@@ -6,13 +6,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import SpecError
 from .settings import LimitOverrides
 from .validation_message import first_problem
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
+
+
+class SeedOverride(BaseModel):
+    """An idea's `seeds`: how many seeds each full run gets, and how many must be ok for a result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, le=100)
+    min_ok: int | None = Field(None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _fits(self) -> SeedOverride:
+        if self.min_ok is not None and self.min_ok > self.count:
+            raise ValueError(f"min_ok ({self.min_ok}) is more than count ({self.count})")
+        return self
 
 
 class Idea(BaseModel):
@@ -30,6 +45,7 @@ class Idea(BaseModel):
     template_config: dict[str, Any] = Field(default_factory=dict)
     limits: LimitOverrides = Field(default_factory=LimitOverrides)
     slurm: dict[str, Any] = Field(default_factory=dict, description="job settings for --executor slurm (executors/slurm.py)")
+    seeds: SeedOverride | None = Field(None, description="seeds per full run (overrides the template's [seeds])")
     # Kept from AI Scientist's format, shown in notes and reports, never acted on.
     extra: dict[str, Any] = Field(default_factory=dict)
 
