@@ -487,7 +487,11 @@ def _aggregate(ctx: Context, run: int, attempt: int, plan: SeedPlan, fins: list[
     if status == "ok":
         metrics = seeds_mod.mean_metrics([f.metrics for f in ok]) if plan.count > 1 else dict(ok[0].metrics)
         if plan.count > 1:
-            seeds_mod.write_aggregate(out, m.results_file, [f.metrics for f in ok])
+            try:
+                base, _err = load_results(ws.path(f"{ok[0].out_dir}/{m.results_file}"))
+            except UnsafePath:
+                base = None
+            seeds_mod.write_aggregate(out, m.results_file, [f.metrics for f in ok], base or seeds_mod.nested(ok[0].metrics))
         else:
             (out / seeds_mod.SEEDS_FILE).write_text(json.dumps(seeds_mod.seeds_table([ok[0].metrics]), indent=1) + "\n")
         outputs = keep_record(ctx, run_dir)

@@ -6,6 +6,7 @@ unchanged) and `run_i/seeds.json` each metric's values, mean, sd, se, 95% interv
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -75,12 +76,14 @@ def seed_values(per_seed: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 
 def mean_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """The per-key mean of the seeds' flattened metrics (non-numeric keys: the first seed's value)."""
+    """The per-key mean of the seeds' flattened metrics (non-numeric keys, and keys every seed agrees
+    on: the first seed's value)."""
     if not per_seed:
         return {}
     values = seed_values(per_seed)
     out = dict(flatten(per_seed[0]))
-    out.update({k: float(sum(v) / len(v)) for k, v in values.items()})
+    # a key every seed agrees on (a setting, a count) keeps its value and type
+    out.update({k: float(sum(v) / len(v)) for k, v in values.items() if len(set(v)) > 1})
     return out
 
 
@@ -94,24 +97,40 @@ def seeds_table(per_seed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+def nested(flat: dict[str, Any]) -> dict[str, Any]:
     """`{"core.l0": 3}` -> `{"core": {"l0": 3}}`: the results file's nested shape again."""
     out: dict[str, Any] = {}
     for key, v in flat.items():
         cur = out
-        parts = key.split(".")
-        for p in parts[:-1]:
+        *parents, last = key.split(".")
+        for p in parents:
             nxt = cur.setdefault(p, {})
             if not isinstance(nxt, dict):
                 break
             cur = nxt
         else:
-            cur[parts[-1]] = v
+            cur[last] = v
     return out
 
 
-def write_aggregate(run_dir: Path, results_file: str, per_seed: list[dict[str, Any]]) -> None:
-    """run_i/<results_file> = the per-key mean over the ok seeds; run_i/seeds.json = their statistics."""
+def mean_results(per_seed: list[dict[str, Any]], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`base` (the first seed's results file: nested, strings and flags kept) with every number the
+    seeds disagree on replaced by its mean over them."""
+    out = copy.deepcopy(base if base is not None else per_seed[0] if per_seed else {})
+    for key, value in mean_metrics(per_seed).items():
+        cur = out
+        *parents, last = key.split(".")
+        for p in parents:
+            cur = cur.get(p) if isinstance(cur, dict) else None
+        if isinstance(cur, dict) and last in cur:
+            cur[last] = value
+    return out
+
+
+def write_aggregate(run_dir: Path, results_file: str, per_seed: list[dict[str, Any]],
+                    base: dict[str, Any] | None = None) -> None:
+    """run_i/<results_file> = the per-key mean over the ok seeds (`base`: a seed's results file, for the
+    keys that are not numbers); run_i/seeds.json = their statistics."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / results_file).write_text(json.dumps(unflatten(mean_metrics(per_seed)), indent=2) + "\n")
+    (run_dir / results_file).write_text(json.dumps(mean_results(per_seed, base), indent=2) + "\n")
     (run_dir / SEEDS_FILE).write_text(json.dumps(seeds_table(per_seed), indent=1) + "\n")

@@ -154,3 +154,14 @@ def test_more_seeds_than_the_template_can_pass_is_a_manifest_error(tmp_path):
     with open(plain / "template.toml", "a") as fh:
         fh.write("\n[seeds]\ncount = 3\n")
     _one_line_exit_2(cli_subprocess("run", idea, "--sandbox", tmp_path / "sb"), "template.toml", "seeds")
+
+
+def test_replay_compares_every_seed_and_the_mean(tmp_path, seeded):
+    idea = make_idea(tmp_path, [exp(1, 1, SEED_START), exp(2, 1, DONE)], template=seeded, max_runs=2)
+    assert run_cli("run", idea, "--sandbox", tmp_path / "sb") == 0
+    ws = only_workspace(tmp_path / "sb")
+    assert run_cli("replay", ws, "--sandbox", tmp_path / "again") == 0
+    report = json.loads((only_workspace(tmp_path / "again") / ".orchestrate" / "replay.json").read_text())
+    errors = {d["seed"]: d for d in report["deltas"] if d["metric"] == "eval.error"}
+    assert set(errors) == {None, 0, 1, 2} and all(d["ok"] for d in errors.values())
+    assert report["divergences"] == []
