@@ -331,6 +331,7 @@ class _Pending:
     spec: RunSpec
     handle: Any = None
     record: runner.RunRecord | None = None
+    fresh: bool = False  # its folder was made empty before any seed started (siblings bind it read-only)
 
 
 def _prepare_seed(ctx: Context, run: int, attempt: int, phase: str, seed: int | None, rel: str, *,
@@ -359,7 +360,7 @@ def _submit(ctx: Context, p: _Pending) -> None:
     if p.handle is not None:
         return  # resumed: its job may still run; never submit twice
     out = ws.root / p.rel
-    if out.exists() or out.is_symlink():
+    if (out.exists() or out.is_symlink()) and not p.fresh:
         _remove(out)
     if p.log_dir.exists():
         shutil.rmtree(p.log_dir)
@@ -451,6 +452,8 @@ def execute_full(ctx: Context, run: int, attempt: int) -> tuple[RunAggregated, l
         pending = [_prepare_seed(ctx, run, attempt, "full", s, rels[s], writing=run_dir,
                                  siblings=[rels[t] for t in plan.values if t != s] if not single else [])
                    for s in missing]
+        for p in pending:
+            p.fresh = not single
         git_before = ws.git_snapshot()
         _run_all(ctx, pending, run_dir=run_dir)
         for p in pending:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import DONE, blk, cli_subprocess, events, exp, make_idea, only_workspace, run_cli
 
-from orchestrator import executors
+from orchestrator import executors, sandbox
 from orchestrator.executors import LocalExecutor
 from orchestrator.runner import RunSpec
 
@@ -41,8 +41,12 @@ def _full(ws: Path) -> list[dict]:
     return [e for e in events(ws, "run_finished") if e["phase"] == "full"]
 
 
-def test_a_full_run_has_three_seeds_judged_each_and_the_mean_in_its_folder(tmp_path, seeded):
-    idea = make_idea(tmp_path, [exp(1, 1, SEED_START), exp(2, 1, DONE)], template=seeded, max_runs=2)
+@pytest.mark.parametrize("isolation", ["none", "bwrap"])
+def test_a_full_run_has_three_seeds_judged_each_and_the_mean_in_its_folder(tmp_path, seeded, isolation):
+    if isolation == "bwrap" and not sandbox.bwrap_available():
+        pytest.skip(f"needs bwrap: {sandbox.bwrap_problem()}")
+    idea = make_idea(tmp_path, [exp(1, 1, SEED_START), exp(2, 1, DONE)], template=seeded, max_runs=2,
+                     limits={"isolation": isolation})
     assert run_cli("run", idea, "--sandbox", tmp_path / "sb") == 0
     ws = only_workspace(tmp_path / "sb")
     smoke = [e for e in events(ws, "run_started") if e["phase"] == "smoke"]
@@ -165,3 +169,26 @@ def test_replay_compares_every_seed_and_the_mean(tmp_path, seeded):
     errors = {d["seed"]: d for d in report["deltas"] if d["metric"] == "eval.error"}
     assert set(errors) == {None, 0, 1, 2} and all(d["ok"] for d in errors.values())
     assert report["divergences"] == []
+
+
+POISON_SIBLING = blk("    steps = 2 if smoke else STEPS",
+                     "    steps = 2 if smoke else STEPS\n"
+                     "    if not smoke:\n"
+                     "        other = (int(os.environ['ORCHESTRATE_SEED']) + 1) % 3\n"
+                     "        try:\n"
+                     "            target = os.path.join(os.path.dirname(args.out_dir), f'seed_{other}', 'poison.txt')\n"
+                     "            open(target, 'w').write('x')\n"
+                     "        except OSError:\n"
+                     "            pass")
+
+
+def test_under_bwrap_a_seed_cannot_write_its_siblings_folders(tmp_path, seeded):
+    if not sandbox.bwrap_available():
+        pytest.skip(f"needs bwrap: {sandbox.bwrap_problem()}")
+    idea = make_idea(tmp_path, [exp(1, 1, SEED_START + POISON_SIBLING), exp(2, 1, DONE)], template=seeded, max_runs=2,
+                     limits={"isolation": "bwrap"})
+    assert run_cli("run", idea, "--sandbox", tmp_path / "sb") == 0
+    ws = only_workspace(tmp_path / "sb")
+    (agg,) = events(ws, "run_aggregated")
+    assert agg["status"] == "ok"
+    assert not list((ws / "run_1").rglob("poison.txt"))
