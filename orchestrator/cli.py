@@ -11,7 +11,7 @@ from pathlib import Path
 from . import __version__
 from .errors import OrchestratorError
 
-COMMANDS = ("replay", "show", "report", "review", "import")  # each a module orchestrator.commands.<name>_cmd
+COMMANDS = ("replay", "show", "report", "review", "import", "ideas")  # each a module orchestrator.commands.<name>_cmd
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:

@@ -60,13 +60,17 @@ class LoadedIdea(BaseModel):
 
 def _from_ai_scientist(entry: dict[str, Any], path: Path, template: str | None) -> dict[str, Any]:
     """Map one AI Scientist ideas.json entry (Name, Title, Experiment, ...) onto our fields."""
+    if template is None and isinstance(entry.get("template"), str):
+        template = entry["template"]  # written by `orchestrate ideas` next to AI Scientist's fields
+        if not Path(template).is_absolute() and (path.parent / template).is_dir():
+            template = str((path.parent / template).resolve())
     if template is None:
         # AI Scientist keeps ideas.json inside templates/<name>/: that names the template.
         if path.resolve().parent.parent.name == "templates":
             template = str(path.resolve().parent)
         else:
             raise SpecError(path, "AI Scientist ideas name no template: pass --template NAME")
-    known = {"Name", "Title", "Experiment"}
+    known = {"Name", "Title", "Experiment", "template"}
     missing = [k for k in ("Name", "Title", "Experiment") if k not in entry]
     if missing:
         raise SpecError(path, f"{missing[0]}: field required (AI Scientist format)")
