@@ -87,7 +87,8 @@ def make_backend(kind: str, url: str | None, wait: BoundedWait, *, base_delay_s:
                  env: dict[str, str] | None = None) -> CitationBackend | None:
     """The online backend `kind` names (None for offline), backing off through `wait`."""
     env = dict(os.environ) if env is None else env
-    http = dict(tries=4, base_delay_s=base_delay_s, max_delay_s=20.0, timeout_s=20.0, sleep=wait)
+    # up to 8 tries a query (1 s doubling to 20 s, or the Retry-After up to 20 s); `wait` bounds the total
+    http = dict(tries=8, base_delay_s=base_delay_s, max_delay_s=20.0, timeout_s=20.0, sleep=wait)
     if kind == "openalex":
         return OpenAlexBackend(url or DEFAULT_URLS["openalex"], mailto=env.get("OPENALEX_MAILTO"), **http)
     if kind == "semanticscholar":
