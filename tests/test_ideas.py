@@ -272,3 +272,19 @@ def test_provider_errors_take_the_agents_retry_loop_and_are_journaled(tmp_path, 
     assert ok["retries"] == 2 and ok["step"] == "generate"
     (failed,) = events(folder, "exchange_failed")
     assert failed["kind"] == "auth" and failed["step"] == "reflect" and failed["status"] == 401
+
+
+def test_an_unreachable_service_makes_the_run_offline_at_once(tmp_path, server, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ORCHESTRATE_LITERATURE", "openalex")
+    monkeypatch.setenv("ORCHESTRATE_LITERATURE_URL", f"http://127.0.0.1:{port}")
+    server.replies = _live_replies()[:4] + [Canned(content=_json({"winner": "A"}))]
+    out = tmp_path / "ideas.json"
+    assert run_cli("ideas", str(TINY), "-n", "2", "--reflections", "1", "--model", "openai/test-model",
+                   "-o", str(out), "--sandbox", str(tmp_path / "sb")) == 0
+    ideas = json.loads(out.read_text())
+    assert all("no network" in e["novelty"]["reason"] and "novel" not in e for e in ideas)

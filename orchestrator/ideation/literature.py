@@ -83,6 +83,21 @@ class BoundedWait:
         self.sleep(seconds)
 
 
+def unreachable(url: str, timeout_s: float = 3.0) -> str:
+    """Why the service at `url` cannot be reached ("" when a TCP connection opens): checked once before a
+    run, so that a machine without network goes offline at once instead of backing off for a minute."""
+    import socket
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        socket.create_connection((u.hostname or "", port), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"no network: {u.hostname}:{port} cannot be reached ({exc.__class__.__name__})"
+    return ""
+
+
 def make_backend(kind: str, url: str | None, wait: BoundedWait, *, base_delay_s: float,
                  env: dict[str, str] | None = None) -> CitationBackend | None:
     """The online backend `kind` names (None for offline), backing off through `wait`."""

@@ -208,6 +208,8 @@ def _literature(opts: IdeasOptions, template: Template, *, scripted: bool, trans
     wait = litmod.BoundedWait(opts.max_wait_s)
     backend = litmod.make_backend(kind, url, wait, base_delay_s=env.retry_base_s())
     reason = "--offline" if opts.offline else "offline mode" if kind == "offline" else ""
+    if backend is not None and (why := litmod.unreachable(url or litmod.DEFAULT_URLS[kind])):
+        backend, reason = None, why
     return litmod.Literature(cached_name, backend, cache_dir=cache_home() / "literature", wait=wait, recorded=recorded,
                              offline_reason=reason)
 
