@@ -76,6 +76,8 @@ def test_sae_offline_scripted_run_writes_an_ideas_file_run_accepts(tmp_path, cap
     assert "Learning Multi-Level Features" in next(e for e in ex if e["step"] == "novelty" and e["attempt"] == 2)["prompt"]
     text = capsys.readouterr().out
     assert "offline" in text and "#1 parent_child_decoder_orthogonality" in text
+    assert run_cli("show", str(folder)) == 0  # the folder's journal is one the readers take
+    assert "16" in capsys.readouterr().out
 
 
 def test_replay_of_a_recorded_ideas_run_gives_the_same_ideas(tmp_path):
@@ -229,8 +231,8 @@ def test_a_429_storm_ends_in_not_checked_with_bounded_requests_and_delay(tmp_pat
     assert len(literature.requests) == 3  # two waits of 0.3 s fit in 0.7 s; then the service is left alone
     assert literature.arrivals[-1] - literature.arrivals[0] < 0.7 + 0.5
     folder = _only(tmp_path / "sb")
-    summary = next(e for e in events(folder, "stage_finished") if e["stage"] == "ideas:novelty")["summary"]
-    assert summary == "0 of 2 checked; 3 request(s), 0.6 s backing off"
+    (done,) = events(folder, "stage_finished")
+    assert done["stage"] == "ideas" and "novelty: 0 of 2 checked; 3 request(s), 0.6 s backing off" in done["summary"]
 
 
 def test_bradley_terry_solves_its_likelihood_equations():

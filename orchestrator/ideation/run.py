@@ -138,22 +138,20 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
                          novelty=Novelty(checked=False, decision="not checked", reason="novelty not checked: stopped before it"))
 
     try:
-        journal.append(StageStarted(stage="ideas:generate"))
+        journal.append(StageStarted(stage=STAGE))
         gen.generate(ideation, template, n=opts.n, reflections=opts.reflections, max_runs=opts.max_runs,
                      existing=gen.seed_ideas(template), log=say, into=drafts)
         entries = [entry(d, r) for d, r in drafts]
-        journal.append(StageFinished(stage="ideas:generate", status="done", summary=f"{len(entries)} idea(s)"))
-        journal.append(StageStarted(stage="ideas:novelty"))
         for i, (e, (d, _)) in enumerate(zip(entries, drafts), 1):
             nov, refs = novelty.check(ideation, lit, d, run=i, rounds=opts.novelty_rounds, log=say)
             e.novelty, e.references = nov, refs
             e.novel = None if not nov.checked else nov.decision == "novel"
             say(f"idea {i} {e.Name}: {nov.decision}" + (f" — {nov.reason}" if nov.reason else ""))
-        journal.append(StageFinished(stage="ideas:novelty", status="done",
-                                     summary=f"{sum(e.novelty.checked for e in entries)} of {len(entries)} checked; "
-                                             f"{lit.requests} request(s), {lit.wait.waited_s:.1f} s backing off"))
+        checked = (f"novelty: {sum(e.novelty.checked for e in entries)} of {len(entries)} checked; "
+                   f"{lit.requests} request(s), {lit.wait.waited_s:.1f} s backing off")
+        say(checked)
+        games: list = []
         if len(entries) > 1:
-            journal.append(StageStarted(stage="ideas:rank"))
             shown = [{k: v for k, v in e.dump().items() if k in ("Name", "Title", "Experiment", "Interestingness",
                                                                     "Feasibility", "Novelty")} | {"novelty": e.novelty.decision}
                      for e in entries]
@@ -169,7 +167,8 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
             for place, k in enumerate(order, 1):
                 entries[k].ranking = Ranking(rank=place, strength=round(strengths[k], 4), wins=wins[k], games=played[k])
             entries = [entries[k] for k in order]
-            journal.append(StageFinished(stage="ideas:rank", status="done", summary=f"{len(games)} game(s), Bradley-Terry"))
+        journal.append(StageFinished(stage=STAGE, status="done",
+                                     summary=f"{len(entries)} idea(s); {checked}; {len(games)} game(s) ranked"))
     except BudgetExceeded as exc:
         stopped = exc
         entries = entries or [entry(d, r) for d, r in drafts]
