@@ -14,8 +14,8 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from .. import prompts
+from ..agents.chat import ChatModel
 from ..template import Template
-from .model import IdeationModel
 from .records import IdeaDraft, parse_idea, said_done
 
 SEED_FILE = "seed_ideas.json"  # AI Scientist's name for a template's example ideas
@@ -79,7 +79,7 @@ def context_values(template: Template, max_runs: int) -> dict:
                 full_s=m.timeouts.full_s, max_runs=max_runs, key_metrics=m.key_metrics)
 
 
-def generate(model: IdeationModel, template: Template, *, n: int, reflections: int, max_runs: int,
+def generate(model: ChatModel, template: Template, *, n: int, reflections: int, max_runs: int,
              existing: list[dict], log: Callable[[str], None] = print,
              into: list[tuple[IdeaDraft, int]] | None = None) -> list[tuple[IdeaDraft, int]]:
     """n new ideas (fewer when drafts are dropped), each with the reflection rounds it took, appended to

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pydantic import BaseModel, ValidationError, field_validator
 
 from .. import prompts
+from ..agents.chat import ChatModel, json_blocks
 from ..citations import Paper
 from .literature import Literature
-from .model import IdeationModel
-from .records import IdeaDraft, Novelty, Reference, json_blocks
+from .records import IdeaDraft, Novelty, Reference
 
 LIMIT = 5  # papers per query
 MAX_REFERENCES = 10
@@ -55,7 +55,7 @@ def _merge(found: list[Paper], new: list[Paper]) -> list[Paper]:
     return found + [p for p in new if " ".join(p.title.lower().split()) not in seen]
 
 
-def check(model: IdeationModel, lit: Literature, draft: IdeaDraft, *, run: int, rounds: int = 3,
+def check(model: ChatModel, lit: Literature, draft: IdeaDraft, *, run: int, rounds: int = 3,
           log: Callable[[str], None] = print) -> tuple[Novelty, list[Reference]]:
     """The idea's novelty decision and the papers found (those relied on first) as candidate references."""
     query = draft.Title

@@ -14,8 +14,7 @@ import json
 from collections.abc import Callable
 
 from .. import prompts
-from .model import IdeationModel
-from .records import json_blocks
+from ..agents.chat import ChatModel, json_blocks
 
 ALL_PAIRS_UP_TO = 8  # up to this many ideas every pair plays; beyond, each idea plays GAMES neighbours
 GAMES = 4
@@ -64,7 +63,7 @@ def judge(text: str) -> float | None:
     return None
 
 
-def tournament(model: IdeationModel, ideas: list[dict], values: dict, *,
+def tournament(model: ChatModel, ideas: list[dict], values: dict, *,
                log: Callable[[str], None] = print) -> tuple[list[float], list[tuple[int, int, float]]]:
     """Judge every game (alternating which idea is shown first, against position bias) and fit strengths."""
     games = []

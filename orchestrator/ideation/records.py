@@ -3,28 +3,16 @@ references found, and the ideas file `orchestrate run ideas.json --all` takes.""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..agents.chat import json_blocks
 from ..citations import Paper
 from ..spec import SLUG
 
-FENCED_JSON = re.compile(r"```json\s*(.*?)```", re.S)
 DONE = "I am done"
-
-
-def json_blocks(text: str) -> list[Any]:
-    """Every fenced ```json block of a reply that parses, in order."""
-    out = []
-    for raw in FENCED_JSON.findall(text):
-        try:
-            out.append(json.loads(raw))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def said_done(text: str) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import env
 from ..agents.aider import Budget, require_price
+from ..agents.chat import ChatModel
 from ..agents.replay import TranscriptSource, export_transcript, load_transcript
 from ..env import cache_home
 from ..errors import BudgetExceeded, InputError, TranscriptError
@@ -22,8 +23,9 @@ from ..template import Template, find_template, load_template
 from . import generate as gen
 from . import literature as litmod
 from . import novelty, ranking
-from .model import STAGE, IdeationModel
 from .records import IdeaEntry, Novelty, Ranking
+
+STAGE = "ideas"
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 MAX_WAIT_S = 60.0  # the most the novelty check spends backing off from a rate-limited service, in all
@@ -125,7 +127,7 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
     say(f"ideas for {template.manifest.name}: {'replaying ' + str(transcript.path) if transcript else 'model ' + model}"  # type: ignore[union-attr]
         f"; literature: {lit.name if lit.online else f'offline ({lit.down}: answers from the {lit.name} cache and the recorded cache only)'}"
         f"; folder {root}")
-    ideation = IdeationModel(journal, model=model, transcript=TranscriptSource(transcript) if transcript else None,
+    ideation = ChatModel(journal, model=model, transcript=TranscriptSource(transcript) if transcript else None,
                              limits=limits, budget=Budget(limits.budget_usd))
     t0 = time.monotonic()
     entries: list[IdeaEntry] = []
