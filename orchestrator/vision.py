@@ -110,8 +110,8 @@ def review_figures(chat: ChatModel | None, root: Path, figures: list[str], *, ca
                      step="vision", run=0, attempt=stage_round)
     found = parse_findings(reply, sent)
     if found is None:
-        return VisionReview(model=model, figures=sent, not_sent=not_sent,
-                            findings=[FigureFinding(figure=sent[0], kind="other", detail="the reviewer's reply had no findings block")])
+        none = FigureFinding(figure=sent[0], kind="other", detail="the reviewer's reply had no findings block")
+        return VisionReview(model=model, figures=sent, not_sent=not_sent, findings=[none])
     return VisionReview(model=model, figures=sent, not_sent=not_sent, findings=found)
 
 

@@ -94,7 +94,8 @@ class ChatModel:
         import litellm
 
         if self.prices is not None and self.budget.limit is not None:
-            self.budget.check(self.budget.estimate(litellm.token_counter(model=self.model, messages=_wire(messages)), self.prices))
+            tokens = litellm.token_counter(model=self.model, messages=_wire(messages))
+            self.budget.check(self.budget.estimate(tokens, self.prices))
         state = {"attempts": 0}
 
         def once():

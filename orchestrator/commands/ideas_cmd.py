@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--literature-cache", type=Path, help="a recorded literature cache (JSONL) to answer from")
     parser.add_argument("--novelty-rounds", type=int, default=3, help="rounds of the novelty check per idea (default 3)")
     parser.add_argument("--transcript", type=Path, help="replay these replies instead of asking a model")
-    parser.add_argument("--sandbox", type=Path, default=Path("sandbox"), help="where the run's folder is made (default ./sandbox)")
+    parser.add_argument("--sandbox", type=Path, default=Path("sandbox"),
+                        help="where the run's folder is made (default ./sandbox)")
 
 
 def main(args: argparse.Namespace) -> int:

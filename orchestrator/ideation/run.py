@@ -97,10 +97,12 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
         path = opts.transcript or default_transcript(template)
         if path is None:
             raise InputError(opts.template, "no model configured and no transcript for this template: pass --model NAME "
-                             f"(or set ORCHESTRATE_MODEL), or --transcript FILE (ideas/{template.manifest.name}_ideas.transcript.jsonl)")
+                             f"(or set ORCHESTRATE_MODEL), or --transcript FILE "
+                             f"(ideas/{template.manifest.name}_ideas.transcript.jsonl)")
         transcript = load_transcript(path)
         if transcript.header.template and transcript.header.template != template.manifest.name:
-            raise TranscriptError(path, f"header: transcript is for template {transcript.header.template!r}, not {template.manifest.name!r}")
+            raise TranscriptError(path, f"header: transcript is for template {transcript.header.template!r}, "
+                                        f"not {template.manifest.name!r}")
     require_price(model, limits)
     lit = _literature(opts, template, scripted=model is None, transcript_path=transcript.path if transcript else None)
 
@@ -125,7 +127,8 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
         journal.append(Message(stage=STAGE, level=level, text=text))  # type: ignore[arg-type]
 
     say(f"ideas for {template.manifest.name}: {'replaying ' + str(transcript.path) if transcript else 'model ' + model}"  # type: ignore[union-attr]
-        f"; literature: {lit.name if lit.online else f'offline ({lit.down}: answers from the {lit.name} cache and the recorded cache only)'}"
+        f"; literature: {lit.name if lit.online else f'offline ({lit.down}: answers from the {lit.name} cache'}"
+        f"{'' if lit.online else ' and the recorded cache only)'}"
         f"; folder {root}")
     ideation = ChatModel(journal, model=model, transcript=TranscriptSource(transcript) if transcript else None,
                              limits=limits, budget=Budget(limits.budget_usd))
@@ -136,7 +139,8 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
     drafts: list = []
 
     def entry(d, r: int) -> IdeaEntry:
-        return IdeaEntry(**d.model_dump(), template=ref, reflections=r, generated_by={"folder": str(root), "model": ideation.name},
+        return IdeaEntry(**d.model_dump(), template=ref, reflections=r,
+                         generated_by={"folder": str(root), "model": ideation.name},
                          novelty=Novelty(checked=False, decision="not checked", reason="novelty not checked: stopped before it"))
 
     try:
@@ -165,7 +169,10 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
                 wins[b] += 1 - s
                 played[a] += 1
                 played[b] += 1
-            order = sorted(range(len(entries)), key=lambda k: (-strengths[k], -(entries[k].Interestingness + entries[k].Feasibility + entries[k].Novelty), k))
+            def scores(k: int) -> int:
+                return entries[k].Interestingness + entries[k].Feasibility + entries[k].Novelty
+
+            order = sorted(range(len(entries)), key=lambda k: (-strengths[k], -scores(k), k))
             for place, k in enumerate(order, 1):
                 entries[k].ranking = Ranking(rank=place, strength=round(strengths[k], 4), wins=wins[k], games=played[k])
             entries = [entries[k] for k in order]
