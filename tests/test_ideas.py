@@ -78,6 +78,8 @@ def test_sae_offline_scripted_run_writes_an_ideas_file_run_accepts(tmp_path, cap
     assert "offline" in text and "#1 parent_child_decoder_orthogonality" in text
     assert run_cli("show", str(folder)) == 0  # the folder's journal is one the readers take
     assert "16" in capsys.readouterr().out
+    assert run_cli("resume", str(folder)) == 2  # not a workspace to resume: one line
+    assert "read-only" in capsys.readouterr().err
 
 
 def test_replay_of_a_recorded_ideas_run_gives_the_same_ideas(tmp_path):

@@ -117,10 +117,13 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
     journal = Journal(state / "journal.jsonl")
     agent = f"litellm:{model}" if model else f"transcript:{transcript.path}"  # type: ignore[union-attr]
     journal.append(WorkspaceCreated(
-        idea={"name": f"ideas_{template.manifest.name}", "title": f"ideas for {template.manifest.name}", "kind": "ideas",
-              "n": opts.n, "reflections": opts.reflections, "top": opts.top, "literature": lit.name},
+        idea={"name": f"ideas_{template.manifest.name}", "title": f"ideas for {template.manifest.name}",
+              "template": template.manifest.name, "experiment": "generate, check and rank ideas (orchestrate ideas)",
+              "extra": {"kind": "ideas", "n": opts.n, "reflections": opts.reflections, "top": opts.top,
+                        "literature": lit.name}},
         idea_path=str(opts.output), template=template.manifest.name, template_root=str(template.root),
-        limits=limits.model_dump(), agent=agent, scripted=bool(transcript and transcript.scripted)))
+        limits=limits.model_dump(), agent=agent, scripted=bool(transcript and transcript.scripted),
+        imported_from="orchestrate ideas"))  # read-only for resume: `show` and `report` read it
 
     def say(text: str, level: str = "info") -> None:
         log(text)
