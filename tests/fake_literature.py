@@ -24,6 +24,16 @@ def work(title: str, year: int = 2024, abstract: str = "", doi: str | None = Non
             "abstract_inverted_index": inverted or None}
 
 
+def s2_paper(w: dict) -> dict:
+    """An OpenAlex work as Semantic Scholar would give it."""
+    inv = w.get("abstract_inverted_index") or {}
+    words = sorted((i, word) for word, pos in inv.items() for i in pos)
+    return {"paperId": w["id"][-9:], "title": w["title"], "year": w["publication_year"], "venue": "Journal of Tests",
+            "authors": [{"name": a["author"]["display_name"]} for a in w["authorships"]],
+            "externalIds": {"DOI": w["doi"].removeprefix("https://doi.org/")} if w.get("doi") else {},
+            "url": f"https://www.semanticscholar.org/paper/{w['id'][-9:]}", "abstract": " ".join(x for _, x in words) or None}
+
+
 @dataclass
 class FakeLiterature:
     answers: dict[str, list[dict]] = field(default_factory=dict)  # query -> works; others get generated works
@@ -32,6 +42,7 @@ class FakeLiterature:
     status: int = 429
     requests: list[str] = field(default_factory=list)  # the search terms, in order (429s too)
     arrivals: list[float] = field(default_factory=list)
+    api_keys: list[str | None] = field(default_factory=list)  # Semantic Scholar's x-api-key of each request
 
     def __post_init__(self) -> None:
         server = self
@@ -46,17 +57,21 @@ class FakeLiterature:
                 term = (q.get("search") or q.get("query") or [""])[0]
                 server.requests.append(term)
                 server.arrivals.append(time.monotonic())
+                server.api_keys.append(self.headers.get("x-api-key"))
                 if server.storm and (server.storm < 0 or len(server.requests) <= server.storm):
                     headers = {"Retry-After": server.retry_after} if server.retry_after else {}
                     self._json(server.status, {"error": "rate limited"}, headers)
                     return
-                if not url.path.endswith("/works"):
-                    self._json(404, {"error": "not found"})
-                    return
-                per_page = int((q.get("per-page") or ["5"])[0])
                 works = server.answers.get(term) or [
                     work(f"{term}: a study {k}", 2020 + k, f"We study {term} in setting {k}.") for k in range(1, 4)]
-                self._json(200, {"meta": {"count": len(works)}, "results": works[:per_page]})
+                if url.path.endswith("/paper/search"):  # Semantic Scholar's shape
+                    limit = int((q.get("limit") or ["5"])[0])
+                    self._json(200, {"total": len(works), "data": [s2_paper(w) for w in works[:limit]]})
+                elif url.path.endswith("/works"):
+                    per_page = int((q.get("per-page") or ["5"])[0])
+                    self._json(200, {"meta": {"count": len(works)}, "results": works[:per_page]})
+                else:
+                    self._json(404, {"error": "not found"})
 
             def _json(self, status, obj, headers=None):
                 data = json.dumps(obj).encode()

@@ -292,3 +292,24 @@ def test_an_unreachable_service_makes_the_run_offline_at_once(tmp_path, server, 
                    "-o", str(out), "--sandbox", str(tmp_path / "sb")) == 0
     ideas = json.loads(out.read_text())
     assert all("no network" in e["novelty"]["reason"] and "novel" not in e for e in ideas)
+
+
+def test_semantic_scholar_with_a_key(tmp_path, server, literature, monkeypatch):
+    monkeypatch.setenv("ORCHESTRATE_LITERATURE", "semanticscholar")
+    monkeypatch.setenv("S2_API_KEY", "s2-test-key")
+    literature.answers["Input noise injection as a regulariser"] = [
+        work("Training with Noise is Equivalent to Tikhonov Regularization", 1995, "Adding noise to the inputs.", "10.1/x")]
+    server.replies = _live_replies()[:4] + [
+        Canned(content=_json({"decision": "not novel", "relied_on": [1]})),
+        Canned(content=_json({"decision": "not novel", "relied_on": [1], "reason": "Bishop did it"})),
+        Canned(content=_json({"winner": "A"}))]
+    out = tmp_path / "ideas.json"
+    assert run_cli("ideas", str(TINY), "-n", "2", "--reflections", "1", "--model", "openai/test-model",
+                   "-o", str(out), "--sandbox", str(tmp_path / "sb")) == 0
+    noise = next(e for e in json.loads(out.read_text()) if e["Name"] == "noise_injection")
+    assert noise["novelty"]["backend"] == "semanticscholar" and noise["novel"] is False
+    ref = noise["references"][0]
+    title = "Training with Noise is Equivalent to Tikhonov Regularization"
+    assert (ref["title"], ref["year"], ref["doi"]) == (title, 1995, "10.1/x")
+    assert any("Adding noise to the inputs." in json.dumps(r["messages"]) for r in server.requests)
+    assert literature.api_keys == ["s2-test-key", "s2-test-key"]
