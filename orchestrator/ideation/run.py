@@ -129,12 +129,11 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
         log(text)
         journal.append(Message(stage=STAGE, level=level, text=text))  # type: ignore[arg-type]
 
-    say(f"ideas for {template.manifest.name}: {'replaying ' + str(transcript.path) if transcript else 'model ' + model}"  # type: ignore[union-attr]
-        f"; literature: {lit.name if lit.online else f'offline ({lit.down}: answers from the {lit.name} cache'}"
-        f"{'' if lit.online else ' and the recorded cache only)'}"
-        f"; folder {root}")
+    source = f"replaying {transcript.path}" if transcript else f"model {model}"
+    searched = lit.name if lit.online else f"offline ({lit.down}): answers from the {lit.name} cache and the recorded cache only"
+    say(f"ideas for {template.manifest.name}: {source}; literature: {searched}; folder {root}")
     ideation = ChatModel(journal, model=model, transcript=TranscriptSource(transcript) if transcript else None,
-                             limits=limits, budget=Budget(limits.budget_usd))
+                         limits=limits, budget=Budget(limits.budget_usd))
     t0 = time.monotonic()
     entries: list[IdeaEntry] = []
     ref = template_ref(template)
@@ -159,26 +158,7 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
         checked = (f"novelty: {sum(e.novelty.checked for e in entries)} of {len(entries)} checked; "
                    f"{lit.requests} request(s), {lit.wait.waited_s:.1f} s backing off")
         say(checked)
-        games: list = []
-        if len(entries) > 1:
-            shown = [{k: v for k, v in e.dump().items() if k in ("Name", "Title", "Experiment", "Interestingness",
-                                                                    "Feasibility", "Novelty")} | {"novelty": e.novelty.decision}
-                     for e in entries]
-            strengths, games = ranking.tournament(ideation, shown, gen.context_values(template, opts.max_runs), log=say)
-            wins = [0.0] * len(entries)
-            played = [0] * len(entries)
-            for a, b, s in games:
-                wins[a] += s
-                wins[b] += 1 - s
-                played[a] += 1
-                played[b] += 1
-            def scores(k: int) -> int:
-                return entries[k].Interestingness + entries[k].Feasibility + entries[k].Novelty
-
-            order = sorted(range(len(entries)), key=lambda k: (-strengths[k], -scores(k), k))
-            for place, k in enumerate(order, 1):
-                entries[k].ranking = Ranking(rank=place, strength=round(strengths[k], 4), wins=wins[k], games=played[k])
-            entries = [entries[k] for k in order]
+        entries, games = _rank(ideation, entries, gen.context_values(template, opts.max_runs), log=say)
         journal.append(StageFinished(stage=STAGE, status="done",
                                      summary=f"{len(entries)} idea(s); {checked}; {len(games)} game(s) ranked"))
     except BudgetExceeded as exc:
@@ -204,6 +184,29 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
     if stopped:
         raise stopped
     return root
+
+
+def _rank(chat: ChatModel, entries: list[IdeaEntry], values: dict, *, log) -> tuple[list[IdeaEntry], list]:
+    """The entries best first, each with its Ranking, and the games played (none for a single idea)."""
+    if len(entries) < 2:
+        return entries, []
+    keys = ("Name", "Title", "Experiment", "Interestingness", "Feasibility", "Novelty")
+    shown = [{k: v for k, v in e.dump().items() if k in keys} | {"novelty": e.novelty.decision} for e in entries]
+    strengths, games = ranking.tournament(chat, shown, values, log=log)
+    wins, played = [0.0] * len(entries), [0] * len(entries)
+    for a, b, score in games:
+        wins[a] += score
+        wins[b] += 1 - score
+        played[a] += 1
+        played[b] += 1
+
+    def scores(k: int) -> int:  # the ideas' own scores break a tie in strength
+        return entries[k].Interestingness + entries[k].Feasibility + entries[k].Novelty
+
+    order = sorted(range(len(entries)), key=lambda k: (-strengths[k], -scores(k), k))
+    for place, k in enumerate(order, 1):
+        entries[k].ranking = Ranking(rank=place, strength=round(strengths[k], 4), wins=wins[k], games=played[k])
+    return [entries[k] for k in order], games
 
 
 def _literature(opts: IdeasOptions, template: Template, *, scripted: bool, transcript_path: Path | None) -> litmod.Literature:
