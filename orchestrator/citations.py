@@ -38,6 +38,7 @@ class Paper(BaseModel):
     venue: str = ""
     doi: str | None = None
     url: str | None = None
+    abstract: str = ""  # what the novelty check reads (OpenAlex: rebuilt from its inverted index)
 
     def key(self) -> str:
         """A BibTeX key from the first author, the year and a title word."""
@@ -48,7 +49,8 @@ class Paper(BaseModel):
 
     def bibtex(self, key: str | None = None) -> str:
         """The paper as a BibTeX entry, special characters escaped."""
-        def esc(s: str) -> str:
+        def esc(s: str) -> str:  # found text is data: no backslash or brace reaches LaTeX
+            s = s.replace("\\", "").replace("{", "").replace("}", "")
             return s.replace("&", "\\&").replace("%", "\\%").replace("#", "\\#").replace("_", "\\_")
 
         fields = [("title", "{" + esc(self.title) + "}"), ("author", esc(" and ".join(self.authors) or "Anonymous"))]
@@ -56,9 +58,9 @@ class Paper(BaseModel):
             fields.append(("year", str(self.year)))
         fields.append(("journal", esc(self.venue) if self.venue else "Preprint"))
         if self.doi:
-            fields.append(("doi", self.doi))
+            fields.append(("doi", re.sub(r"[\\{}\s]", "", self.doi)))
         if self.url:
-            fields.append(("url", self.url))
+            fields.append(("url", re.sub(r"[\\{}\s%#]", "", self.url)))
         body = ",\n".join(f"  {k:<7} = {{{v}}}" for k, v in fields)
         return f"@article{{{key or self.key()},\n{body}\n}}\n"
 
@@ -150,8 +152,20 @@ class OpenAlexBackend:
             venue = ((w.get("primary_location") or {}).get("source") or {}).get("display_name") or ""
             doi = (w.get("doi") or "").replace("https://doi.org/", "") or None
             out.append(Paper(title=title, authors=[a for a in authors if a], year=w.get("publication_year"),
-                             venue=venue, doi=doi, url=w.get("id")))
+                             venue=venue, doi=doi, url=w.get("id"), abstract=_abstract(w.get("abstract_inverted_index"))))
         return out
+
+
+def _abstract(inverted: object) -> str:
+    """OpenAlex's abstract_inverted_index ({word: [positions]}) back into text ("" when absent or malformed)."""
+    if not isinstance(inverted, dict):
+        return ""
+    at: dict[int, str] = {}
+    for word, positions in inverted.items():
+        for i in positions if isinstance(positions, list) else []:
+            if isinstance(i, int) and 0 <= i < 5000:
+                at[i] = str(word)
+    return " ".join(at[i] for i in sorted(at))
 
 
 class SemanticScholarBackend:
@@ -168,14 +182,15 @@ class SemanticScholarBackend:
     def search(self, query: str, limit: int = 5) -> list[Paper]:
         """Up to `limit` papers Semantic Scholar finds for `query`."""
         data = self.http.get("/paper/search", {"query": query, "limit": limit,
-                                               "fields": "title,authors,year,venue,externalIds,url"})
+                                               "fields": "title,authors,year,venue,externalIds,url,abstract"})
         out = []
         for p in data.get("data", [])[:limit]:
             if not p.get("title"):
                 continue
             ids = p.get("externalIds") or {}
             out.append(Paper(title=p["title"], authors=[a.get("name", "") for a in p.get("authors", []) if a.get("name")],
-                             year=p.get("year"), venue=p.get("venue") or "", doi=ids.get("DOI"), url=p.get("url")))
+                             year=p.get("year"), venue=p.get("venue") or "", doi=ids.get("DOI"), url=p.get("url"),
+                             abstract=p.get("abstract") or ""))
         return out
 
 
@@ -212,6 +227,19 @@ def add_to_bib(bib_path: Path, papers: list[Paper]) -> list[str]:
     if added:
         bib_path.write_text(text)
     return added
+
+
+def idea_references(extra: Mapping[str, object]) -> list[Paper]:
+    """The candidate references an ideas file gave the idea (`orchestrate ideas`' novelty check: its
+    entry's `references`, kept in Idea.extra); entries that are not papers are skipped."""
+    refs = extra.get("references")
+    out = []
+    for r in refs if isinstance(refs, list) else []:
+        try:
+            out.append(Paper.model_validate({k: v for k, v in r.items() if k in Paper.model_fields and k != "abstract"}))
+        except (AttributeError, ValueError):
+            continue
+    return out
 
 
 def search_into_bib(backend: CitationBackend, queries: list[str], bib_path: Path, *, limit: int = 5) -> tuple[list[str], str]:

@@ -12,7 +12,7 @@ from . import __version__
 from .commands.args import Parser, gpu_list, name_list, positive_float, positive_int, sandbox_dir
 from .errors import OrchestratorError
 
-COMMANDS = ("replay", "show", "report", "review", "import", "list", "clean", "init", "completion")
+COMMANDS = ("replay", "show", "report", "review", "import", "list", "clean", "init", "completion", "ideas")
 # each a module orchestrator.commands.<name>_cmd with HELP, add_arguments(parser) and main(args)
 
 
@@ -23,6 +23,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    "requirements.txt)")
     p.add_argument("--max-runs", type=positive_int, metavar="N", help="runs the agent may make (default: the idea's, else 5)")
     p.add_argument("--max-attempts", type=positive_int, metavar="K", help="attempts per run (default: the idea's, else 4)")
+    p.add_argument("--seeds", type=positive_int, metavar="N",
+                   help="seeds per full run (default: the idea's, else the template's [seeds])")
     p.add_argument("--budget-usd", type=positive_float, metavar="X",
                    help="stop before the model call that would spend more than X dollars (default: no limit)")
     p.add_argument("--stages", type=name_list, metavar="LIST",
@@ -79,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write a workspace's exchanges as a transcript.")
     p.add_argument("workspace", type=Path, metavar="WORKSPACE", help="the workspace folder")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write it (default: standard output)")
+    p.add_argument("--to", choices=["transcript", "mlflow"], default="transcript",
+                   help="a transcript, or the runs to MLflow (the optional extra orchestrator[mlflow])")
+    p.add_argument("--tracking-uri", metavar="URI", help="with --to mlflow: the tracking server or store "
+                   "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current folder)")
+    p.add_argument("--experiment", metavar="NAME", help="with --to mlflow: the MLflow experiment (default: the idea's name)")
 
     for name in COMMANDS:  # a command module that does not import is a bug: it fails here, loudly
         mod = importlib.import_module(f"orchestrator.commands.{name}_cmd")
@@ -96,6 +103,7 @@ def _opts(args: argparse.Namespace):
         model=getattr(args, "model", None), template=getattr(args, "template", None), python=getattr(args, "python", None),
         idea_name=getattr(args, "idea_name", None), max_runs=getattr(args, "max_runs", None),
         max_attempts=getattr(args, "max_attempts", None), budget_usd=getattr(args, "budget_usd", None),
+        seeds=getattr(args, "seeds", None),
         stages=getattr(args, "stages", None),
         sandbox=getattr(args, "sandbox", Path("sandbox")), isolation=getattr(args, "isolation", None),
         full_timeout_s=getattr(args, "full_timeout_s", None), smoke_timeout_s=getattr(args, "smoke_timeout_s", None),
@@ -173,6 +181,11 @@ def cmd_export(args) -> int:
         raise InputError(args.output, f"-o: the folder {args.output.parent} does not exist")
     ws = Workspace(args.workspace)
     head = workspace_created(ws.journal.events, args.workspace)
+    if args.to == "mlflow":
+        from .exporters.mlflow import export, summary
+
+        print(summary(ws, export(ws, tracking_uri=args.tracking_uri, experiment=args.experiment)))
+        return 0
     exchanges = ws.journal.of(Exchange)
     if not exchanges:
         raise InputError(args.workspace, "nothing to export: the journal records no exchange with the agent yet")

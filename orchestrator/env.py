@@ -19,6 +19,8 @@ FAULT = "ORCHESTRATE_FAULT"  # crash tests: after:<event type>:<n> kills the orc
 CGROUP = "ORCHESTRATE_CGROUP"  # "0": make no cgroups (the watchdog alone enforces the caps)
 CITATIONS = "ORCHESTRATE_CITATIONS"  # offline | openalex | semanticscholar
 CITATIONS_URL = "ORCHESTRATE_CITATIONS_URL"  # the citation backend's base address
+LITERATURE = "ORCHESTRATE_LITERATURE"  # `orchestrate ideas`' novelty search: openalex (default) | semanticscholar | offline
+LITERATURE_URL = "ORCHESTRATE_LITERATURE_URL"  # its base address (a mirror, or a loopback stub in tests)
 RETRY_BASE_S = "ORCHESTRATE_RETRY_BASE_S"  # the first backoff delay after a provider error (default 1 s)
 # set by the orchestrator for the experiment's process
 WORKSPACE = "ORCHESTRATE_WORKSPACE"
@@ -75,6 +77,12 @@ def citation_backend(env: Mapping[str, str] | None = None) -> tuple[str, str | N
     """(backend name, base address or None) from $ORCHESTRATE_CITATIONS and $ORCHESTRATE_CITATIONS_URL."""
     e = _env(env)
     return (e.get(CITATIONS) or "offline").strip().lower(), e.get(CITATIONS_URL)
+
+
+def literature_backend(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """(backend name or None when unset, base address or None) from $ORCHESTRATE_LITERATURE(_URL)."""
+    e = _env(env)
+    return ((e.get(LITERATURE) or "").strip().lower() or None), e.get(LITERATURE_URL) or None
 
 
 def retry_base_s(env: Mapping[str, str] | None = None) -> float:

@@ -154,7 +154,7 @@ class RunStarted(_Event):
     out_dir: str
     commit: str | None = None
     job_id: str | None = None
-    seed: int | None = None  # the seed of a full run's seed (or the smoke run's); None: a run from before seeds
+    seed: int | None = None  # the seed of this execution (None: a journal from before seeds, or not a numbered run)
 
 
 class RunFinished(_Event):
@@ -181,7 +181,26 @@ class RunFinished(_Event):
     evaluation: Evaluation = "self-reported"
     outputs: dict[str, str] = Field(default_factory=dict)  # sha256 of every file of an ok run's out_dir
     eval_wall_s: float = 0.0  # the evaluator's wall time (0: none ran)
-    seed: int | None = None  # which seed this verdict is of; None: a run from before seeds
+    seed: int | None = None  # the seed of this execution (None: a journal from before seeds, or not a numbered run)
+
+
+class RunAggregated(_Event):
+    """A full run's verdict over its seeds (after every seed was judged): ok when at least min_ok seeds
+    are; `metrics` is the per-key mean over the ok seeds (what run_i/final_info.json holds)."""
+
+    type: Literal["run_aggregated"] = "run_aggregated"
+    run: int
+    attempt: int
+    status: VerdictStatus
+    seeds_ok: list[int] = Field(default_factory=list)
+    seeds_failed: list[int] = Field(default_factory=list)
+    min_ok: int = 1
+    reasons: list[str] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    evaluation: Evaluation = "self-reported"
+    out_dir: str = ""
+    commit: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)  # sha256 of every file of the run's folder when ok
 
 
 class RunRecorded(_Event):
@@ -219,7 +238,8 @@ class BaselineRecorded(_Event):
     evaluation: Evaluation = "self-reported"
     reasons: list[str] = Field(default_factory=list)  # why it is self-reported when the template has an evaluator
     outputs: dict[str, str] = Field(default_factory=dict)  # sha256 of run_0's files
-    seed: int | None = None  # one event per baseline seed; None: a baseline from before seeds
+    seed: int | None = None  # one event per baseline seed (run_0/seed_<s>/); None: a single-seed baseline
+    produced_by: Literal["template", "orchestrator"] = "template"  # who made run_0's results
 
 
 class Message(_Event):
@@ -244,7 +264,7 @@ class Artifact(_Event):
 
 Event = Annotated[
     WorkspaceCreated | StageStarted | StageFinished | Exchange | ExchangeFailed | EditApplied | RunStarted | RunFinished
-    | RunRecorded | Message | Artifact | Prepared | BaselineRecorded,
+    | RunAggregated | RunRecorded | Message | Artifact | Prepared | BaselineRecorded,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

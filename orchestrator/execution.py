@@ -19,19 +19,22 @@ import os
 import shlex
 import shutil
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import env as names
 from . import executors, runner, sandbox
+from . import seeds as seeds_mod
 from .context import Context
 from .errors import PrepareFailed, UnsafePath
-from .events import BaselineRecorded, Feedback, Prepared, RunFinished, RunStarted
+from .events import BaselineRecorded, Feedback, Prepared, RunAggregated, RunFinished, RunStarted
 from .feedback import failure_summary
 from .feedback import for_run as feedback_for
 from .paths import changed_files, tree_hashes
 from .results import Verdict, code_files, code_unchanged, flatten, load_results, misreports, overlay, validate
 from .runner import RunSpec
+from .seeds import SeedPlan
 from .template import BASELINE_RUN
 
 SMOKE_DIR = ".smoke"
@@ -218,25 +221,39 @@ def evaluate(ctx: Context, out_rel: str, *, key: str, smoke: bool) -> tuple[dict
 
 def baseline(ctx: Context) -> BaselineRecorded:
     """The baseline's metrics, once per workspace (after prepare): evaluated when the template has an
-    evaluator and run_0 has what it needs, else run_0's own results. Every comparison reads this."""
+    evaluator and run_0 has what it needs, else run_0's own results. Every comparison reads this.
+
+    A template with seeds ships run_0/seed_<s>/ per seed: each is evaluated and journaled
+    (`BaselineRecorded.seed`); what is returned is then their mean (not journaled again)."""
     j = ctx.journal
-    done = j.last(BaselineRecorded)
-    if done is not None:
-        return done
+    seeds = [s for s in seed_plan(ctx).values if (ctx.ws.root / BASELINE_RUN / f"seed_{s}").is_dir()]
+    if not seeds:
+        done = j.last(BaselineRecorded, seed=None)
+        return done if done is not None else j.append(_baseline_seed(ctx, BASELINE_RUN, None))
+    per_seed = []
+    for s in seeds:
+        done = j.last(BaselineRecorded, seed=s)
+        per_seed.append(done if done is not None else j.append(_baseline_seed(ctx, f"{BASELINE_RUN}/seed_{s}", s)))
+    evaluation = "evaluated" if all(b.evaluation == "evaluated" for b in per_seed) else "self-reported"
+    return BaselineRecorded(metrics=seeds_mod.mean_metrics([b.metrics for b in per_seed]), evaluation=evaluation,
+                            reasons=[r for b in per_seed for r in b.reasons], outputs=per_seed[-1].outputs)
+
+
+def _baseline_seed(ctx: Context, rel: str, seed: int | None) -> BaselineRecorded:
     m = ctx.manifest
-    info, err = load_results(ctx.ws.path(f"{BASELINE_RUN}/{m.results_file}"))
+    info, err = load_results(ctx.ws.path(f"{rel}/{m.results_file}"))
     info = info or {}
     reasons = [err] if err else []
     evaluation = "self-reported"
     if m.evaluate is not None:
         prepare(ctx)
-        evaluated, why, _wall = evaluate(ctx, BASELINE_RUN, key=BASELINE_RUN, smoke=False)
+        evaluated, why, _wall = evaluate(ctx, rel, key=rel.replace("/", "_"), smoke=False)
         if evaluated is not None:
             info, evaluation = overlay(info, evaluated), "evaluated"
         else:
-            reasons.append(f"the baseline is self-reported: {why}")
-    return j.append(BaselineRecorded(metrics=flatten(info), evaluation=evaluation, reasons=reasons,
-                                     outputs=keep_record(ctx, BASELINE_RUN)))
+            reasons.append(f"the baseline{f' seed {seed}' if seed is not None else ''} is self-reported: {why}")
+    return BaselineRecorded(metrics=flatten(info), evaluation=evaluation, reasons=reasons,
+                            outputs=keep_record(ctx, BASELINE_RUN), seed=seed)
 
 
 RECORDED = "recorded"  # under .orchestrate/: a copy of every recorded run's folder, to undo a later run's changes
@@ -272,9 +289,12 @@ def out_dir_for(run: int, attempt: int, phase: str) -> str:
 
 
 def previous_ok(ctx: Context, run: int) -> dict[str, Any] | None:
-    """The validated metrics (from the journal) of the last full run before `run` that was a result."""
+    """The validated metrics (from the journal: over its seeds) of the last full run before `run` that was a result."""
+    for agg in reversed(ctx.journal.of(RunAggregated, status="ok")):
+        if agg.run < run:
+            return agg.metrics
     for fin in reversed(ctx.journal.of(RunFinished, phase="full", status="ok")):
-        if fin.run < run:
+        if fin.run < run and fin.seed is None:  # a journal from before seeds
             return fin.metrics
     return None
 
@@ -286,60 +306,209 @@ def recorded_outputs(journal) -> dict[str, dict[str, str]]:
     if base is not None:
         out[BASELINE_RUN] = base.outputs
     for fin in journal.of(RunFinished, phase="full", status="ok"):
-        out[fin.out_dir] = fin.outputs
+        if fin.outputs:  # a journal from before seeds: the run's own verdict recorded its folder
+            out[fin.out_dir] = fin.outputs
+    for agg in journal.of(RunAggregated, status="ok"):
+        out[agg.out_dir] = agg.outputs
     return out
 
 
+def seed_plan(ctx: Context) -> SeedPlan:
+    """The workspace's seeds (the template's [seeds] with the idea's and the command line's over it)."""
+    return seeds_mod.plan(ctx.manifest, ctx.limits)
+
+
+@dataclass
+class _Pending:
+    """One seed's execution, submitted and not yet judged."""
+
+    run: int
+    attempt: int
+    phase: str
+    seed: int | None
+    rel: str
+    log_dir: Path
+    spec: RunSpec
+    handle: Any = None
+    record: runner.RunRecord | None = None
+    fresh: bool = False  # its folder was made empty before any seed started (siblings bind it read-only)
+
+
+def _prepare_seed(ctx: Context, run: int, attempt: int, phase: str, seed: int | None, rel: str, *,
+                  writing: str | None, siblings: list[str]) -> _Pending:
+    ws, m = ctx.ws, ctx.manifest
+    smoke = phase == "smoke"
+    log_dir = ws.attempt_dir(run, attempt) / (phase if seed is None or len(siblings) == 0 else f"{phase}_seed_{seed}")
+    env = experiment_env(ctx, smoke=smoke)
+    plan = seed_plan(ctx)
+    if plan.env and seed is not None:
+        env[plan.env] = str(seed)
+    argv = runner.command_argv(m.command, ctx.python, out_dir=rel, seed=str(seed if seed is not None else 0))
+    key = f"run_{run}/attempt_{attempt}/{phase}" + (f"/seed_{seed}" if siblings else "")
+    timeout = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
+    spec = workspace_spec(ctx, argv, log_dir=log_dir, timeout_s=timeout, key=key, writing=writing, env=env, out_dir=rel)
+    # a seed reads its siblings' folders, never writes them (under bwrap; they exist before the binds)
+    spec.read_only += [ws.root / other for other in siblings]
+    return _Pending(run, attempt, phase, seed, rel, log_dir, spec)
+
+
+def _submit(ctx: Context, p: _Pending) -> None:
+    """Re-attach to the seed's job when a resumed orchestrator finds one, else start it afresh."""
+    ws, j = ctx.ws, ctx.journal
+    started = j.last(RunStarted, run=p.run, attempt=p.attempt, phase=p.phase, seed=p.seed)
+    p.handle = ctx.executor.attach(p.spec, started.job_id) if started is not None and started.job_id else None
+    if p.handle is not None:
+        return  # resumed: its job may still run; never submit twice
+    out = ws.root / p.rel
+    if (out.exists() or out.is_symlink()) and not p.fresh:
+        _remove(out)
+    if p.log_dir.exists():
+        shutil.rmtree(p.log_dir)
+    p.handle = ctx.executor.submit(p.spec)
+    j.append(RunStarted(run=p.run, attempt=p.attempt, phase=p.phase, out_dir=p.rel, commit=ws.head(),
+                        job_id=p.handle.job_id, seed=p.seed))
+
+
+def _run_all(ctx: Context, pending: list[_Pending], *, run_dir: str | None) -> None:
+    """Submit every seed, then wait for each: the seeds run at once where the executor has slots."""
+    ws = ctx.ws
+    if not pending:
+        return
+    inside = ws.root / run_dir if run_dir else None
+    keep = [p for p in pending[0].spec.read_only if p.is_relative_to(ws.root) and not p.is_relative_to(ws.state)
+            and not p.is_relative_to(ws.root / ".git") and not (inside is not None and p.is_relative_to(inside))]
+    # the orchestrator writes its state during the run; under bwrap the binds make them read-only
+    with read_only_files(keep if ctx.isolation != "bwrap" else []):
+        for p in pending:
+            _submit(ctx, p)
+        for p in pending:
+            p.record = ctx.executor.wait(p.handle)
+
+
+def _judged(ctx: Context, p: _Pending, git_before) -> RunFinished:
+    ws, j = ctx.ws, ctx.journal
+    record = p.record
+    assert record is not None
+    out = ws.root / p.rel
+    verdict, status, evaluation = judge(ctx, record, out, run=p.run, smoke=p.phase == "smoke", git_before=git_before)
+    feedback = feedback_for(record.stdout_path, record.stderr_path, workdir=ws.root)
+    named_exception(verdict, feedback)
+    if status == "ok":
+        feedback = Feedback()
+    return j.append(RunFinished(
+        run=p.run, attempt=p.attempt, phase=p.phase, out_dir=p.rel, status=status, reasons=verdict.reasons,
+        exit_code=record.exit_code, wall_s=record.wall_s, peak_rss_mb=record.peak_rss_mb,
+        timed_out=record.timed_out, metrics=verdict.metrics, feedback=feedback,
+        log_dir=str(p.log_dir.relative_to(ws.root)), containment=record.containment, job=record.job,
+        evaluation=evaluation, eval_wall_s=verdict.eval_wall_s, seed=p.seed,
+    ))
+
+
 def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
-    """Run the experiment once; returns its recorded verdict (from the journal if already judged)."""
+    """The smoke run (the first seed only); returns its recorded verdict (from the journal if already judged)."""
+    assert phase == "smoke", "full runs go through execute_full"
     j = ctx.journal
     done = j.last(RunFinished, run=run, attempt=attempt, phase=phase)
     if done is not None:
         return done
+    seed = seed_plan(ctx).smoke_seed
+    p = _prepare_seed(ctx, run, attempt, phase, seed, out_dir_for(run, attempt, phase), writing=None, siblings=[])
+    git_before = ctx.ws.git_snapshot()
+    _run_all(ctx, [p], run_dir=None)
+    return _judged(ctx, p, git_before)
+
+
+def _seed_done(ctx: Context, run: int, attempt: int, seed: int, single: bool) -> RunFinished | None:
+    j = ctx.journal
+    done = j.last(RunFinished, run=run, attempt=attempt, phase="full", seed=seed)
+    if done is None and single:  # a journal from before seeds
+        done = j.last(RunFinished, run=run, attempt=attempt, phase="full", seed=None)
+    return done
+
+
+def execute_full(ctx: Context, run: int, attempt: int) -> tuple[RunAggregated, list[RunFinished]]:
+    """Every seed of a full run (submitted together, then judged one by one), and the run's verdict over
+    them: ok when at least min_ok seeds are ok and none tampered. A resumed orchestrator runs only the
+    seeds whose verdict is not in the journal. Returns (the aggregate, each seed's verdict)."""
+    j, ws = ctx.journal, ctx.ws
+    plan = seed_plan(ctx)
+    run_dir = out_dir_for(run, attempt, "full")
+    single = plan.count == 1
+    done = j.last(RunAggregated, run=run, attempt=attempt)
+    if done is not None:
+        return done, [f for s in plan.values if (f := _seed_done(ctx, run, attempt, s, single)) is not None]
+    rels = {s: plan.out_dir(run_dir, s) for s in plan.values}
+    missing = [s for s in plan.values if _seed_done(ctx, run, attempt, s, single) is None]
+    if missing:
+        if not single:
+            if (ws.root / run_dir).is_symlink() or ((ws.root / run_dir).exists() and not (ws.root / run_dir).is_dir()):
+                _remove(ws.root / run_dir)
+            for s in plan.values:
+                if s in missing:
+                    d = ws.root / rels[s]
+                    if d.exists() or d.is_symlink():
+                        _remove(d)
+                (ws.root / rels[s]).mkdir(parents=True, exist_ok=True)
+        pending = [_prepare_seed(ctx, run, attempt, "full", s, rels[s], writing=run_dir,
+                                 siblings=[rels[t] for t in plan.values if t != s] if not single else [])
+                   for s in missing]
+        for p in pending:
+            p.fresh = not single
+        git_before = ws.git_snapshot()
+        _run_all(ctx, pending, run_dir=run_dir)
+        for p in pending:
+            _judged(ctx, p, git_before)
+    fins = [f for s in plan.values if (f := _seed_done(ctx, run, attempt, s, single)) is not None]
+    return _aggregate(ctx, run, attempt, plan, fins, run_dir), fins
+
+
+def _aggregate(ctx: Context, run: int, attempt: int, plan: SeedPlan, fins: list[RunFinished],
+               run_dir: str) -> RunAggregated:
     ws, m = ctx.ws, ctx.manifest
-    rel = out_dir_for(run, attempt, phase)
-    out = ws.root / rel
-    log_dir = ws.attempt_dir(run, attempt) / phase
-    smoke = phase == "smoke"
-    timeout = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
-    spec = workspace_spec(ctx, runner.command_argv(m.command, ctx.python, out_dir=rel), log_dir=log_dir,
-                          timeout_s=timeout, key=f"run_{run}/attempt_{attempt}/{phase}", writing=None if smoke else rel,
-                          env=experiment_env(ctx, smoke=smoke), out_dir=rel)
-    git_before = ws.git_snapshot()
-    started = j.last(RunStarted, run=run, attempt=attempt, phase=phase)
-    handle = ctx.executor.attach(spec, started.job_id) if started is not None and started.job_id else None
-    if handle is not None:
-        record = ctx.executor.wait(handle)  # resumed: its job may still run; never submit twice
+    ok = [f for f in fins if f.status == "ok"]
+    bad = [f for f in fins if f.status != "ok"]
+    tampered = [f for f in bad if f.status == "tampered"]
+    seed_of = {id(f): (f.seed if f.seed is not None else plan.values[0]) for f in fins}
+    if plan.count == 1:
+        reasons = list(bad[0].reasons) if bad else []
     else:
-        if out.exists() or out.is_symlink():
-            _remove(out)
-        if log_dir.exists():
-            shutil.rmtree(log_dir)
-        keep = [p for p in spec.read_only if p.is_relative_to(ws.root) and not p.is_relative_to(ws.state)
-                and not p.is_relative_to(ws.root / ".git")]  # the orchestrator writes its state during the run
-        with read_only_files(keep if ctx.isolation != "bwrap" else []):  # bwrap binds them read-only
-            handle = ctx.executor.submit(spec)
-            j.append(RunStarted(run=run, attempt=attempt, phase=phase, out_dir=rel, commit=ws.head(),
-                                job_id=handle.job_id))
-            record = ctx.executor.wait(handle)
-    verdict, status, evaluation = judge(ctx, record, out, run=run, smoke=smoke, git_before=git_before)
-    feedback = feedback_for(record.stdout_path, record.stderr_path, workdir=ws.root)
-    named_exception(verdict, feedback)
-    commit = None
-    outputs: dict[str, str] = {}
+        reasons = [f"seed {seed_of[id(f)]}: {f.reasons[0] if f.reasons else f.status}" for f in bad]
+    if tampered:
+        status = "tampered"
+    elif len(ok) >= plan.min_ok:
+        status = "ok"
+    elif plan.count == 1:
+        status = bad[0].status if bad else "failed"
+    else:
+        statuses = {f.status for f in bad}
+        status = statuses.pop() if len(statuses) == 1 else "failed"
+        reasons.insert(0, f"{len(ok)} of {plan.count} seeds are ok; a result needs {plan.min_ok}")
+    out = ws.root / run_dir
+    metrics: dict[str, Any] = {}
+    commit, outputs = None, {}
+    evaluation = ok[0].evaluation if ok and all(f.evaluation == ok[0].evaluation for f in ok) else "self-reported"
     if status == "ok":
-        feedback = Feedback()
-        if phase == "full":
-            outputs = keep_record(ctx, rel)
-            commit = ws.commit(f"run {run} attempt {attempt}: full run is a result")
-    elif (out.exists() or out.is_symlink()) and phase == "full":  # keep what it wrote, out of the next attempt's way
-        shutil.move(str(out), str(ws.attempt_dir(run, attempt) / "out"))
-    return j.append(RunFinished(
-        run=run, attempt=attempt, phase=phase, out_dir=rel, status=status, reasons=verdict.reasons,
-        exit_code=record.exit_code, wall_s=record.wall_s, peak_rss_mb=record.peak_rss_mb,
-        timed_out=record.timed_out, metrics=verdict.metrics, feedback=feedback,
-        log_dir=str(log_dir.relative_to(ws.root)), commit=commit, containment=record.containment, job=record.job,
-        evaluation=evaluation, outputs=outputs, eval_wall_s=verdict.eval_wall_s,
+        metrics = seeds_mod.mean_metrics([f.metrics for f in ok]) if plan.count > 1 else dict(ok[0].metrics)
+        if plan.count > 1:
+            try:
+                base, _err = load_results(ws.path(f"{ok[0].out_dir}/{m.results_file}"))
+            except UnsafePath:
+                base = None
+            seeds_mod.write_aggregate(out, m.results_file, [f.metrics for f in ok], base or seeds_mod.nested(ok[0].metrics))
+        else:
+            (out / seeds_mod.SEEDS_FILE).write_text(json.dumps(seeds_mod.seeds_table([ok[0].metrics]), indent=1) + "\n")
+        outputs = keep_record(ctx, run_dir)
+        commit = ws.commit(f"run {run} attempt {attempt}: full run is a result"
+                           + (f" ({len(ok)} of {plan.count} seeds)" if plan.count > 1 else ""))
+    elif out.exists() or out.is_symlink():  # keep what it wrote, out of the next attempt's way
+        dest = ws.attempt_dir(run, attempt) / "out"
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.move(str(out), str(dest))
+    return ctx.journal.append(RunAggregated(
+        run=run, attempt=attempt, status=status, seeds_ok=[seed_of[id(f)] for f in ok],
+        seeds_failed=[seed_of[id(f)] for f in bad], min_ok=plan.min_ok, reasons=reasons, metrics=metrics,
+        evaluation=evaluation, out_dir=run_dir, commit=commit, outputs=outputs,
     ))
 
 
@@ -482,8 +651,11 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
 
 def _previous_result(ctx: Context, run: int) -> RunStarted | None:
     """The start (with its code commit) of the last full run before `run` that was a result."""
-    for fin in reversed(ctx.journal.of(RunFinished, phase="full", status="ok")):
-        if fin.run < run:
-            started = ctx.journal.last(RunStarted, run=fin.run, attempt=fin.attempt, phase="full")
+    j = ctx.journal
+    results = [(a.run, a.attempt) for a in j.of(RunAggregated, status="ok")]
+    results += [(f.run, f.attempt) for f in j.of(RunFinished, phase="full", status="ok") if f.seed is None]
+    for r, a in sorted(results, reverse=True):
+        if r < run:
+            started = j.last(RunStarted, run=r, attempt=a, phase="full")
             return started if started is not None and started.commit else None
     return None

@@ -8,7 +8,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .events import EditApplied, Event, Exchange, Message, RunFinished, RunRecorded, StageFinished, StageStarted
+from .events import (
+    EditApplied,
+    Event,
+    Exchange,
+    Message,
+    RunAggregated,
+    RunFinished,
+    RunRecorded,
+    StageFinished,
+    StageStarted,
+)
 
 
 def fmt_num(v: Any, *, digits: int = 4, missing: str = "n/a") -> str:
@@ -75,7 +85,12 @@ def describe(e: Event) -> str | None:
     if isinstance(e, RunFinished):
         why = f" — {e.reasons[0]}" if e.reasons else ""
         who = f"run {e.run}" if e.run is not None else e.stage
-        return f"  {who} attempt {e.attempt} {e.phase}: {e.status} in {e.wall_s:.1f}s{why}"
+        seed = f" seed {e.seed}" if e.seed is not None and "/seed_" in e.out_dir else ""  # one of several seeds
+        return f"  {who} attempt {e.attempt} {e.phase}{seed}: {e.status} in {e.wall_s:.1f}s{why}"
+    if isinstance(e, RunAggregated):
+        n = len(e.seeds_ok) + len(e.seeds_failed)
+        why = f" — {e.reasons[0]}" if e.reasons and e.status != "ok" else ""
+        return f"  run {e.run} attempt {e.attempt}: {e.status} over its seeds ({len(e.seeds_ok)} of {n} ok){why}"
     if isinstance(e, RunRecorded):
         return f"run {e.run}: {e.status.upper()} after {e.attempts} attempt(s)"
     if isinstance(e, Message):

@@ -21,9 +21,10 @@ from .executors.factory import build_executor
 from .latex import preflight_for
 from .pyenv import experiment_python
 from .readmodel import WorkspaceModel, workspace_created
+from .seeds import local_slots
 from .settings import Limits
 from .spec import Idea, load_idea
-from .template import Template, find_template, load_template
+from .template import MANIFEST, Template, find_template, load_template
 from .workspace import Workspace, create
 
 
@@ -48,6 +49,7 @@ class RunOptions:
     limit_sources: dict | None = None  # where each resource limit came from (set by prepare, shown at start)
     transcript: Path | None = None  # replay: serve this transcript, whatever the idea names
     executor: dict | None = None  # where runs execute (executors.factory.build_executor: GPU slots, Slurm); None: here
+    seeds: int | None = None  # --seeds N: seeds per full run (over the idea's and the template's)
 
 
 def import_stages() -> None:
@@ -99,6 +101,13 @@ def _limits_and_sources(template: Template, idea: Idea, opts: RunOptions) -> tup
     for name, values in layers:
         limits = limits.merged(**values)
         src.update({k: name for k in ("memory_mb", "max_processes") if values.get(k) is not None})
+        if name == "the idea's limits" and idea.seeds is not None:
+            limits = limits.merged(seeds=idea.seeds.count, seeds_min_ok=idea.seeds.min_ok)
+    if opts.seeds is not None:
+        if opts.seeds < 1:
+            raise InputError(None, f"--seeds {opts.seeds}: a run needs at least 1 seed")
+        limits = limits.merged(seeds=opts.seeds)
+    check_seeds(template, limits)
     if r.memory_mb and r.memory_mb > machine.memory_mb and opts.memory_mb is None and idea.limits.memory_mb is None:
         raise TemplateError(template.root / "template.toml", f"[resources] memory_mb = {r.memory_mb}: more than this "
                             f"machine has ({machine.memory_mb} MB); pass --memory-mb to run it anyway")
@@ -116,6 +125,29 @@ def limits_line(limits: Limits, sources: dict[str, str] | None = None, isolation
             f"processes {limits.max_processes}{why('max_processes')}, full run {limits.full_timeout_s:g} s, "
             f"smoke run {limits.smoke_timeout_s:g} s, written {limits.max_written_mb} MB, "
             f"isolation {isolation or limits.isolation}")
+
+
+def seeds_in_progress(journal) -> list[str]:
+    """The folders of full runs some of whose seeds are judged but whose aggregate is not (a resume keeps them)."""
+    from .events import RunAggregated, RunFinished
+
+    done = {(a.run, a.attempt) for a in journal.of(RunAggregated)}
+    return sorted({f"run_{f.run}" for f in journal.of(RunFinished, phase="full")
+                   if f.seed is not None and (f.run, f.attempt) not in done})
+
+
+def check_seeds(template: Template, limits: Limits) -> None:
+    """The seeds asked for fit the template: the seed reaches its experiment, min_ok <= count."""
+    from .seeds import plan
+
+    m = template.manifest
+    p = plan(m, limits)
+    where = template.root / MANIFEST
+    if len(p.values) > 1 and not m.seeds_reach():
+        raise InputError(where, f"{len(p.values)} seeds asked for, but the seed reaches the experiment neither by "
+                                "[seeds] env nor by a {seed} placeholder in command")
+    if p.min_ok > len(p.values):
+        raise InputError(where, f"seeds: min_ok ({p.min_ok}) is more than the {len(p.values)} seed(s) of a run")
 
 
 def configured_model(opts: RunOptions) -> str | None:
@@ -197,7 +229,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         ws=ws, idea=loaded.idea, limits=limits, python=python, isolation=isolation, model=model,
         transcript=TranscriptSource(transcript) if transcript else None,
         budget=Budget(limits.budget_usd), cache_dir=cache / "data" / template.manifest.name,
-        executor=build_executor(opts.executor),
+        executor=build_executor(opts.executor, local_slots=local_slots(template.manifest, limits)),
     )
     tex = preflight_for(stages)  # TeX is checked now, not discovered at the compile stage
     if tex is not None and not tex[0]:
@@ -244,8 +276,9 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     from .runner import kill_marked
 
     kill_marked(env.WORKSPACE, str(ws.root))
-    # Slurm jobs may still write there
+    # Slurm jobs may still write there; judged seeds of a run not yet aggregated are not run again
     keep = [f"--exclude=/{d}" for d in WorkspaceModel.build(ws.journal.events).pending_job_dirs()]
+    keep += [f"--exclude=/{d}" for d in seeds_in_progress(ws.journal)]
     if keep:
         ws.git("reset", "-q", "--hard", ws.last_recorded_commit())
         ws.git("clean", "-q", "-fd", *keep)
@@ -255,7 +288,9 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     ctx = Context(
         ws=ws, idea=idea, limits=limits, python=python, isolation=head.isolation, model=model,
         transcript=transcript, budget=Budget(limits.budget_usd, spent),
-        cache_dir=cache_home() / "data" / head.template, executor=build_executor(head.executor),
+        cache_dir=cache_home() / "data" / head.template,
+        executor=build_executor(head.executor, local_slots=local_slots(load_template(Path(head.template_root)).manifest,
+                                                                       limits)),
     )
     done = {e.stage for e in ws.journal.of(StageFinished)}
     asked = opts.stages or head.options.get("stages")  # the run's own --stages unless resume names others

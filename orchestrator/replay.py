@@ -16,7 +16,7 @@ from rich.table import Table
 from .agents.replay import export_transcript, load_transcript
 from .drive import drive
 from .errors import InputError, TranscriptError
-from .events import EditApplied, Exchange, RunRecorded
+from .events import EditApplied, Exchange, RunFinished, RunRecorded
 from .formatting import fmt_num
 from .pipeline import RunOptions, start
 from .readmodel import WorkspaceModel, workspace_created
@@ -30,6 +30,7 @@ class Delta(BaseModel):
     """One metric of one run: the recorded value, the replayed one, and whether they agree."""
 
     run: int
+    seed: int | None = None  # None: the run's aggregate (the mean over its seeds)
     metric: str
     recorded: float | None
     replayed: float | None
@@ -48,6 +49,30 @@ class ReplayReport(BaseModel):
 
 def _runs(ws: Workspace) -> dict[int, RunRecorded]:
     return WorkspaceModel.build(ws.journal.events).recorded()
+
+
+def _seed_runs(ws: Workspace) -> dict[tuple[int, int], RunRecorded]:
+    """(run, seed) -> that seed's verdict and metrics in the run's last full attempt (seeded runs only)."""
+    last: dict[int, int] = {}
+    fins = [f for f in ws.journal.of(RunFinished, phase="full") if f.seed is not None and f.run is not None]
+    for f in fins:
+        last[f.run] = max(last.get(f.run, 0), f.attempt)
+    return {(f.run, f.seed): RunRecorded(run=f.run, status=f.status, attempts=f.attempt, reasons=f.reasons,
+                                         metrics=f.metrics)
+            for f in fins if f.attempt == last[f.run]}
+
+
+def compare_seeds(recorded: dict[tuple[int, int], RunRecorded], replayed: dict[tuple[int, int], RunRecorded],
+                  rtol: float) -> ReplayReport:
+    """Every seed of every run, recorded against replayed (as `compare` does for the aggregates)."""
+    deltas: list[Delta] = []
+    div: list[str] = []
+    for (run, seed) in sorted(set(recorded) | set(replayed)):
+        rep = compare({run: recorded[(run, seed)]} if (run, seed) in recorded else {},
+                      {run: replayed[(run, seed)]} if (run, seed) in replayed else {}, None, rtol)
+        deltas += [d.model_copy(update={"seed": seed}) for d in rep.deltas]
+        div += [d.replace(f"run {run}:", f"run {run} seed {seed}:", 1) for d in rep.divergences]
+    return ReplayReport(workspace="", deltas=deltas, divergences=div)
 
 
 def compare(recorded: dict[int, RunRecorded], replayed: dict[int, RunRecorded], keys: list[str] | None,
@@ -82,7 +107,8 @@ def compare(recorded: dict[int, RunRecorded], replayed: dict[int, RunRecorded], 
     return ReplayReport(workspace="", deltas=deltas, divergences=div)
 
 
-def _source(source: Path, idea_file: Path | None) -> tuple[Path, Path, dict[int, RunRecorded], list[EditApplied], Path]:
+def _source(source: Path, idea_file: Path | None) -> tuple[Path, Path, dict[int, RunRecorded], list[EditApplied], Path,
+                                                            dict[tuple[int, int], RunRecorded]]:
     """(idea file, transcript file, recorded runs, recorded edits, a scratch dir) for a workspace or a transcript."""
     scratch = Path(tempfile.mkdtemp(prefix="replay_"))
     src = Path(source)
@@ -97,21 +123,21 @@ def _source(source: Path, idea_file: Path | None) -> tuple[Path, Path, dict[int,
         transcript = scratch / "recorded.transcript.jsonl"
         transcript.write_text(export_transcript(ws.journal.of(Exchange), idea=idea["name"], template=head.template,
                                                 note=f"recorded from {head.agent}" + (" (scripted)" if head.scripted else "")))
-        return idea_file, transcript, _runs(ws), ws.journal.of(EditApplied), scratch
+        return idea_file, transcript, _runs(ws), ws.journal.of(EditApplied), scratch, _seed_runs(ws)
     if not src.is_file():
         raise InputError(src, "neither a workspace folder nor a transcript file")
     t = load_transcript(src)
     idea_file = idea_file or (src.parent / f"{t.header.idea}.json" if t.header.idea else None)
     if idea_file is None or not Path(idea_file).is_file():
         raise InputError(src, "cannot find the idea spec for this transcript: pass --idea-file")
-    return Path(idea_file), src, {}, [], scratch
+    return Path(idea_file), src, {}, [], scratch, {}
 
 
 def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path("sandbox"), rtol: float = 1e-3,
            python: str | None = None, stages: list[str] | None = None) -> int:
     """Re-run a workspace or a transcript with its recorded replies in a new workspace under `sandbox`, print the
     metric deltas and write them to .orchestrate/replay.json; returns 1 on any divergence."""
-    idea_file, transcript, recorded, recorded_edits, _scratch = _source(source, idea_file)
+    idea_file, transcript, recorded, recorded_edits, _scratch, recorded_seeds = _source(source, idea_file)
     opts = RunOptions(transcript=transcript, sandbox=sandbox, python=python, stages=stages or ["experiments"])
     ctx, stages = start(idea_file, opts, log=lambda s: print(s, flush=True))
     if Path(source).is_dir():  # the same held-out evaluation data as the recorded runs had
@@ -124,6 +150,10 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
         rc = 1
     replayed = _runs(ctx.ws)
     report = compare(recorded, replayed, None, rtol) if recorded else ReplayReport(workspace="", deltas=[], divergences=[])
+    if recorded_seeds:  # every seed too, not only the mean
+        per_seed = compare_seeds(recorded_seeds, _seed_runs(ctx.ws), rtol)
+        report.deltas += per_seed.deltas
+        report.divergences += per_seed.divergences
     report.workspace = str(ctx.ws.root)
     if divergence:
         report.divergences.insert(0, f"a response no longer applies: {divergence}")
@@ -144,7 +174,7 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
 def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recording: bool) -> None:
     console = Console()
     table = Table(title="recorded vs replayed" if have_recording else "replayed runs", show_lines=False)
-    for col in ("run", "metric", "recorded", "replayed", "abs diff", "rel diff", ""):
+    for col in ("run", "seed", "metric", "recorded", "replayed", "abs diff", "rel diff", ""):
         table.add_column(col, justify="right" if col not in ("metric", "") else "left", no_wrap=col == "metric")
 
     def f(v: Any) -> str:
@@ -152,12 +182,13 @@ def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recordin
 
     if have_recording:
         for d in report.deltas:
-            table.add_row(str(d.run), d.metric, f(d.recorded), f(d.replayed), f(d.abs_diff),
+            table.add_row(str(d.run), "mean" if d.seed is None else str(d.seed), d.metric, f(d.recorded), f(d.replayed),
+                          f(d.abs_diff),
                           "-" if d.rel_diff is None else f"{d.rel_diff:.2%}", "ok" if d.ok else "MOVED")
     else:
         for run, r in sorted(replayed.items()):
             for k, v in sorted(r.metrics.items())[:12]:
-                table.add_row(str(run), k, "-", f(v), "-", "-", r.status)
+                table.add_row(str(run), "mean", k, "-", f(v), "-", "-", r.status)
     console.print(table)
     if report.divergences:
         console.print(f"[bold red]{len(report.divergences)} divergence(s):[/]")

@@ -40,6 +40,11 @@ class Limits(BaseModel):
     # memory_mb (a cgroup, else a watchdog) caps resident memory instead. See runner.py.
     address_space_mb: int | None = Field(None, ge=64)
     isolation: Isolation = "auto"
+    # Seeds: how many a full run gets (None: the idea's, else the template's [seeds]), how many must be ok,
+    # and how many runs go at once on this machine (0: its cores divided by the template's [seeds] cpus).
+    seeds: int | None = Field(None, ge=1, le=100)
+    seeds_min_ok: int | None = Field(None, ge=1, le=100)
+    parallel_runs: int = Field(0, ge=0, le=1024)
 
     def merged(self, **overrides: object) -> Limits:
         """A copy with the non-None overrides applied (and validated)."""
@@ -55,6 +60,7 @@ class LimitOverrides(BaseModel):
 
     max_runs: int | None = Field(None, ge=1, le=100)
     max_attempts: int | None = Field(None, ge=1, le=50)
+    parallel_runs: int | None = Field(None, ge=0, le=1024)
     full_timeout_s: float | None = Field(None, gt=0)
     smoke_timeout_s: float | None = Field(None, gt=0)
     plot_timeout_s: float | None = Field(None, gt=0)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
 from .settings import LimitOverrides
@@ -15,6 +15,21 @@ from .validation_message import first_problem
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
 NAME_RULE = "1 to 80 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
+
+class SeedOverride(BaseModel):
+    """An idea's `seeds`: how many seeds each full run gets, and how many must be ok for a result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, le=100)
+    min_ok: int | None = Field(None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _fits(self) -> SeedOverride:
+        if self.min_ok is not None and self.min_ok > self.count:
+            raise ValueError(f"min_ok ({self.min_ok}) is more than count ({self.count})")
+        return self
 
 
 class Idea(BaseModel):
@@ -32,6 +47,7 @@ class Idea(BaseModel):
     template_config: dict[str, Any] = Field(default_factory=dict)
     limits: LimitOverrides = Field(default_factory=LimitOverrides)
     slurm: dict[str, Any] = Field(default_factory=dict, description="job settings for --executor slurm (executors/slurm.py)")
+    seeds: SeedOverride | None = Field(None, description="seeds per full run (overrides the template's [seeds])")
     # Kept from AI Scientist's format, shown in notes and reports, never acted on.
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -53,13 +69,17 @@ class LoadedIdea(BaseModel):
 
 def _from_ai_scientist(entry: dict[str, Any], path: Path, template: str | None) -> dict[str, Any]:
     """Map one AI Scientist ideas.json entry (Name, Title, Experiment, ...) onto our fields."""
+    if template is None and isinstance(entry.get("template"), str):
+        template = entry["template"]  # written by `orchestrate ideas` next to AI Scientist's fields
+        if not Path(template).is_absolute() and (path.parent / template).is_dir():
+            template = str((path.parent / template).resolve())
     if template is None:
         # AI Scientist keeps ideas.json inside templates/<name>/: that names the template.
         if path.resolve().parent.parent.name == "templates":
             template = str(path.resolve().parent)
         else:
             raise SpecError(path, "AI Scientist ideas name no template: pass --template NAME")
-    known = {"Name", "Title", "Experiment"}
+    known = {"Name", "Title", "Experiment", "template"}
     missing = [k for k in ("Name", "Title", "Experiment") if k not in entry]
     if missing:
         raise SpecError(path, f"{missing[0]}: field required (AI Scientist format)")

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import TemplateError
 from .validation_message import first_problem
@@ -113,6 +113,25 @@ class Resources(BaseModel):
 
     memory_mb: int | None = Field(None, ge=64)
     pids: int | None = Field(None, ge=8)
+class Seeds(BaseModel):
+    """`[seeds]`: how many seeds a full run gets and how the seed reaches the experiment (an environment
+    variable `env`, and/or a `{seed}` placeholder in `command`). Smoke runs use the first seed only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(1, ge=1, le=100)
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    values: list[int] | None = None  # default 0..count-1
+    min_ok: int | None = Field(None, ge=1)  # a run is a result when at least min_ok seeds are ok (default: all)
+    cpus: int = Field(1, ge=1, le=1024)  # CPU cores one seed's run needs (how many run at once locally)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Seeds:
+        if self.values is not None and (len(self.values) < self.count or len(set(self.values)) != len(self.values)):
+            raise ValueError(f"values must hold {self.count} distinct seeds (count)")
+        if self.min_ok is not None and self.min_ok > self.count:
+            raise ValueError(f"min_ok ({self.min_ok}) is more than count ({self.count})")
+        return self
 
 
 class Manifest(BaseModel):
@@ -139,13 +158,29 @@ class Manifest(BaseModel):
     evaluate: Evaluate | None = None
     unverified: bool = False  # true: the template knowingly checks nothing (every view says so)
     resources: Resources = Field(default_factory=Resources)
+    seeds: Seeds = Field(default_factory=Seeds)
 
     @field_validator("command")
     @classmethod
     def _has_out_dir(cls, v: str) -> str:
         if "{out_dir}" not in v:
             raise ValueError("must contain {out_dir}")
-        return v
+        return _placeholders(v, ("out_dir", "seed"))
+
+    @model_validator(mode="after")
+    def _seed_reaches_the_experiment(self) -> Manifest:
+        if self.seeds.count > 1 and not self.seeds_reach():
+            raise ValueError(f"seeds: count is {self.seeds.count}, but the seed reaches the experiment neither by "
+                             "[seeds] env nor by a {seed} placeholder in command")
+        return self
+
+    def seeds_reach(self) -> bool:
+        """Whether the seed reaches the experiment (an env variable or `{seed}` in the command)."""
+        return bool(self.seeds.env) or "{seed}" in self.command
+
+    def command_for(self, out_dir: str, seed: int | None = None) -> str:
+        """The command with its placeholders filled (`{seed}` with the seed, or 0 when there is none)."""
+        return self.command.format(out_dir=out_dir, seed=0 if seed is None else seed)
 
     @field_validator("editable", "protected")
     @classmethod

@@ -23,6 +23,7 @@ def hermetic_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("ORCHESTRATE_HOME", str(tmp_path / "orch_home"))
     monkeypatch.setenv("ORCHESTRATE_RETRY_BASE_S", "0.01")
+    monkeypatch.setenv("ORCHESTRATE_LITERATURE", "offline")  # `orchestrate ideas` never searches but a loopback stub
     for var in list(os.environ):
         if var.startswith(("OPENAI_", "ANTHROPIC_", "ORCHESTRATE_MODEL", "ORCHESTRATE_FAULT", "ORCHESTRATE_STREAM")):
             monkeypatch.delenv(var, raising=False)

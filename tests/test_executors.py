@@ -25,7 +25,7 @@ def _spec(tmp_path: Path, code: str, name: str = "r", **kw) -> RunSpec:
 
 
 def test_local_runs_are_submitted_then_waited_for_and_run_at_once(tmp_path):
-    ex = LocalExecutor()
+    ex = LocalExecutor(slots=2)
     code = "import time; t = time.time(); time.sleep(1.5); print(t, time.time())"
     handles = [ex.submit(_spec(tmp_path, code, name=f"s{i}")) for i in range(2)]
     assert all(h.job_id is None for h in handles)  # nothing outlives the orchestrator, so no job to re-attach

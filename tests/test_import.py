@@ -4,6 +4,7 @@ become read-only workspaces, their reported results judged by our own validation
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,109 @@ def test_template_option_judges_with_that_manifest(tmp_path):
     assert rec.status == "failed" and "required key training.steps_executed is missing" in rec.reasons[0]
     with pytest.raises(InputError):
         import_log(REFERENCE, sandbox=tmp_path, template=tmp_path / "nowhere")
+
+
+# -- console captures of every form: results wherever the log shows them, silent failures flagged --------------
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "import"))
+import captures  # noqa: E402  (the fixtures' generator: rich itself renders the captures)
+
+# run -> (status, a phrase of each reason), for every form
+EXPECTED = {
+    "notes_in_panels": {1: ("degenerate", ["training_steps = 0", "final_loss is null"]),
+                        2: ("degenerate", ["training_steps = 0", "identical to run 1's"]),
+                        3: ("degenerate", ["training_steps = 0", "final_loss is null", "identical to run 1's"])},
+    "wrapped_completed": {1: ("ok", []), 2: ("degenerate", ["identical to run 1's"]),
+                          3: ("degenerate", ["final_loss is null"])},
+    "printed_results_in_panels": {1: ("degenerate", ["final_val_loss is None", "train_steps = 0"]), 2: ("ok", []),
+                                  3: ("degenerate", ["identical to run 2's"])},
+}
+
+
+def _verdicts(ws: Workspace) -> dict[int, tuple[str, list[str]]]:
+    return {r.run: (r.status, r.reasons) for r in ws.journal.of(RunRecorded)}
+
+
+def _assert_flagged(ws: Workspace, form: str) -> None:
+    got = _verdicts(ws)
+    assert sorted(got) == sorted(EXPECTED[form]), got
+    for run, (status, phrases) in EXPECTED[form].items():
+        assert got[run][0] == status, (run, got[run])
+        for phrase in phrases:
+            assert any(phrase in r for r in got[run][1]), (run, phrase, got[run][1])
+
+
+@pytest.mark.parametrize("form", sorted(captures.FORMS))
+def test_committed_capture_silent_failures_flagged(form, tmp_path, capsys):
+    _make, width = captures.FORMS[form]
+    log = ROOT / "tests" / "fixtures" / "import" / f"{form}_{width}.txt"
+    assert cli(["import", str(log), "--sandbox", str(tmp_path / "sb")]) == 0
+    (root,) = list((tmp_path / "sb").iterdir())
+    ws = Workspace(root)
+    _assert_flagged(ws, form)
+    # show and report say so too
+    capsys.readouterr()
+    assert cli(["show", str(root)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("degenerate") >= sum(1 for s, _ in EXPECTED[form].values() if s == "degenerate")
+    assert cli(["report", str(root)]) == 0
+    assert "degenerate" in (root / "report.html").read_text()
+    assert not build(ws).results or all(EXPECTED[form][r.run][0] == "ok" for r in build(ws).results)
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 120, 160, 200, 240])
+@pytest.mark.parametrize("form", sorted(captures.FORMS))
+def test_capture_at_any_width(form, width, tmp_path):
+    make, _ = captures.FORMS[form]
+    log = tmp_path / "log.txt"
+    log.write_text(make(width))
+    _assert_flagged(import_log(log, sandbox=tmp_path / "sb"), form)
+
+
+def test_capture_with_colours_is_read_as_plain(tmp_path):
+    """A capture of a colour terminal (`script`, tee of a forced terminal) carries ANSI codes."""
+    text = captures.notes_in_panels(120)
+    coloured = "".join(f"\x1b[1;36m{ln}\x1b[0m\n" if ln.startswith(("│", "╭", "╰")) else ln + "\n" for ln in text.splitlines())
+    log = tmp_path / "log.txt"
+    log.write_text(coloured)
+    _assert_flagged(import_log(log, sandbox=tmp_path / "sb"), "notes_in_panels")
+
+
+def test_notes_results_are_marked_self_reported(tmp_path):
+    log = tmp_path / "log.txt"
+    log.write_text(captures.notes_in_panels(160))
+    ws = import_log(log, sandbox=tmp_path / "sb")
+    said = [m.text for m in ws.journal.of(Message) if "notes.txt edit" in m.text]
+    assert [s.split(":")[0] for s in said] == ["run 1", "run 2", "run 3"]
+    assert all("self-reported" in s for s in said)
+    assert json.loads((ws.root / "run_1" / "final_info.json").read_text())["training_steps"] == 0
+
+
+def test_wrapped_dict_helpers():
+    from orchestrator.importers.items import clean_capture, dict_in_lines, notes_results
+
+    # rich's soft wrap (a space lost at each break), a terminal's hard fold (no space lost), pretty print
+    soft = ["Results: {'a': 0, 'name': 'two ", "words', 'b': None}"]
+    assert dict_in_lines(soft, 0, 9)[:2] == ({"a": 0, "name": "two words", "b": None}, None)
+    hard = ["{'a': 0, 'long_na", "me': 1.5}"]
+    assert dict_in_lines(hard, 0)[0] == {"a": 0, "long_name": 1.5}
+    pretty = ["{", "    'a': {", "        'b': 1", "    }", "}", "after"]
+    assert dict_in_lines(pretty, 0) == ({"a": {"b": 1}}, None, 5)
+    assert dict_in_lines(["{'a': 1,", "'b'"], 0)[0] is None
+    assert dict_in_lines(["{'a': 1, 'b':", "None}"], 0)[0] == {"a": 1, "b": None}  # trailing spaces trimmed
+    c = captures.Capture(24)
+    c.panel("## Run 2: x\nResults:\n{'s': 0, 'loss': None, 'name': 'a b c'}", title="t")
+    assert "│ Results:" in c.text()
+    assert "## Run 2: x\nResults:\n{'s': 0, 'loss': None, 'name': 'a b c'}" in clean_capture(c.text())
+    assert notes_results("notes.txt\n" + clean_capture(c.text())) == {2: {"s": 0, "loss": None, "name": "a b c"}}
+
+
+def test_a_file_of_neither_form_is_one_line_exit_2(tmp_path, capsys):
+    """Panels and dicts alone do not make a log: a rich-rendered README, a JSON file."""
+    for name, text in [("panel.txt", "╭── hi ──╮\n│ {'training_steps': 0} │\n╰─────────╯\n"),
+                       ("results.json", json.dumps({"training_steps": 0, "final_loss": None}))]:
+        f = tmp_path / name
+        f.write_text(text)
+        assert cli(["import", str(f), "--sandbox", str(tmp_path / "sb")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(f) in err[0] and "unknown log form" in err[0]
+    assert not (tmp_path / "sb").exists() or not any((tmp_path / "sb").iterdir())

@@ -103,15 +103,18 @@ def safetensors_header(path: Path) -> dict:
 
 
 def test_shipped_baseline_saves_its_saes_as_data():
-    """run_0 holds the baseline's two SAEs as the evaluator reads them: a declared relu encoder and
-    float32 tensors of the configured sizes, nothing else (no pickle)."""
+    """run_0 holds, per seed (run_0/seed_<s>/), the baseline's two SAEs as the evaluator reads them: a
+    declared relu encoder and float32 tensors of the configured sizes, nothing else (no pickle); at its
+    top the mean over the seeds and their statistics."""
     cfg = json.loads((TEMPLATE / "config.json").read_text())
-    files = sorted(p.name for p in (TEMPLATE / "run_0").rglob("*") if p.is_file())
+    top = sorted(p.name for p in (TEMPLATE / "run_0").iterdir())
+    assert top == ["final_info.json", "seed_0", "seed_1", "seed_2", "seeds.json"]
+    files = sorted(p.name for p in (TEMPLATE / "run_0" / "seed_1").rglob("*") if p.is_file())
     assert files == ["final_info.json", "lm.json", "lm.safetensors", "synthetic.json", "synthetic.safetensors"]
     for name, d_in, d_sae in (("lm", cfg["lm_d_model"], cfg["d_sae"]), ("synthetic", cfg["syn_d_in"], cfg["syn_d_sae"])):
-        spec = json.loads((TEMPLATE / "run_0" / "saes" / f"{name}.json").read_text())
+        spec = json.loads((TEMPLATE / "run_0" / "seed_1" / "saes" / f"{name}.json").read_text())
         assert spec == {"architecture": "relu", "d_in": d_in, "d_sae": d_sae, "format": 1, "subtract_decoder_bias": True}
-        header = safetensors_header(TEMPLATE / "run_0" / "saes" / f"{name}.safetensors")
+        header = safetensors_header(TEMPLATE / "run_0" / "seed_1" / "saes" / f"{name}.safetensors")
         shapes = {k: (v["dtype"], v["shape"]) for k, v in header.items() if k != "__metadata__"}
         assert shapes == {"W_dec": ("F32", [d_sae, d_in]), "b_dec": ("F32", [d_in]),
                           "W_enc": ("F32", [d_in, d_sae]), "b_enc": ("F32", [d_sae])}
@@ -325,9 +328,9 @@ def test_evaluator_scores_the_shipped_baseline_like_its_own_report(tmp_path, cac
     """run_0's saved SAEs, evaluated at full size on held-out data, agree with the baseline's own
     numbers on every compare_reported key, and on L0 / explained variance within 5%."""
     py = sae_python()
-    proc, evaluated = evaluate(py, TEMPLATE / "run_0", cache_dir, tmp_path, smoke=False)
+    proc, evaluated = evaluate(py, TEMPLATE / "run_0" / "seed_0", cache_dir, tmp_path, smoke=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    info = json.loads((TEMPLATE / "run_0" / "final_info.json").read_text())
+    info = json.loads((TEMPLATE / "run_0" / "seed_0" / "final_info.json").read_text())
     assert disagreements(info, evaluated) == []
     for key in ("l0", "explained_variance", "ce_loss_score"):
         assert abs(evaluated["core"][key] - info["core"][key]) <= 0.05 * abs(info["core"][key]), key
@@ -408,12 +411,12 @@ def test_saved_sae_architectures_round_trip_and_malformed_ones_are_refused(tmp_p
 def test_evaluator_refuses_missing_symlinked_and_non_safetensors_artifacts(tmp_path, cache_dir):
     py = sae_python()
     run = tmp_path / "run_bad"
-    shutil.copytree(TEMPLATE / "run_0", run)
+    shutil.copytree(TEMPLATE / "run_0" / "seed_0", run)
     (run / "saes" / "lm.safetensors").unlink()
     proc, out = evaluate(py, run, cache_dir, tmp_path, seed="1")
     assert proc.returncode == 1 and out is None
     assert proc.stderr.strip().splitlines()[-1].startswith("harness: saes/lm.safetensors is missing"), proc.stderr
-    (run / "saes" / "lm.safetensors").symlink_to(TEMPLATE / "run_0" / "saes" / "lm.safetensors")
+    (run / "saes" / "lm.safetensors").symlink_to(TEMPLATE / "run_0" / "seed_0" / "saes" / "lm.safetensors")
     proc, _ = evaluate(py, run, cache_dir, tmp_path, seed="2")
     assert proc.returncode == 1 and "not a regular file" in proc.stderr
     (run / "saes" / "lm.safetensors").unlink()

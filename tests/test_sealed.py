@@ -66,7 +66,8 @@ def test_honest_run_is_evaluated_and_its_claims_kept_as_reported(tmp_path):
     assert fin["metrics"]["reported.eval.error"] == pytest.approx(fin["metrics"]["eval.error"])
     assert "eval.heldout_mse" in fin["metrics"]  # only the evaluator computes it
     assert fin["eval_wall_s"] > 0
-    assert "final_info.json" in fin["outputs"] and "weights.json" in fin["outputs"]
+    (agg,) = events(ws, "run_aggregated")  # the run's verdict over its seeds records its folder's files
+    assert "final_info.json" in agg["outputs"] and "weights.json" in agg["outputs"]
     on_disk = json.loads((ws / "run_1" / "final_info.json").read_text())
     assert on_disk["eval"]["heldout_mse"] == fin["metrics"]["eval.heldout_mse"]  # readers of run_1/ see evaluated metrics
     assert "Metrics: evaluated" in (ws / "notes.txt").read_text()

@@ -305,6 +305,47 @@ def _content_of(completion, stream: bool) -> str:
     return str(getattr(message, "content", None) or getattr(message, "tool_calls", None) or "")
 
 
+def with_retries(name: str, retry: RetryPolicy, call: Callable[[], Any], *, sleep: Callable[[float], None] = time.sleep,
+                 on_try: Callable[[int], None] | None = None) -> Any:
+    """`call()` under the one classified retry loop: transient errors (RETRIED) back off exponentially, a
+    `Retry-After` wins up to `retry.max_retry_after_s`; auth (exit 3), context overflow (exit 5) and other
+    refusals stop at once. `on_try(attempt)` is told of every try (1-based). Raises AgentError subclasses."""
+    delay = retry.base_delay_s
+    for attempt in range(1, retry.tries + 1):
+        if on_try is not None:
+            on_try(attempt)
+        try:
+            return call()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            kind, status = classify(exc)
+            what = _short(exc)
+            if kind == "auth":
+                raise AuthenticationFailed(
+                    f"{name}: the provider rejected the credentials (HTTP {status or '401'}: {what})",
+                    kind=kind, attempts=attempt, status=status) from None
+            if kind == "context_overflow":
+                raise ContextOverflow(f"{name}: the prompt exceeds the model's context window ({what})",
+                                      kind=kind, attempts=attempt, status=status) from None
+            if kind not in RETRIED:
+                label = f"HTTP {status}" if status else exc.__class__.__name__
+                raise AgentError(f"{name}: the provider refused the request ({label}): {what}",
+                                 kind=kind, attempts=attempt, status=status) from None
+            wait = min(delay, retry.max_delay_s)
+            after = retry_after_s(exc)
+            if after is not None and after > retry.max_retry_after_s:
+                raise AgentError(f"{name}: {kind.replace('_', ' ')}; the provider asks to wait {after:.0f} s "
+                                 f"(more than {retry.max_retry_after_s:.0f} s): {what}",
+                                 kind=kind, attempts=attempt, status=status) from None
+            if attempt == retry.tries:
+                raise AgentError(f"{name}: gave up after {attempt} tries: {kind.replace('_', ' ')}: {what}",
+                                 kind=kind, attempts=attempt, status=status) from None
+            sleep(max(wait, after) if after is not None else wait)
+            delay *= 2
+    raise AgentError("unreachable")
+
+
 def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable[[float], None] = time.sleep,
                request_timeout_s: float = 180.0, prices: tuple[float, float] | None = None):
     """An aider Model whose completions we control: budget check, classified errors, bounded backoff
@@ -343,45 +384,20 @@ def make_model(name: str, *, budget: Budget, retry: RetryPolicy, sleep: Callable
             price = hermetic.known_prices(name, prices)
             if price is not None and budget.limit is not None:
                 budget.check(budget.estimate(self.token_count(messages), price))
-            delay = retry.base_delay_s
-            for attempt in range(1, retry.tries + 1):
+
+            def once():
+                hashed, completion = Model.send_completion(self, messages, functions, stream, temperature)
+                if stream:
+                    completion = _Buffered(list(completion), completion)
+                if not _content_of(completion, stream).strip():
+                    raise _Failure("empty_reply", "the reply was empty (no choices, or no content)")
+                return hashed, completion
+
+            def on_try(attempt: int) -> None:
                 self.attempts = attempt
-                try:
-                    hashed, completion = super().send_completion(messages, functions, stream, temperature)
-                    if stream:
-                        completion = _Buffered(list(completion), completion)
-                    if not _content_of(completion, stream).strip():
-                        raise _Failure("empty_reply", "the reply was empty (no choices, or no content)")
-                    return hashed, completion
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:
-                    kind, status = classify(exc)
-                    what = _short(exc)
-                    if kind == "auth":
-                        raise AuthenticationFailed(
-                            f"{name}: the provider rejected the credentials (HTTP {status or '401'}: {what})",
-                            kind=kind, attempts=attempt, status=status) from None
-                    if kind == "context_overflow":
-                        raise ContextOverflow(f"{name}: the prompt exceeds the model's context window ({what})",
-                                              kind=kind, attempts=attempt, status=status) from None
-                    if kind not in RETRIED:
-                        label = f"HTTP {status}" if status else exc.__class__.__name__
-                        raise AgentError(f"{name}: the provider refused the request ({label}): {what}",
-                                         kind=kind, attempts=attempt, status=status) from None
-                    wait = min(delay, retry.max_delay_s)
-                    after = retry_after_s(exc)
-                    if after is not None and after > retry.max_retry_after_s:
-                        raise AgentError(f"{name}: {kind.replace('_', ' ')}; the provider asks to wait {after:.0f} s "
-                                         f"(more than {retry.max_retry_after_s:.0f} s): {what}",
-                                         kind=kind, attempts=attempt, status=status) from None
-                    if attempt == retry.tries:
-                        raise AgentError(f"{name}: gave up after {attempt} tries: {kind.replace('_', ' ')}: {what}",
-                                         kind=kind, attempts=attempt, status=status) from None
-                    self.retries += 1
-                    sleep(max(wait, after) if after is not None else wait)
-                    delay *= 2
-            raise AgentError("unreachable")
+                self.retries += attempt > 1
+
+            return with_retries(name, retry, once, sleep=sleep, on_try=on_try)
 
     return OrchestratedModel(name, weak_model=name, editor_model=False)
 

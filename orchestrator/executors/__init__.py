@@ -63,12 +63,15 @@ def _linked(stop: threading.Event | None) -> threading.Event:
 
 class LocalExecutor:
     """A subprocess on this machine, run by `runner.run` in a thread of its own (so that several seeds run
-    at once); `gpus` (e.g. "0,1") becomes CUDA_VISIBLE_DEVICES."""
+    at once, at most `slots` together: the others wait for a slot); `gpus` (e.g. "0,1") becomes
+    CUDA_VISIBLE_DEVICES."""
 
     name = "local"
 
-    def __init__(self, gpus: str | None = None) -> None:
+    def __init__(self, gpus: str | None = None, slots: int = 1) -> None:
         self.gpus = gpus
+        self.slots = max(1, slots)
+        self._free = threading.Semaphore(self.slots)
 
     def prepared(self, spec: RunSpec) -> RunSpec:
         if self.gpus is None:
@@ -77,7 +80,19 @@ class LocalExecutor:
 
     def submit(self, spec: RunSpec, *, stop: threading.Event | None = None) -> Handle:
         handle = Handle(spec=spec, stop=_linked(stop))
-        handle.future = _start(lambda: runner.run(self.prepared(spec), stop=handle.stop), outer=stop, own=handle.stop)
+
+        def body() -> RunRecord:
+            while not self._free.acquire(timeout=0.1):  # a free CPU slot, or the stop
+                if handle.stop.is_set():
+                    break
+            else:
+                try:
+                    return runner.run(self.prepared(spec), stop=handle.stop)
+                finally:
+                    self._free.release()
+            return runner.run(self.prepared(spec), stop=handle.stop)  # stopped while waiting: recorded as interrupted
+
+        handle.future = _start(body, outer=stop, own=handle.stop)
         return handle
 
     def wait(self, handle: Handle) -> RunRecord:

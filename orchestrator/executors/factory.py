@@ -13,8 +13,9 @@ from . import Executor, LocalExecutor
 from .gpus import GpuSlotExecutor, gpu_slots
 
 
-def build_executor(spec: Mapping[str, Any] | None) -> Executor:
-    """The executor a journal's `WorkspaceCreated.executor` names; {} or None: a local subprocess."""
+def build_executor(spec: Mapping[str, Any] | None, *, local_slots: int = 1) -> Executor:
+    """The executor a journal's `WorkspaceCreated.executor` names; {} or None: a local subprocess, at most
+    `local_slots` at once (seeds.local_slots: the machine's cores over a run's declared need)."""
     spec = dict(spec or {})
     name = spec.get("name", "local")
     if name == "slurm":
@@ -24,7 +25,7 @@ def build_executor(spec: Mapping[str, Any] | None) -> Executor:
     if name == "local" and spec.get("gpus"):
         return GpuSlotExecutor([str(g) for g in spec["gpus"]], Path(spec.get("lock_dir") or gpu_lock_dir()))
     if name == "local":
-        return LocalExecutor()
+        return LocalExecutor(slots=local_slots)
     raise InputError(None, f"unknown executor {name!r} in the workspace's journal")
 
 

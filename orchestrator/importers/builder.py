@@ -4,6 +4,7 @@ same run; `Run N completed` ends run N with its results, which we validate ourse
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from ..events import (
 )
 from ..results import flatten, validate
 from ..template import Manifest
-from .items import Item, Iteration, Note, Outcome, Prompt, Reply, StageMark, block_diff, blocks
+from .items import Item, Iteration, Note, Outcome, Prompt, Reply, StageMark, block_diff, blocks, notes_results
 
 ResultsLookup = Callable[[int], tuple[dict[str, Any] | None, str | None]]
 
@@ -33,6 +34,52 @@ class Built:
     events: list[_Event] = field(default_factory=list)
     results: dict[int, dict[str, Any]] = field(default_factory=dict)  # run -> results as reported
     edits: list[tuple[str, list[Any]]] = field(default_factory=list)  # (stage, blocks) in order, for notes.txt
+
+
+STEPS = re.compile(r"(^|[._])(training_)?(steps?|iters?|iterations?|epochs?|updates?|batches)"
+                   r"(_(done|executed|run|trained))?$", re.I)
+LOSS = re.compile(r"loss", re.I)
+TIME = re.compile(r"(time|duration|wall|elapsed|_s$|seconds)", re.I)
+
+
+def silent_failures(data: dict[str, Any], manifest: Manifest) -> list[str]:
+    """What a foreign template's results show without a check saying so: zero steps, a loss never computed.
+    Keys the manifest checks already are left to it."""
+    checked = {c.path for c in manifest.checks}
+    out = []
+    for key, value in _leaves(data):
+        if key in checked:
+            continue
+        if STEPS.search(key) and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            out.append(f"{key} = {value:g}: no training step was executed (a silent failure)")
+        elif LOSS.search(key) and value is None:
+            out.append(f"{key} is None: the loss was never computed (a silent failure)")
+    return out
+
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out += _leaves(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def _identity(data: dict[str, Any], manifest: Manifest) -> dict[str, Any]:
+    """The values two runs must not share all of: the manifest's compare or key metrics, else every
+    reported number but times."""
+    keys = manifest.compare.keys or manifest.key_metrics
+    leaves = dict(_leaves(data))
+    if keys:
+        return {k: leaves.get(k) for k in keys if k in leaves}
+    return {k: v for k, v in leaves.items() if not TIME.search(k) and (v is None or isinstance(v, (int, float)))}
+
+
+def _said(new: str, old: str) -> bool:
+    """The manifest's validation already gave this reason (the same key, or identity with another run)."""
+    return ("identical" in new and "identical" in old) or ("identical" not in new and old.startswith(new.split(" ")[0] + " "))
 
 
 def _summary(error: str) -> str:
@@ -66,6 +113,7 @@ class Builder:
         self.session_cost: float | None = None
         self.iterations = False  # the log has `Currently on iteration` lines
         self.cost = 0.0
+        self.notes: dict[int, tuple[dict[str, Any], int]] = {}  # run -> (results the agent wrote in notes.txt, line)
 
     def emit(self, e: _Event) -> None:
         self.out.events.append(e)
@@ -182,10 +230,28 @@ class Builder:
         data, err = o.results, o.results_error
         if data is None and err is None:
             data, err = self.find_results(self.run)
+        if data is None and err is None and self.run in self.notes:
+            data, line = self.notes[self.run]
+            self.emit(Message(level="warning", stage="experiments",
+                              text=f"run {self.run}: the log shows no results but the agent's notes.txt edit (line {line}); "
+                                   f"those are judged (self-reported by the agent)"))
         if data is None and err is None:
             err = f"the log does not show the results of run {self.run}"
         verdict = validate(data, self.m, baseline=self.baseline, previous=self.previous_ok, load_error=err)
         reasons = list(verdict.reasons)
+        if data is not None and verdict.status != "failed":
+            extra = silent_failures(data, self.m)
+            mine = _identity(data, self.m)
+            earlier = ([(0, self.baseline)] if self.baseline else []) + sorted(self.out.results.items())
+            for run, other in earlier:
+                if mine and _identity(other, self.m) == mine:
+                    what = "the baseline's" if run == 0 else f"run {run}'s"
+                    extra.append(f"metrics {', '.join(mine)} are identical to {what}: the change did nothing (a silent failure)")
+                    break
+            extra = [r for r in extra if not any(_said(r, x) for x in reasons)]
+            reasons += extra
+            if extra and verdict.status == "ok":
+                verdict = verdict.model_copy(update={"status": "degenerate", "reasons": reasons})
         self.emit(RunFinished(run=self.run, attempt=self.attempt, phase="full", out_dir=out_dir, status=verdict.status,
                               reasons=reasons, exit_code=0, metrics=verdict.metrics))
         if data is not None:
@@ -215,6 +281,10 @@ class Builder:
         if self.baseline is not None:  # every view reads the baseline from the journal, never from run_0/
             self.emit(BaselineRecorded(metrics=flatten(self.baseline), evaluation="self-reported",
                                        reasons=["imported: the log's baseline as its first prompt gave it"]))
+        for it in items:  # the agent writes a run's results into its notes after the run, in a later reply
+            if isinstance(it, Reply):
+                for run, data in notes_results(it.text).items():
+                    self.notes[run] = (data, it.line)
         for it in items:
             if isinstance(it, StageMark):
                 if it.status == "started":

@@ -26,9 +26,10 @@ from .items import (
     Parsed,
     Reply,
     StageMark,
+    clean_capture,
+    dict_in_lines,
     idea_from_paths,
     parse_idea_prompt,
-    results_of,
     tokens_line,
 )
 
@@ -42,6 +43,11 @@ ERROR = re.compile(r"^Run failed with the following error ?(.*)$")
 TIMEOUT = re.compile(r"^Run (\d+) timed out after (\d+(?:\.\d+)?) seconds")
 COMPLETED = re.compile(r"^Run (\d+) completed\. Here are the results:\s*(.*)$")
 EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b(:.*)?$")
+# Results a pipeline (or a fork of it) printed itself: `Results: {...}`, `Run 2 results: {...}`, `final_info: {...}`,
+# or a bare dict literal (rich's pretty print opens with `{` alone on its line). At column 0 only: aider's
+# rendering of a reply indents its code blocks, so a notes edit is not taken for the pipeline's print.
+PRINTED = re.compile(r"^(?:Run (\d+) )?(?:final[ _]info|final results|results|metrics)\s*[:=]\s*(?=\{)"
+                     r"|^(?=\{\s*$)|^(?=\{\s*['\"])", re.IGNORECASE)
 MODEL = re.compile(r"^(?:Main model|Model): (\S+)")
 STAGES = {"Experiments": "experiments", "Writeup": "writeup", "Review": "review", "Improvement": "review"}
 SIMPLE = [
@@ -65,7 +71,7 @@ SIMPLE = [
 
 
 def looks_like(text: str) -> bool:
-    head = text[:200_000]
+    head = clean_capture(text[:200_000])
     return any(re.search(p, head, re.MULTILINE) for p in (
         r"^Currently on iteration \d+ of run \d+", r"^Run \d+ failed with return code", r"^coder_out:",
         r"^\*Starting (Experiments|Writeup|Review)\*", r"^\*Starting idea: ",
@@ -77,7 +83,7 @@ def _is_marker(line: str) -> bool:
     return bool(
         TS.match(s) or STARTING_IDEA.match(s) or STARTING.match(s) or ITERATION.match(s) or CODER_OUT.match(s)
         or FAILED.match(s) or ERROR.match(s) or TIMEOUT.match(s) or COMPLETED.match(s) or s.startswith("Tokens: ")
-        or APPLIED.match(s) or any(p.match(s) for p, _ in SIMPLE)
+        or APPLIED.match(s) or any(p.match(s) for p, _ in SIMPLE) or PRINTED.match(line) is not None
     )
 
 
@@ -106,7 +112,7 @@ def _results_file(log_dir: Path, run: int) -> tuple[dict | None, str | None]:
 def parse(text: str, log_dir: Path | None = None) -> Parsed:
     idea = IdeaInfo()
     items: list[Item] = []
-    lines = text.splitlines()
+    lines = clean_capture(text).splitlines()
     rendered: list[str] = []  # aider's console rendering of the reply being written
     rendered_start = 1
     last_reply: Reply | None = None
@@ -210,9 +216,15 @@ def parse(text: str, log_dir: Path | None = None) -> Parsed:
         elif m := TIMEOUT.match(s):
             items.append(Outcome(kind="timeout", line=n, run=int(m[1]), error=f"timed out after {m[2]} seconds"))
         elif m := COMPLETED.match(s):
-            rest, k = capture(i, m[2], stop_traceback=False)
-            data, err = results_of(rest.split("\n\n")[0]) if rest.strip() else (None, "the results were not printed")
+            data, err, k = _dict_after(lines, i, raw.index(m[2]) if m[2] else len(raw))
             items.append(Outcome(kind="completed", line=n, run=int(m[1]), exit_code=0, results=data, results_error=err))
+            i = k
+            rendered = []
+            continue
+        elif not plain_fence and (m := PRINTED.match(raw)) and (data_err := _printed(lines, i, m)) is not None:
+            data, err, k = data_err
+            items.append(Outcome(kind="completed", line=n, run=int(m[1]) if m[1] else None, exit_code=0,
+                                 results=data, results_error=err))
             i = k
             rendered = []
             continue
@@ -241,6 +253,31 @@ def parse(text: str, log_dir: Path | None = None) -> Parsed:
     if log_dir is not None:
         _fill_results(items, log_dir)
     return Parsed(form="ai-scientist-console", items=items, idea=idea)
+
+
+def _dict_after(lines: list[str], i: int, col: int) -> tuple[dict | None, str | None, int]:
+    """The results printed after `Run N completed. Here are the results:`: on its line or the next ones."""
+    k = i
+    while k < len(lines) and k < i + 4:
+        text = lines[k][col:] if k == i else lines[k]
+        if text.strip():
+            if text.lstrip().startswith("{"):
+                return dict_in_lines(lines, k, (col if k == i else 0) + len(text) - len(text.lstrip()))
+            break
+        k += 1
+    return None, "the results were not printed", i + 1
+
+
+def _printed(lines: list[str], i: int, m: re.Match) -> tuple[dict | None, str | None, int] | None:
+    """A results dict the pipeline printed at lines[i]; None when what opens there is not a dict of results."""
+    data, err, k = dict_in_lines(lines, i, m.end())
+    if m.group(0):  # introduced as results
+        return data, err, k
+    values = [v for x in (data or {}).values() for v in (x.values() if isinstance(x, dict) else [x])]
+    if not data or not all(isinstance(key, str) for key in data) or not any(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        return None
+    return data, None, k
 
 
 def _fill_results(items: list[Item], log_dir: Path) -> None:

@@ -266,3 +266,135 @@ def idea_from_paths(text: str, idea: IdeaInfo) -> None:
     if m:
         idea.template = idea.template or m["template"]
         idea.name = idea.name or m["name"]
+
+
+# -- terminal captures: colours, rich panels, wrapped lines --------------------------------------------
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+PANEL_TOP = re.compile(r"^\s*[╭┌┏╔][─━═].*[╮┐┓╗]\s*$")
+PANEL_BOTTOM = re.compile(r"^\s*[╰└┗╚][─━═].*[╯┘┛╝]\s*$")
+PANEL_SIDE = re.compile(r"^\s*[│┃║] ?(.*?) ?[│┃║]\s*$")
+
+
+def clean_capture(text: str) -> str:
+    """A terminal capture as plain lines: colour codes dropped, rich panels' borders taken off and the lines
+    rich wrapped inside a panel joined again (a line is a wrap when the next one starts with a word that would
+    not have fitted after it; a line filled to the panel's width is a word folded in two)."""
+    text = ANSI.sub("", text)
+    if not any(c in text for c in "│┃║"):
+        return text
+    out: list[str] = []
+    width = 0
+    prev = -1  # the length of the last panel line out, when the next one may continue it; -1: it may not
+    for line in text.splitlines():
+        if PANEL_TOP.match(line):
+            width, prev = len(line.strip()) - 4, -1
+            continue
+        if width and PANEL_BOTTOM.match(line):
+            width, prev = 0, -1
+            continue
+        m = PANEL_SIDE.match(line) if width else None
+        if m is None:
+            out.append(line)
+            prev = -1
+            continue
+        content = m[1].rstrip()
+        if prev >= 0 and content and not content[0].isspace():
+            if prev >= width:  # a word longer than the panel, folded at its edge
+                out[-1] += content
+                prev = len(content)
+                continue
+            if prev + 1 + len(content.split(" ", 1)[0]) > width:  # the next word did not fit: rich wrapped here
+                out[-1] += " " + content
+                prev = len(content)
+                continue
+        out.append(content)
+        prev = len(content) if content else -1
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _balance(text: str, depth: int, quote: str | None) -> tuple[int, str | None, int]:
+    """Brace depth after `text` (Python string literals skipped); (depth, open quote, index where depth hit 0 or -1)."""
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in "{[(":
+            depth += 1
+        elif c in "}])":
+            depth -= 1
+            if depth == 0:
+                return depth, quote, i
+        i += 1
+    return depth, quote, -1
+
+
+def dict_in_lines(lines: list[str], start: int, col: int = 0, limit: int = 80) -> tuple[dict[str, Any] | None, str | None, int]:
+    """The dict literal that opens at lines[start][col:] (a `{`), however the terminal wrapped it: across lines
+    at word boundaries (rich), folded at the edge (a terminal's hard wrap) or pretty-printed one key a line.
+    (data, None, index after its last line) or (None, why not, index after what was read)."""
+    frags: list[str] = []
+    depth, quote = 0, None
+    k = start
+    text = lines[start][col:]
+    while k < len(lines) and k < start + limit:
+        depth, quote, end = _balance(text, depth, quote)
+        if end >= 0:
+            frags.append(text[:end + 1])
+            break
+        frags.append(text)
+        k += 1
+        if k < len(lines):
+            text = lines[k].lstrip() if quote is None else lines[k]
+    else:
+        return None, "the reported results are not readable: the dictionary does not close", k
+    # rich keeps the space it broke at (`..., 'layer': 19, ` then the next line), a terminal's fold loses
+    # nothing, a pretty print breaks between tokens: joined as they are. A capture whose trailing spaces were
+    # trimmed lost the space: joined with one.
+    joins = ["".join(frags), " ".join(f.rstrip() for f in frags)]
+    err = "the reported results are not readable"
+    for joined in dict.fromkeys(joins):
+        data, why = results_of(joined)
+        if data is not None:
+            return data, None, k + 1
+        err = why or err
+    return None, err, k + 1
+
+
+NOTES_RUN = re.compile(r"^\s*#{1,4}\s*Run (\d+)\b")
+NOTES_RESULTS = re.compile(r"\bResults?\s*:\s*(?=\{)")
+
+
+def notes_results(text: str) -> dict[int, dict[str, Any]]:
+    """Results the agent wrote into notes.txt: `## Run N: ...` then `Results: {...}` (what AI Scientist's
+    prompt asks it to record). A later mention of the same run wins (a REPLACE comes after its SEARCH)."""
+    if "notes.txt" not in text:
+        return {}
+    lines = text.splitlines()
+    out: dict[int, dict[str, Any]] = {}
+    run: int | None = None
+    i = 0
+    while i < len(lines):
+        ln = lines[i]
+        if m := NOTES_RUN.match(ln):
+            run = int(m[1])
+        elif ln.strip() in ("=======", ">>>>>>> REPLACE", "<<<<<<< SEARCH") or ln.startswith("```"):
+            run = None if ln.strip() != "=======" else run
+        m = NOTES_RESULTS.search(ln) if run is not None else None
+        if m is None and run is not None and re.search(r"\bResults?\s*:\s*$", ln) and lines[i + 1:i + 2] \
+                and lines[i + 1].lstrip().startswith("{"):
+            i += 1  # the dictionary wrapped onto the next line
+            m = re.match(r"\s*", lines[i])
+        if m is not None:
+            data, _err, nxt = dict_in_lines(lines, i, m.end())
+            if data is not None:
+                out[run] = data
+                i = max(nxt, i + 1)
+                continue
+        i += 1
+    return out

@@ -63,7 +63,7 @@ def _feedback_prompt(ctx: Context, files: list[str], fin: RunFinished) -> str:
         "experiments_feedback", run=fin.run, attempt=fin.attempt, max_attempts=ctx.limits.max_attempts,
         phase=fin.phase, what=what, reasons=fin.reasons, traceback=fb.traceback,
         stderr_tail=fb.stderr_tail, stdout_tail=fb.stdout_tail, files=files,
-        command=ctx.manifest.command.format(out_dir=f"run_{fin.run}"),
+        command=ctx.manifest.command_for(f"run_{fin.run}", fin.seed),
     )
 
 
@@ -78,7 +78,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     prompt = prompts.render(
         "experiments_first", idea=ctx.idea, max_runs=max_runs, files=files,
         baseline=baseline_values(m.key_metrics, flat_base, run_stats(j.events, 0)),
-        command=m.command.format(out_dir="run_i"), protected=m.protected, checks=_check_texts(ctx),
+        command=m.command_for("run_i"), protected=m.protected, checks=_check_texts(ctx),
     )
     results = 0
     for run in range(1, max_runs + 1):
@@ -102,12 +102,15 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
                 status, reasons = smoke.status, smoke.reasons
                 prompt = _feedback_prompt(ctx, files, smoke)
                 continue
-            full = _execute(ctx, run, attempt, "full")
+            full, seeds = _execute_full(ctx, run, attempt)
             status, reasons, metrics = full.status, full.reasons, full.metrics
             evaluation = full.evaluation
             if full.status == "ok":
                 break
-            prompt = _feedback_prompt(ctx, files, full)
+            failed = next((f for f in seeds if f.status != "ok"), None)
+            if failed is None:
+                break  # nothing the agent can act on (no seed ran)
+            prompt = _feedback_prompt(ctx, files, failed.model_copy(update={"reasons": full.reasons}))
         rec = _record(ctx, run, status, attempts, reasons, metrics, baseline, evaluation)
         if rec.status == "ok":
             results += 1
@@ -124,6 +127,12 @@ def _execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
     from ..execution import execute
 
     return execute(ctx, run, attempt, phase)
+
+
+def _execute_full(ctx: Context, run: int, attempt: int):
+    from ..execution import execute_full
+
+    return execute_full(ctx, run, attempt)
 
 
 def _record(ctx: Context, run: int, status: str, attempts: int, reasons: list[str], metrics: dict, baseline: dict,

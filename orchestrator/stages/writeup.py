@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .. import prompts
-from ..citations import backend_from_env, search_into_bib
+from ..citations import add_to_bib, backend_from_env, idea_references, search_into_bib
 from ..context import Context
 from ..conversation import Conversations
 from ..events import Artifact, Message
@@ -80,7 +80,9 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
                       detail=f"{sum(1 for r in ok_runs if not r.baseline)} validated run(s), {len(figures)} figure(s)"))
     bib_path = latex / "references.bib"
     if not any(a.kind == "bibliography" for a in j.of(Artifact, stage=STAGE)):
+        offered = add_to_bib(bib_path, idea_references(ctx.idea.extra))  # found by `orchestrate ideas`' novelty check
         added, line = search_into_bib(backend_from_env(), [ctx.idea.title], bib_path)
+        added, line = offered + added, (f"{len(offered)} reference(s) from the ideas file; " if offered else "") + line
         j.append(Message(stage=STAGE, text=line))
         j.append(Artifact(stage=STAGE, kind="bibliography", path="latex/references.bib",
                           detail=f"added: {', '.join(added)}" if added else "unchanged"))

@@ -34,7 +34,7 @@ args = parser.parse_args()
 
 cfg = harness.load_config()
 device = harness.pick_device(cfg)
-torch.manual_seed(cfg["seed"])
+torch.manual_seed(cfg["run_seed"])  # $ORCHESTRATE_SEED: one per seed of a full run
 print(f"profile={cfg['profile']} smoke={cfg['smoke']} device={device}", flush=True)
 
 

@@ -64,10 +64,24 @@ def is_smoke() -> bool:
     return os.environ.get("ORCHESTRATE_SMOKE", "") not in ("", "0", "false", "False")
 
 
+def run_seed(default: int = 0) -> int:
+    """This run's seed: $ORCHESTRATE_SEED (the orchestrator's [seeds], one per
+    seed of a full run), else `default` (config.json's seed)."""
+    raw = os.environ.get("ORCHESTRATE_SEED", "").strip()
+    if not raw:
+        return int(default)
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"ORCHESTRATE_SEED must be an integer, not {raw!r}") from None
+
+
 def load_config(path: str | os.PathLike | None = None) -> dict:
     """Read config.json; apply `gpu_profile` when profile == "gpu", then
     `smoke_profile` when ORCHESTRATE_SMOKE=1. Returns one flat dict (no profile
-    sub-dicts) with `smoke` set."""
+    sub-dicts) with `smoke` set, and `run_seed`: the seed of this run's SAE
+    training (run_seed()); `seed` stays config.json's, the seed of the data, the
+    tiny LM and its cache, which every seed of a run shares."""
     path = Path(path) if path else Path("config.json")
     if not path.exists():
         path = HERE / "config.json"
@@ -82,6 +96,7 @@ def load_config(path: str | os.PathLike | None = None) -> dict:
     cfg["smoke"] = is_smoke()
     if cfg["smoke"]:
         cfg.update(raw.get("smoke_profile", {}))
+    cfg["run_seed"] = run_seed(int(cfg.get("seed", 0)))
     return cfg
 
 

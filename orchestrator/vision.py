@@ -1,0 +1,120 @@
+"""The vision review of figures: after the deterministic checks (figures.py), a model that takes images
+looks at each figure with its caption, the notes and the runs' numbers, and names what a reader would
+trip over — unreadable or missing labels, empty panels, legends that hide data, duplicate figures, a
+figure that contradicts the numbers. Its findings are typed, for the agent (bounded rounds, by the
+caller) and for review.json. Without a vision model it says so and reviews nothing.
+
+Not yet wired into the plots stage (stages/plots.py): see the README's *Vision review*."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+from . import prompts
+from .agents import hermetic
+from .agents.chat import ChatModel, json_blocks
+from .paths import readable
+
+Kind = Literal["unreadable-labels", "missing-labels", "empty-panel", "legend-hides-data", "duplicate",
+               "contradicts-numbers", "other"]
+MAX_IMAGE_BYTES = 4_000_000  # a larger figure is not sent (and the review says so)
+MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
+
+
+class FigureFinding(BaseModel):
+    """One problem the reviewer saw in one figure."""
+
+    figure: str
+    kind: Kind
+    detail: str = ""
+
+
+class VisionReview(BaseModel):
+    """What the vision review did: skipped (and why), or the figures it saw and its findings."""
+
+    model: str | None = None
+    skipped: str = ""
+    figures: list[str] = []
+    not_sent: list[str] = []
+    findings: list[FigureFinding] = []
+
+    @property
+    def clean(self) -> bool:
+        return not self.skipped and not self.findings
+
+
+def has_vision(model: str | None) -> bool:
+    """Whether `model` takes images: litellm's map says so, or models.json gives "supports_vision": true."""
+    if not model or model == hermetic.SCRIPTED_MODEL:
+        return False
+    local = hermetic.local_metadata(model) or {}
+    if "supports_vision" in local:
+        return bool(local["supports_vision"])
+    info = hermetic.native_info(model) or {}
+    return bool(info.get("supports_vision"))
+
+
+def image_part(root: Path, rel: str) -> dict | None:
+    """An image content part (a data URL) for a figure inside `root`, named `rel`; None when it cannot be sent."""
+    path = readable(root, rel)
+    media = MEDIA.get(Path(rel).suffix.lower())
+    if path is None or media is None or not path.is_file() or path.stat().st_size > MAX_IMAGE_BYTES:
+        return None
+    data = base64.b64encode(path.read_bytes()).decode()
+    return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{data}"}, "name": rel}
+
+
+def parse_findings(text: str, figures: list[str]) -> list[FigureFinding] | None:
+    """The findings of a reply's last ```json block ({"findings": [...]}); None when there is none.
+    A finding about a figure that was not shown is dropped; an unknown kind is "other"."""
+    for raw in reversed(json_blocks(text)):
+        if isinstance(raw, dict) and isinstance(raw.get("findings"), list):
+            out = []
+            for f in raw["findings"]:
+                if not isinstance(f, dict) or f.get("figure") not in figures:
+                    continue
+                kind = f.get("kind") if f.get("kind") in Kind.__args__ else "other"  # type: ignore[attr-defined]
+                try:
+                    out.append(FigureFinding(figure=f["figure"], kind=kind, detail=str(f.get("detail", ""))[:500]))
+                except ValidationError:
+                    continue
+            return out
+    return None
+
+
+def review_figures(chat: ChatModel | None, root: Path, figures: list[str], *, captions: dict[str, str], notes: str,
+                   numbers: str, stage_round: int = 1) -> VisionReview:
+    """Show every figure to the vision model once (one exchange, step `vision`, attempt `stage_round`)."""
+    model = chat.model if chat is not None else None
+    if chat is None or not has_vision(model):
+        return VisionReview(model=model, skipped=f"no vision model ({model or 'none configured'} does not take images): "
+                                                 "figures checked by the deterministic checks only")
+    parts: list[dict] = []
+    sent, not_sent = [], []
+    for rel in figures:
+        part = image_part(root, rel)
+        if part is None:
+            not_sent.append(rel)
+            continue
+        parts += [{"type": "text", "text": f"Figure {rel}: {captions.get(rel) or '(no caption)'}"}, part]
+        sent.append(rel)
+    if not sent:
+        return VisionReview(model=model, skipped="no figure could be sent", not_sent=not_sent)
+    text = prompts.render("vision_figures", figures=sent, notes=notes, numbers=numbers)
+    reply = chat.ask([{"role": "system", "content": "You review the figures of a research paper as a careful reader."},
+                      {"role": "user", "content": [{"type": "text", "text": text}, *parts]}],
+                     step="vision", run=0, attempt=stage_round)
+    found = parse_findings(reply, sent)
+    if found is None:
+        none = FigureFinding(figure=sent[0], kind="other", detail="the reviewer's reply had no findings block")
+        return VisionReview(model=model, figures=sent, not_sent=not_sent, findings=[none])
+    return VisionReview(model=model, figures=sent, not_sent=not_sent, findings=found)
+
+
+def feedback(review: VisionReview) -> str:
+    """The findings as a message for the agent that edits plot.py."""
+    return "\n".join(f"- {f.figure}: {f.kind}: {f.detail}" for f in review.findings)
