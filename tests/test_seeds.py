@@ -136,8 +136,10 @@ def _one_line_exit_2(proc, *needles: str) -> None:
 
 def test_bad_seed_settings_are_one_line_and_exit_2(tmp_path, seeded, tiny_copy):
     idea = make_idea(tmp_path, [exp(1, 1, DONE)], template=seeded)
-    _one_line_exit_2(cli_subprocess("run", idea, "--sandbox", tmp_path / "sb", "--seeds", "0"), "--seeds: must be 1 or more, not 0")
-    _one_line_exit_2(cli_subprocess("run", idea, "--sandbox", tmp_path / "sb", "--seeds", "-2"), "--seeds: must be 1 or more, not -2")
+    _one_line_exit_2(cli_subprocess("run", idea, "--sandbox", tmp_path / "sb", "--seeds", "0"),
+                     "--seeds: must be 1 or more, not 0")
+    _one_line_exit_2(cli_subprocess("run", idea, "--sandbox", tmp_path / "sb", "--seeds", "-2"),
+                     "--seeds: must be 1 or more, not -2")
     spec = json.loads(idea.read_text())
     spec["seeds"] = {"count": 2, "min_ok": 3}
     idea.write_text(json.dumps(spec))
