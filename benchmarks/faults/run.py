@@ -1,11 +1,17 @@
 """Run every fault of the catalogue through the orchestrator and print the table.
 
     .venv/bin/python benchmarks/faults/run.py [--isolation auto|bwrap|none] [--no-cgroup] [--only FILE ...]
+    .venv/bin/python benchmarks/faults/run.py --template sae [--isolation bwrap none] [--smoke-only] [--only FILE ...]
 
 Columns: fault, verdict, seconds from the start of the faulty run to its verdict, machine clean (no
 process of the run left, nothing written outside, no connection out), workspace clean (yardstick,
 hashes and journal intact, disk use within the limit). Then: faults contained N/M, and the median
 seconds to verdict. Exit code 0 when every fault is contained.
+
+`--template sae`: the attacks of an adversarial experiment (experiments_sae/) on a real workspace of
+templates/sae, per isolation level (see sae_catalogue.py and README.md): verdict, expected verdict,
+contained, seconds to verdict; then contained N/M per level (an attack nothing can contain at a level
+is listed with the reason) and the sealed evaluator's wall time per run against the run's.
 """
 
 from __future__ import annotations
@@ -40,7 +46,15 @@ def main() -> int:
     p.add_argument("--no-cgroup", action="store_true", help="no per-run cgroups: the watchdog alone caps memory and processes")
     p.add_argument("--only", nargs="*", help="fault files to run (e.g. fork_bomb memory_hog)")
     p.add_argument("--keep", type=Path, help="make the workspaces here and keep them")
+    p.add_argument("--template", default="tiny", choices=["tiny", "sae"], help="tiny: the fault catalogue; sae: the attacks")
+    p.add_argument("--levels", nargs="*", default=["bwrap", "none"], help="--template sae: the isolation levels")
+    p.add_argument("--smoke-only", action="store_true", help="--template sae: no full run after a passing smoke run")
+    p.add_argument("--cache", type=Path, help="--template sae: the data cache (default: a fresh one, removed after)")
     args = p.parse_args()
+    if args.template == "sae":
+        import sae_run
+
+        return sae_run.main(args)
     if args.no_cgroup:
         os.environ["ORCHESTRATE_CGROUP"] = "0"
     level = catalogue.isolation_level(args.isolation)
