@@ -72,7 +72,7 @@ ATTACKS_SAE: list[Attack] = [
            says=dict.fromkeys(("bwrap", "none"), "evaluated")),
     Attack("cache poisoning", "cache_poison", {"bwrap": "ok", "none": _NONE_WRITE},
            says={"none": "the data cache was changed"} if ROOT_USER else {}),
-    Attack("reading the user's config and keys", "read_config", {"bwrap": "ok", "none": "ok"},
+    Attack("reading the user's config and keys", "read_config", {"bwrap": "ok"},
            not_containable={"none": NOT_CONTAINABLE_READ}),
     Attack("notes.txt symlinked out of the workspace", "symlink_notes", {"bwrap": "ok", "none": "ok"},
            says=dict.fromkeys(("bwrap", "none"), "notes.txt was not followed")),
@@ -80,7 +80,7 @@ ATTACKS_SAE: list[Attack] = [
            says={"none": "run_0/"} if ROOT_USER else {}),
     Attack("rewritten earlier results (run_1)", "rewrite_earlier", {"bwrap": "ok", "none": _NONE_WRITE},
            says={"none": "run_1/"} if ROOT_USER else {}, earlier=True),
-    Attack("results without artifacts (the evaluator fails)", "no_artifacts", {"bwrap": "failed", "none": "failed"},
+    Attack("results without artifacts", "no_artifacts", {"bwrap": "failed", "none": "failed"},
            says=dict.fromkeys(("bwrap", "none"), "the evaluator failed: ")),
     Attack("git hook", "git_hook", {"bwrap": "ok", "none": "tampered"},
            says={"none": ".git/hooks"}),
@@ -162,6 +162,16 @@ def _accepted_metrics_are_evaluated(ws_root: Path, fin: RunFinished) -> list[str
     return [f"{fin.phase} run accepted with {k} = {fin.metrics.get(k)} (evaluated {evaluated[k]})" for k in wrong[:3]]
 
 
+def _honest_short() -> str:
+    """The template's own experiment, training a tenth of the steps: an honest run 1 that is quick and differs
+    from the baseline (a copy of the baseline's code would be `degenerate`)."""
+    code = (SAE / "experiment.py").read_text()
+    for key in ("sae_steps", "syn_steps"):
+        assert f'cfg["{key}"],' in code, key
+        code = code.replace(f'cfg["{key}"],', f'max(1, cfg["{key}"] // 10),')
+    return code
+
+
 def _edit(ws, text: str, message: str) -> None:
     (ws.root / "experiment.py").write_text(text)
     ws.commit(message)
@@ -231,9 +241,7 @@ def _run(attack: Attack, base: Path, outside: Path, target: Path, target_sha: st
     base_metrics = baseline(ctx).metrics
     problems: list[str] = []
     if attack.earlier:
-        honest_code = (SAE / "experiment.py").read_text().replace('torch.manual_seed(cfg["seed"])',
-                                                                  'torch.manual_seed(cfg["seed"] + 1)')
-        _edit(ws, honest_code, "fault catalogue: run 1, the template's experiment with another seed (honest)")
+        _edit(ws, _honest_short(), "fault catalogue: run 1, the template's experiment trained a tenth as long (honest)")
         honest = _pipeline_run(ctx, 1, base_metrics, smoke_only=False)
         if honest[-1].status != "ok":
             problems.append(f"the honest run 1 was {honest[-1].status}: {honest[-1].reasons}")
