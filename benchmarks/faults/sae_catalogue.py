@@ -162,14 +162,14 @@ def _accepted_metrics_are_evaluated(ws_root: Path, fin: RunFinished) -> list[str
     return [f"{fin.phase} run accepted with {k} = {fin.metrics.get(k)} (evaluated {evaluated[k]})" for k in wrong[:3]]
 
 
-def _honest_short() -> str:
-    """The template's own experiment, training a tenth of the steps: an honest run 1 that is quick and differs
-    from the baseline (a copy of the baseline's code would be `degenerate`)."""
+def _honest() -> str:
+    """The template's own experiment with another seed: an honest run 1 that differs from the baseline
+    (a copy of the baseline's code would be `degenerate`: identical metrics). Fewer steps are no
+    shortcut: a tenth of them leaves the LM SAE explaining none of the variance."""
     code = (SAE / "experiment.py").read_text()
-    for key in ("sae_steps", "syn_steps"):
-        assert f'cfg["{key}"],' in code, key
-        code = code.replace(f'cfg["{key}"],', f'max(1, cfg["{key}"] // 10),')
-    return code
+    seed = 'torch.manual_seed(cfg["seed"])'
+    assert seed in code
+    return code.replace(seed, 'torch.manual_seed(cfg["seed"] + 1)')
 
 
 def _edit(ws, text: str, message: str) -> None:
@@ -241,7 +241,7 @@ def _run(attack: Attack, base: Path, outside: Path, target: Path, target_sha: st
     base_metrics = baseline(ctx).metrics
     problems: list[str] = []
     if attack.earlier:
-        _edit(ws, _honest_short(), "fault catalogue: run 1, the template's experiment trained a tenth as long (honest)")
+        _edit(ws, _honest(), "fault catalogue: run 1, the template's experiment with another seed (honest)")
         honest = _pipeline_run(ctx, 1, base_metrics, smoke_only=False)
         if honest[-1].status != "ok":
             problems.append(f"the honest run 1 was {honest[-1].status}: {honest[-1].reasons}")
@@ -296,7 +296,7 @@ def _run(attack: Attack, base: Path, outside: Path, target: Path, target_sha: st
     mismatches = []
     if expected is not None and verdict != expected:
         mismatches.append(f"verdict {verdict}, expected {expected}")
-    said = " ".join(reasons + [f.feedback for f in fins]
+    said = " ".join(reasons + [f.feedback.model_dump_json() for f in fins]
                     + [e.get("text", "") for e in _events(ws.root, "message")])
     phrase = attack.says.get(isolation)
     if phrase and phrase not in said:
