@@ -12,7 +12,7 @@ from . import __version__
 from .commands.args import Parser, gpu_list, name_list, positive_float, positive_int, sandbox_dir
 from .errors import OrchestratorError
 
-COMMANDS = ("replay", "show", "report", "review", "import", "list", "clean", "init", "completion", "ideas")
+COMMANDS = ("replay", "show", "report", "review", "import", "list", "clean", "init", "completion", "ideas", "adopt")
 # each a module orchestrator.commands.<name>_cmd with HELP, add_arguments(parser) and main(args)
 
 

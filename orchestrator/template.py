@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import json
+import re
 import shlex
 import string
 import tomllib
@@ -160,6 +161,12 @@ class Manifest(BaseModel):
     resources: Resources = Field(default_factory=Resources)
     seeds: Seeds = Field(default_factory=Seeds)
 
+    @field_validator("command", mode="before")
+    @classmethod
+    def _ai_scientist_form(cls, v: object) -> object:
+        """AI Scientist's `--out_dir run_0`, `--out_dir=run_i` and `--out_dir=run_{i}` mean `--out_dir={out_dir}`."""
+        return re.sub(r"--out_dir(?:=|\s+)run_(?:\d+|i|\{i\})(?=\s|$)", "--out_dir={out_dir}", v) if isinstance(v, str) else v
+
     @field_validator("command")
     @classmethod
     def _has_out_dir(cls, v: str) -> str:
@@ -267,7 +274,7 @@ def load_template(root: Path) -> Template:
         if not (root / rel).exists():
             raise TemplateError(mpath, f"protected: {rel!r} does not exist in the template")
     for rel in manifest.editable:
-        if not any(c in rel for c in "*?[") and not (root / rel).exists():
+        if rel != "notes.txt" and not any(c in rel for c in "*?[") and not (root / rel).exists():  # notes: made per run
             raise TemplateError(mpath, f"editable: {rel!r} does not exist in the template")
     for section, step in (("prepare", manifest.prepare), ("evaluate", manifest.evaluate)):
         for word in shlex.split(step.command) if step else []:

@@ -1,0 +1,213 @@
+"""Adopting an AI Scientist template folder as it is: the manifest inferred when `template.toml` is missing.
+
+An AI Scientist template is a folder with `experiment.py` (taking `--out_dir`), usually `plot.py`,
+`prompt.json`, `seed_ideas.json`, `ideas.json` and `latex/template.tex`, and no manifest. Its results
+file is `final_info.json` in one of two shapes, per dataset:
+`{ds: {"means": {...}, "stds"|"stderrs": {...}}}` (2d_diffusion and most) or, grokking's,
+`{ds: {"means": {k_mean}, "stderrs": {k_stderr}, "final_info_dict": {k: [per seed]}}}`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .errors import TemplateError
+from .template import BASELINE_RUN, MANIFEST, Check, Compare, Manifest
+
+EXPERIMENT = "experiment.py"
+PLOT = "plot.py"
+NOTES = "notes.txt"
+COMMAND = "python experiment.py --out_dir={out_dir}"  # AI Scientist's launcher: --out_dir=run_{i}
+SPREADS = ("stds", "stderrs")
+PER_SEED = "final_info_dict"
+_NOT_SHIPPED = {"__pycache__", ".git", ".ipynb_checkpoints", MANIFEST}
+
+
+class ResultsMap(BaseModel):
+    """What an AI Scientist results file maps to: dotted metric paths into final_info.json."""
+
+    key_metrics: list[str] = Field(default_factory=list)  # every mean, checked finite
+    compare: list[str] = Field(default_factory=list)  # the means less the time fields
+    spreads: dict[str, str] = Field(default_factory=dict)  # mean path -> its std/stderr path
+    seed_values: dict[str, list[float]] = Field(default_factory=dict)  # mean path -> per-seed values
+
+
+def is_ai_scientist(root: Path) -> bool:
+    """A folder in AI Scientist's form: `experiment.py` and no `template.toml`."""
+    return root.is_dir() and (root / EXPERIMENT).is_file() and not (root / MANIFEST).is_file()
+
+
+def kind_of(root: Path) -> str:
+    """'manifest' (ours) or 'ai-scientist'; a folder of neither kind is a TemplateError in one line."""
+    root = Path(root)
+    if not root.is_dir():
+        raise TemplateError(root, "no such folder")
+    if (root / MANIFEST).is_file():
+        return "manifest"
+    if (root / EXPERIMENT).is_file():
+        return "ai-scientist"
+    raise TemplateError(root, f"not a template of either kind: no {MANIFEST} (ours) and no {EXPERIMENT} "
+                              f"taking --out_dir (AI Scientist's)")
+
+
+def is_time(key: str) -> bool:
+    """A time field (training_time, total_train_time, inference_time_mean): left out of compare."""
+    return "time" in key.rsplit(".", 1)[-1].lower()
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _mean_for(spread_key: str, means: dict[str, Any]) -> str | None:
+    """The mean a std/stderr key belongs to: the same name, or `k_std(err)` -> `k` or `k_mean`."""
+    base = spread_key
+    for suffix in ("_stderr", "_std"):
+        if spread_key.endswith(suffix):
+            base = spread_key[: -len(suffix)]
+            break
+    for cand in (spread_key, base, f"{base}_mean"):
+        if cand in means:
+            return cand
+    return None
+
+
+def map_results(info: Any, path: Path | str = "final_info.json") -> ResultsMap:
+    """The metrics of an AI Scientist results file; a file of neither shape is a TemplateError in one line."""
+    shape = ("{dataset: {\"means\": {...}, \"stds\" or \"stderrs\": {...}}} or {dataset: {\"means\": {...}, "
+             "\"final_info_dict\": {key: [per seed]}}}")
+    if not isinstance(info, dict) or not info:
+        raise TemplateError(path, f"results of neither AI Scientist shape: expected {shape}")
+    out = ResultsMap()
+    for ds, block in info.items():
+        means = block.get("means") if isinstance(block, dict) else None
+        if not isinstance(means, dict) or not means or not all(_number(v) for v in means.values()):
+            raise TemplateError(path, f"results of neither AI Scientist shape: {ds!r} has no \"means\" dict of "
+                                      f"numbers (expected {shape})")
+        for k in means:
+            key = f"{ds}.means.{k}"
+            out.key_metrics.append(key)
+            if not is_time(k):
+                out.compare.append(key)
+        for spread in SPREADS:
+            for s in (block.get(spread) or {}) if isinstance(block.get(spread), dict) else {}:
+                m = _mean_for(s, means)
+                if m is not None:
+                    out.spreads[f"{ds}.means.{m}"] = f"{ds}.{spread}.{s}"
+        per_seed = block.get(PER_SEED)
+        if isinstance(per_seed, dict):
+            for k, vals in per_seed.items():
+                m = k if k in means else f"{k}_mean" if f"{k}_mean" in means else None
+                if m is not None and isinstance(vals, list) and vals and all(_number(v) for v in vals):
+                    out.seed_values[f"{ds}.means.{m}"] = [float(v) for v in vals]
+    return out
+
+
+def read_results(path: Path) -> ResultsMap:
+    """map_results of a results file on disk (one line when it is not JSON)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TemplateError(path, f"not a readable JSON results file ({exc})") from None
+    return map_results(info, path)
+
+
+def _shipped(root: Path, editable: list[str]) -> list[str]:
+    """Everything the template ships beside the editable files: the protected files (top-level entries)."""
+    out = []
+    for p in sorted(root.iterdir()):
+        name = p.name
+        if name in editable or name in _NOT_SHIPPED or name.startswith("run_") or p.is_symlink():
+            continue
+        out.append(name)
+    return out
+
+
+def infer_manifest(root: Path, results: ResultsMap | None = None) -> Manifest:
+    """The manifest of an AI Scientist folder. Without results (no baseline yet) the metrics are left empty."""
+    root = Path(root)
+    if kind_of(root) != "ai-scientist":
+        raise TemplateError(root / MANIFEST, "has a template.toml already: it is the manifest (nothing to infer)")
+    editable = [EXPERIMENT] + ([PLOT] if (root / PLOT).is_file() else []) + [NOTES]
+    results = results or ResultsMap()
+    return Manifest(
+        name=root.resolve().name,
+        description=f"adopted from the AI Scientist template {root.resolve().name}",
+        command=COMMAND,
+        plot_command=f"python {PLOT}" if (root / PLOT).is_file() else None,
+        editable=editable,
+        protected=_shipped(root, editable) + [MANIFEST],
+        results_file="final_info.json",
+        required_keys=list(results.key_metrics),
+        key_metrics=list(results.key_metrics),
+        checks=[Check(path=k, finite=True, reason="a mean must be a finite number") for k in results.key_metrics],
+        compare=Compare(keys=list(results.compare)),
+    )
+
+
+def infer(root: Path) -> tuple[Manifest, ResultsMap | None]:
+    """The manifest with its metrics read from the baseline `run_0/final_info.json` when there is one."""
+    base = Path(root) / BASELINE_RUN / "final_info.json"
+    results = read_results(base) if base.is_file() else None
+    return infer_manifest(root, results), results
+
+
+def launcher_notes(title: str, experiment: str, baseline: dict[str, Any]) -> str:
+    """`notes.txt` as AI Scientist's launcher starts it: the idea's title and experiment, then run 0's results."""
+    means = {ds: block["means"] for ds, block in baseline.items() if isinstance(block, dict) and "means" in block}
+    return (f"# Title: {title}\n# Experiment description: {experiment}\n## Run 0: Baseline\n"
+            f"Results: {means}\nDescription: Baseline results.\n")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{v} has no TOML form here")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(type(v).__name__)
+
+
+def manifest_toml(m: Manifest, results: ResultsMap | None = None) -> str:
+    """`template.toml` text for a manifest, with comments saying what was inferred and how to change it."""
+    d = m.model_dump(exclude_none=True)
+    lines = ["# Inferred by `orchestrate adopt` from an AI Scientist template; edit freely.",
+             "# command: AI Scientist's launcher form; editable: what the agent may change; protected: the rest.",
+             "# key_metrics: every mean in run_0/final_info.json, each checked finite; compare leaves out time fields."]
+    if results is None:
+        lines.append(f"# No {BASELINE_RUN}/final_info.json yet: run `python experiment.py --out_dir={BASELINE_RUN}` "
+                     "here and adopt again to fill the metrics.")
+    elif results.spreads:
+        lines.append("# Spreads paired with their means: " + ", ".join(f"{k} ± {v}" for k, v in results.spreads.items()))
+    for k in ("name", "description", "command", "plot_command", "editable", "protected", "results_file",
+              "required_keys", "key_metrics", "figures", "requirements"):
+        if k in d:
+            lines.append(f"{k} = {_toml_value(d[k])}")
+    lines += ["", "[timeouts]"] + [f"{k} = {_toml_value(v)}" for k, v in d["timeouts"].items()]
+    for c in d.get("checks", []):
+        lines += ["", "[[checks]]"] + [f"{k} = {_toml_value(v)}" for k, v in c.items() if v is not None]
+    lines += ["", "[compare]", f"keys = {_toml_value(d['compare']['keys'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_manifest(root: Path) -> tuple[Path, str]:
+    """`orchestrate adopt DIR`: write the inferred manifest as DIR/template.toml (never over one)."""
+    root = Path(root)
+    if kind_of(root) == "manifest":
+        raise TemplateError(root / MANIFEST, "exists already: adopt writes a template.toml only where there is none "
+                                             "(edit it, or remove it to infer it again)")
+    manifest, results = infer(root)
+    text = manifest_toml(manifest, results)
+    target = root / MANIFEST
+    target.write_text(text, encoding="utf-8")
+    return target, text
