@@ -251,7 +251,11 @@ def find_template(name_or_path: str, *, near: Path | None = None) -> Path:
     if cand.is_file():
         raise TemplateError(name_or_path, "a file, not a template: a template is a folder with a template.toml")
     if cand.is_dir() and (len(cand.parts) > 1 or cand.is_absolute()):
-        raise TemplateError(name_or_path, f"a folder without {MANIFEST}: not a template")
+        if (cand / "experiment.py").is_file():
+            raise TemplateError(name_or_path, f"a folder without {MANIFEST}, in AI Scientist's form: "
+                                              f"`orchestrate adopt {cand}` writes one inferred from it")
+        raise TemplateError(name_or_path, f"a folder without {MANIFEST}: not a template of either kind "
+                                          f"(no {MANIFEST}, no experiment.py)")
     seen = list(dict.fromkeys([str(cand.absolute()), *(str(p / name_or_path) for p in places)]))
     raise TemplateError(name_or_path, f"unknown template: no {MANIFEST} in any of {', '.join(seen)}")
 

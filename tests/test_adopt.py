@@ -159,3 +159,25 @@ def test_launcher_notes_start_as_ai_scientists():
                                  "# Experiment description: Add momentum to the update and compare the final losses.",
                                  "## Run 0: Baseline", "Results: {'bowl': {'loss': 0.5}}",
                                  "Description: Baseline results."]
+
+
+def test_check_names_the_missing_manifest_then_passes_once_adopted(tmp_path, capsys):
+    folder = tmp_path / "templates" / "gd_quadratic"  # AI Scientist keeps ideas.json in templates/<name>/
+    shutil.copytree(AIS, folder)
+    ideas = folder / "ideas.json"
+    assert run_cli("check", ideas, "--idea", "momentum") == 2
+    line = _one_error_line(capsys)
+    assert "no template.toml" in line and "AI Scientist's form" in line and "orchestrate adopt" in line
+    _run(folder, "run_0")
+    assert run_cli("adopt", folder) == 0
+    capsys.readouterr()
+    assert run_cli("check", ideas, "--idea", "momentum") == 0
+    assert "ok: idea 'momentum' on template 'gd_quadratic'" in capsys.readouterr().out
+
+
+def test_a_folder_of_neither_kind_given_as_the_template(tmp_path, capsys):
+    (tmp_path / "plain").mkdir()
+    idea = tmp_path / "idea.json"
+    idea.write_text(json.dumps({"name": "x", "title": "X", "template": str(tmp_path / "plain"), "experiment": "try"}))
+    assert run_cli("check", idea) == 2
+    assert "not a template of either kind" in _one_error_line(capsys)
