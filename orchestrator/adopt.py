@@ -9,8 +9,10 @@ file is `final_info.json` in one of two shapes, per dataset:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +213,72 @@ def write_manifest(root: Path) -> tuple[Path, str]:
     target = root / MANIFEST
     target.write_text(text, encoding="utf-8")
     return target, text
+
+
+class Baseline(BaseModel):
+    """The cached baseline of an adopted template: `run_0` made by running the unmodified experiment."""
+
+    key: str  # the template's content hash
+    run_dir: Path  # <cache>/baselines/<key>/run_0
+    wall_s: float
+    results: ResultsMap
+    cached: bool = False  # found in the cache, not run now
+
+    def full_timeout_s(self) -> float:
+        """A full run's limit from the baseline's wall time: three times it plus a minute for the agent's change."""
+        return round(3 * self.wall_s + 60, 1)
+
+
+def content_hash(root: Path) -> str:
+    """sha256 over the template's shipped files (names and bytes; runs, caches and a manifest left out)."""
+    h = hashlib.sha256()
+    root = Path(root)
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if rel.parts[0].startswith("run_") or any(part in _NOT_SHIPPED for part in rel.parts) or p.is_symlink():
+            continue
+        if p.is_file():
+            h.update(rel.as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def make_baseline(root: Path, python: str, *, cache: Path, isolation: str = "none",
+                  timeout_s: float = 7200) -> Baseline:
+    """`run_0` for an AI Scientist folder: the unmodified experiment run once in a copy of the folder, under
+    the runner (and sandbox) every run uses, its results checked for shape and validated, then cached by the
+    template's content hash. The user's folder is only read. A baseline that fails is a TemplateError, not cached."""
+    from .results import load_results, validate
+    from .runner import RunSpec, command_argv, run
+
+    root = Path(root)
+    key = content_hash(root)
+    home = Path(cache) / "baselines" / key
+    record = home / "baseline.json"
+    if record.is_file() and (home / BASELINE_RUN / "final_info.json").is_file():
+        data = json.loads(record.read_text(encoding="utf-8"))
+        return Baseline(key=key, run_dir=home / BASELINE_RUN, wall_s=data["wall_s"],
+                        results=read_results(home / BASELINE_RUN / "final_info.json"), cached=True)
+    work = Path(cache) / "baselines" / f"{key}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(root, work, symlinks=True,
+                    ignore=lambda _d, names: [n for n in names if n in _NOT_SHIPPED or n.startswith("run_")])
+    rec = run(RunSpec(argv=command_argv(COMMAND, python, out_dir=BASELINE_RUN), cwd=work, log_dir=work / ".logs",
+                      timeout_s=timeout_s, isolation=isolation, key="adopt/run_0"))
+    if not rec.ok:
+        tail = Path(rec.stderr_path).read_text(errors="replace").strip().splitlines()[-1:] if rec.stderr_path else []
+        raise TemplateError(root / EXPERIMENT, f"the unmodified experiment failed as the baseline "
+                                               f"({rec.limit_detail or f'exit {rec.exit_code}'}): {' '.join(tail)}")
+    results_path = work / BASELINE_RUN / "final_info.json"
+    info, err = load_results(results_path)
+    if info is None:
+        raise TemplateError(root / EXPERIMENT, f"the baseline wrote no usable results: {err}")
+    results = map_results(info, results_path)
+    verdict = validate(info, infer_manifest(root, results))
+    if not verdict.ok:
+        raise TemplateError(results_path, f"the baseline is not a result: {'; '.join(verdict.reasons)}")
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(home / BASELINE_RUN, ignore_errors=True)
+    shutil.move(str(work / BASELINE_RUN), home / BASELINE_RUN)
+    record.write_text(json.dumps({"wall_s": rec.wall_s, "isolation": rec.isolation}), encoding="utf-8")
+    shutil.rmtree(work, ignore_errors=True)
+    return Baseline(key=key, run_dir=home / BASELINE_RUN, wall_s=rec.wall_s, results=results)

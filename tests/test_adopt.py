@@ -181,3 +181,32 @@ def test_a_folder_of_neither_kind_given_as_the_template(tmp_path, capsys):
     idea.write_text(json.dumps({"name": "x", "title": "X", "template": str(tmp_path / "plain"), "experiment": "try"}))
     assert run_cli("check", idea) == 2
     assert "not a template of either kind" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("level", ["none", "auto"])
+def test_baseline_made_once_under_the_runner_and_cached(ais, tmp_path, level):
+    from orchestrator.adopt import make_baseline
+    from orchestrator.sandbox import resolve
+
+    before = sorted(p.relative_to(ais) for p in ais.rglob("*"))
+    cache = tmp_path / "cache"
+    b = make_baseline(ais, sys.executable, cache=cache, isolation=resolve(level))
+    assert not b.cached and b.run_dir.is_relative_to(cache) and (b.run_dir / "all_results.json").is_file()
+    assert sorted(p.relative_to(ais) for p in ais.rglob("*")) == before, "the user's folder is only read"
+    assert "bowl.means.final_train_loss_mean" in b.results.key_metrics
+    assert b.full_timeout_s() == round(3 * b.wall_s + 60, 1) and b.wall_s > 0
+    again = make_baseline(ais, sys.executable, cache=cache, isolation=resolve(level))
+    assert again.cached and again.key == b.key and again.wall_s == b.wall_s
+    (ais / "experiment.py").write_text((ais / "experiment.py").read_text().replace("default=50", "default=40"))
+    changed = make_baseline(ais, sys.executable, cache=cache, isolation=resolve(level))
+    assert changed.key != b.key and not changed.cached
+
+
+def test_a_failing_baseline_is_one_line_and_not_cached(ais, tmp_path):
+    from orchestrator.adopt import make_baseline
+
+    (ais / "experiment.py").write_text("import npeet_not_installed\n")
+    cache = tmp_path / "cache"
+    with pytest.raises(TemplateError, match="failed as the baseline.*npeet_not_installed"):
+        make_baseline(ais, sys.executable, cache=cache)
+    assert not list((cache / "baselines").glob("*/baseline.json"))
