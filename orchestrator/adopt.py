@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .errors import TemplateError
-from .template import BASELINE_RUN, MANIFEST, Check, Compare, Manifest
+from .template import BASELINE_RUN, MANIFEST, Check, Compare, Manifest, Template, load_template
 
 EXPERIMENT = "experiment.py"
 PLOT = "plot.py"
@@ -120,13 +120,14 @@ def read_results(path: Path) -> ResultsMap:
 
 
 def _shipped(root: Path, editable: list[str]) -> list[str]:
-    """Everything the template ships beside the editable files: the protected files (top-level entries)."""
+    """Every file the template ships beside the editable ones: the protected files (runs and caches aside)."""
     out = []
-    for p in sorted(root.iterdir()):
-        name = p.name
-        if name in editable or name in _NOT_SHIPPED or name.startswith("run_") or p.is_symlink():
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if (rel.as_posix() in editable or rel.parts[0].startswith("run_") or p.is_symlink() or not p.is_file()
+                or any(part in _NOT_SHIPPED or part.endswith(".pyc") for part in rel.parts)):
             continue
-        out.append(name)
+        out.append(rel.as_posix())
     return out
 
 
@@ -222,6 +223,7 @@ class Baseline(BaseModel):
     run_dir: Path  # <cache>/baselines/<key>/run_0
     wall_s: float
     results: ResultsMap
+    isolation: str = "none"  # the sandbox it ran under
     cached: bool = False  # found in the cache, not run now
 
     def full_timeout_s(self) -> float:
@@ -256,7 +258,7 @@ def make_baseline(root: Path, python: str, *, cache: Path, isolation: str = "non
     record = home / "baseline.json"
     if record.is_file() and (home / BASELINE_RUN / "final_info.json").is_file():
         data = json.loads(record.read_text(encoding="utf-8"))
-        return Baseline(key=key, run_dir=home / BASELINE_RUN, wall_s=data["wall_s"],
+        return Baseline(key=key, run_dir=home / BASELINE_RUN, wall_s=data["wall_s"], isolation=data["isolation"],
                         results=read_results(home / BASELINE_RUN / "final_info.json"), cached=True)
     work = Path(cache) / "baselines" / f"{key}.work"
     shutil.rmtree(work, ignore_errors=True)
@@ -281,4 +283,58 @@ def make_baseline(root: Path, python: str, *, cache: Path, isolation: str = "non
     shutil.move(str(work / BASELINE_RUN), home / BASELINE_RUN)
     record.write_text(json.dumps({"wall_s": rec.wall_s, "isolation": rec.isolation}), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
-    return Baseline(key=key, run_dir=home / BASELINE_RUN, wall_s=rec.wall_s, results=results)
+    return Baseline(key=key, run_dir=home / BASELINE_RUN, wall_s=rec.wall_s, isolation=rec.isolation, results=results)
+
+
+def cached_baseline(root: Path, *, cache: Path) -> Baseline | None:
+    """The cached baseline of this exact template content, if one was made."""
+    home = Path(cache) / "baselines" / content_hash(root)
+    record, results = home / "baseline.json", home / BASELINE_RUN / "final_info.json"
+    if not (record.is_file() and results.is_file()):
+        return None
+    data = json.loads(record.read_text(encoding="utf-8"))
+    return Baseline(key=home.name, run_dir=home / BASELINE_RUN, wall_s=data["wall_s"], isolation=data["isolation"],
+                    results=read_results(results), cached=True)
+
+
+def provisional(root: Path, *, cache: Path) -> Template:
+    """The template `check` and `prepare` see for an AI Scientist folder: the inferred manifest (its metrics from
+    the cached baseline when there is one), rooted at the user's folder. Nothing is run or written."""
+    b = cached_baseline(root, cache=cache)
+    m = infer_manifest(root, b.results if b else None)
+    if b is not None:
+        m = m.model_copy(update={"timeouts": m.timeouts.model_copy(update={"full_s": b.full_timeout_s()})})
+    return Template(root=Path(root).resolve(), manifest=m)
+
+
+def summary(m: Manifest, b: Baseline) -> str:
+    """What was inferred, in a few lines for the user."""
+    spreads = len(b.results.spreads)
+    return (f"adopted the AI Scientist template {m.name} (no template.toml; inferred, written into the workspace only):\n"
+            f"  command {m.command}; plot {m.plot_command or '(none)'}; editable {', '.join(m.editable)}; "
+            f"protected {', '.join(p for p in m.protected if p != MANIFEST)}\n"
+            f"  key metrics {len(m.key_metrics)} (checked finite, {spreads} with their spread), compare "
+            f"{', '.join(m.compare.keys) or '(none)'}; full limit {m.timeouts.full_s:g} s from the baseline's "
+            f"{b.wall_s:.1f} s{' (cached)' if b.cached else ''}\n"
+            f"  `orchestrate adopt FOLDER` writes this as a template.toml you can edit")
+
+
+def adopted_template(root: Path, python: str, *, cache: Path, isolation: str, log=print) -> Template:
+    """The template a run uses for an AI Scientist folder: a copy of the folder in the cache with the inferred
+    template.toml and the cached baseline's run_0 (made now if it is not cached). The user's folder is only read."""
+    root = Path(root)
+    b = make_baseline(root, python, cache=cache, isolation=isolation)
+    m = infer_manifest(root, b.results)
+    m = m.model_copy(update={"timeouts": m.timeouts.model_copy(update={"full_s": b.full_timeout_s()})})
+    dest = Path(cache) / "adopted" / b.key
+    if not (dest / MANIFEST).is_file():
+        tmp = dest.with_name(f"{b.key}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(root, tmp, symlinks=True,
+                        ignore=lambda _d, names: [n for n in names if n in _NOT_SHIPPED or n.startswith("run_")])
+        shutil.copytree(b.run_dir, tmp / BASELINE_RUN)
+        (tmp / MANIFEST).write_text(manifest_toml(m, b.results), encoding="utf-8")
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    log(summary(m, b))
+    return load_template(dest)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import env
+from . import adopt, env
 from . import sandbox as sandbox_mod
 from .agents.aider import Budget, require_price
 from .agents.replay import TranscriptSource, load_transcript
@@ -180,8 +180,12 @@ def template_problem(template: Template) -> None:
 def prepare(idea_path: Path, opts: RunOptions) -> tuple:
     """Validate everything a run needs before anything is made. Raises InputError (exit 2)."""
     loaded = load_idea(idea_path, idea_name=opts.idea_name, template=opts.template)
-    template = load_template(find_template(loaded.idea.template, near=loaded.path.parent))
-    template_problem(template)
+    root = find_template(loaded.idea.template, near=loaded.path.parent, ai_scientist=True)
+    if (root / MANIFEST).is_file():
+        template = load_template(root)
+        template_problem(template)
+    else:  # an AI Scientist folder: the manifest inferred; its baseline is made (and checked) when the run starts
+        template = adopt.provisional(root, cache=cache_home())
     limits, sources = _limits_and_sources(template, loaded.idea, opts)
     opts.limit_sources = sources
     model = None if opts.transcript else configured_model(opts)
@@ -211,6 +215,10 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
     cache = cache_home()
     python = experiment_python(template, cache, override=opts.python, log=log)
     isolation = sandbox_mod.resolve(limits.isolation)
+    if adopt.is_ai_scientist(template.root):  # its baseline made (or found cached), its manifest into the workspace
+        template = adopt.adopted_template(template.root, python, cache=cache, isolation=isolation, log=log)
+        template_problem(template)
+        limits, opts.limit_sources = _limits_and_sources(template, loaded.idea, opts)
     if transcript is not None:
         kind = "scripted (hand-written)" if transcript.scripted else "recorded"
         log(f"replaying the {kind} transcript {transcript.path} — no model configured")

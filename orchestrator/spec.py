@@ -79,7 +79,7 @@ def _from_ai_scientist(entry: dict[str, Any], path: Path, template: str | None) 
             template = str(path.resolve().parent)
         else:
             raise SpecError(path, "AI Scientist ideas name no template: pass --template NAME")
-    known = {"Name", "Title", "Experiment", "template"}
+    known = {"Name", "Title", "Experiment", "template", "transcript"}
     missing = [k for k in ("Name", "Title", "Experiment") if k not in entry]
     if missing:
         raise SpecError(path, f"{missing[0]}: field required (AI Scientist format)")
@@ -89,6 +89,7 @@ def _from_ai_scientist(entry: dict[str, Any], path: Path, template: str | None) 
         "template": template,
         "experiment": entry["Experiment"],
         "extra": {k: v for k, v in entry.items() if k not in known},
+        **({"transcript": entry["transcript"]} if isinstance(entry.get("transcript"), str) else {}),
     }
 
 

@@ -236,10 +236,11 @@ class Template(BaseModel):
         return p if p.is_file() else None
 
 
-def find_template(name_or_path: str, *, near: Path | None = None) -> Path:
-    """Resolve a template name or path: a path as given, else `templates/<name>` near the idea, here, or in the checkout."""
+def find_template(name_or_path: str, *, near: Path | None = None, ai_scientist: bool = False) -> Path:
+    """Resolve a template name or path: a path as given, else `templates/<name>` near the idea, here, or in the checkout.
+    With `ai_scientist`, a folder in AI Scientist's form (experiment.py, no template.toml) is found too."""
     cand = Path(name_or_path)
-    if cand.is_dir() and (cand / MANIFEST).is_file():
+    if cand.is_dir() and ((cand / MANIFEST).is_file() or (ai_scientist and (cand / "experiment.py").is_file())):
         return cand.resolve()
     places = []
     if near is not None:

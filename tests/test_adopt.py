@@ -52,7 +52,7 @@ def test_inferred_manifest_without_a_baseline(ais):
     assert m.command_for("run_3") == "python experiment.py --out_dir=run_3"
     assert m.plot_command == "python plot.py"
     assert m.editable == ["experiment.py", "plot.py", "notes.txt"]
-    assert set(m.protected) == {"ideas.json", "latex", "prompt.json", "seed_ideas.json", "template.toml"}
+    assert set(m.protected) == {"ideas.json", "latex/template.tex", "prompt.json", "seed_ideas.json", "template.toml"}
     assert m.key_metrics == [] and m.compare.keys == []
     assert not (ais / "template.toml").exists(), "inferring writes nothing into the user's folder"
 
@@ -161,18 +161,46 @@ def test_launcher_notes_start_as_ai_scientists():
                                  "Description: Baseline results."]
 
 
-def test_check_names_the_missing_manifest_then_passes_once_adopted(tmp_path, capsys):
+def test_check_takes_the_folder_as_it_is(tmp_path, capsys):
     folder = tmp_path / "templates" / "gd_quadratic"  # AI Scientist keeps ideas.json in templates/<name>/
     shutil.copytree(AIS, folder)
-    ideas = folder / "ideas.json"
-    assert run_cli("check", ideas, "--idea", "momentum") == 2
-    line = _one_error_line(capsys)
-    assert "no template.toml" in line and "AI Scientist's form" in line and "orchestrate adopt" in line
-    _run(folder, "run_0")
-    assert run_cli("adopt", folder) == 0
-    capsys.readouterr()
-    assert run_cli("check", ideas, "--idea", "momentum") == 0
+    assert run_cli("check", folder / "ideas.json", "--idea", "momentum") == 0
     assert "ok: idea 'momentum' on template 'gd_quadratic'" in capsys.readouterr().out
+    assert not (folder / "template.toml").exists() and not (folder / "run_0").exists(), "check runs and writes nothing"
+    assert not (tmp_path / "orch_home" / "baselines").exists()
+
+
+def test_run_adopts_the_folder_makes_the_baseline_once_and_validates_a_run(tmp_path, capsys):
+    from conftest import DONE, blk, events, only_workspace
+
+    folder = tmp_path / "templates" / "gd_quadratic"
+    shutil.copytree(AIS, folder)
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    header = {"transcript": 1, "idea": "momentum", "template": "gd_quadratic", "note": "scripted: test"}
+    lines = [{"stage": "experiments", "run": 1, "attempt": 1,
+              "response": "Smaller learning rate.\n\n" + blk('parser.add_argument("--lr", type=float, default=0.1)',
+                                                                 'parser.add_argument("--lr", type=float, default=0.05)')},
+             {"stage": "experiments", "run": 2, "attempt": 1, "response": DONE}]
+    (folder / "momentum.transcript.jsonl").write_text("".join(json.dumps(x) + "\n" for x in [header, *lines]))
+    ideas = json.loads((folder / "ideas.json").read_text())
+    ideas[1]["transcript"] = "momentum.transcript.jsonl"  # an AI Scientist entry may name its transcript
+    (folder / "ideas.json").write_text(json.dumps(ideas))
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    sandbox = tmp_path / "sandbox"
+    assert run_cli("run", folder / "ideas.json", "--idea", "momentum", "--sandbox", sandbox,
+                   "--isolation", "auto", "--python", sys.executable, "--max-runs", "1") == 0
+    out = capsys.readouterr().out
+    assert "adopted the AI Scientist template gd_quadratic" in out and "key metrics 4" in out
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before, "the user's folder is only read"
+    ws = only_workspace(sandbox)
+    manifest = tomllib.loads((ws / "template.toml").read_text())
+    assert manifest["command"] == "python experiment.py --out_dir={out_dir}"
+    assert (ws / "run_0" / "final_info.json").is_file()
+    assert [(r["run"], r["status"]) for r in events(ws, "run_recorded")] == [(1, "ok")]
+    info = json.loads((ws / "run_1" / "final_info.json").read_text())
+    base = json.loads((ws / "run_0" / "final_info.json").read_text())
+    assert info["bowl"]["means"]["final_train_loss_mean"] != base["bowl"]["means"]["final_train_loss_mean"]
+    assert len(list((tmp_path / "orch_home" / "baselines").glob("*/baseline.json"))) == 1
 
 
 def test_a_folder_of_neither_kind_given_as_the_template(tmp_path, capsys):
@@ -191,6 +219,7 @@ def test_baseline_made_once_under_the_runner_and_cached(ais, tmp_path, level):
     before = sorted(p.relative_to(ais) for p in ais.rglob("*"))
     cache = tmp_path / "cache"
     b = make_baseline(ais, sys.executable, cache=cache, isolation=resolve(level))
+    assert b.isolation == resolve(level)
     assert not b.cached and b.run_dir.is_relative_to(cache) and (b.run_dir / "all_results.json").is_file()
     assert sorted(p.relative_to(ais) for p in ais.rglob("*")) == before, "the user's folder is only read"
     assert "bowl.means.final_train_loss_mean" in b.results.key_metrics
