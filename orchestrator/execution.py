@@ -379,10 +379,20 @@ def _run_all(ctx: Context, pending: list[_Pending], *, run_dir: str | None) -> N
             and not p.is_relative_to(ws.root / ".git") and not (inside is not None and p.is_relative_to(inside))]
     # the orchestrator writes its state during the run; under bwrap the binds make them read-only
     with read_only_files(keep if ctx.isolation != "bwrap" else []):
-        for p in pending:
-            _submit(ctx, p)
-        for p in pending:
-            p.record = ctx.executor.wait(p.handle)
+        try:
+            for p in pending:
+                _submit(ctx, p)
+            for p in pending:
+                p.record = ctx.executor.wait(p.handle)
+        except BaseException:  # Ctrl-C, SIGTERM: every seed's local run ends with us (a Slurm job is re-attached)
+            for p in pending:
+                if p.handle is not None:
+                    p.handle.stop.set()
+            for p in pending:
+                if p.handle is not None and p.handle.future is not None:
+                    with contextlib.suppress(BaseException):
+                        p.handle.future.result(timeout=30)
+            raise
 
 
 def _judged(ctx: Context, p: _Pending, git_before) -> RunFinished:
