@@ -415,8 +415,17 @@ def _judged(ctx: Context, p: _Pending, git_before) -> RunFinished:
 
 
 def execute(ctx: Context, run: int, attempt: int, phase: str) -> RunFinished:
-    """The smoke run (the first seed only); returns its recorded verdict (from the journal if already judged)."""
-    assert phase == "smoke", "full runs go through execute_full"
+    """The smoke run (the first seed only); returns its recorded verdict (from the journal if already judged).
+    A full run goes through execute_full; what is returned is then the run's verdict over its seeds, as
+    one RunFinished (not journaled again: the journal has each seed's and the RunAggregated)."""
+    if phase == "full":
+        agg, fins = execute_full(ctx, run, attempt)
+        base = next((f for f in fins if f.status != "ok"), None) if agg.status != "ok" else None
+        base = base or (fins[0] if fins else RunFinished(run=run, attempt=attempt, phase="full", out_dir=agg.out_dir,
+                                                         status=agg.status))
+        return base.model_copy(update={"status": agg.status, "reasons": agg.reasons or base.reasons,
+                                       "metrics": agg.metrics or base.metrics, "out_dir": agg.out_dir,
+                                       "outputs": agg.outputs, "commit": agg.commit})
     j = ctx.journal
     done = j.last(RunFinished, run=run, attempt=attempt, phase=phase)
     if done is not None:

@@ -254,7 +254,7 @@ def run_fault(fault: Fault, workdir: Path, *, isolation: str, listener: Listener
         problems.append("the journal was rewritten")
     else:
         added = [json.loads(line)["type"] for line in journal_after[len(journal_before):].splitlines() if line.strip()]
-        if any(a not in ("run_started", "run_finished", "baseline_recorded", "prepared") for a in added):
+        if any(a not in ("run_started", "run_finished", "run_aggregated", "baseline_recorded", "prepared") for a in added):
             workspace_clean = False
             problems.append(f"foreign journal records: {added}")
     on_disk_mb = dir_bytes(ws.root) / 2**20
