@@ -226,7 +226,7 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
         commit = rv.code_commit
         evaluation = model.evaluation(rv.run)
         attempt, phases = _seed_phases(rv)
-        seeded = [p for p in phases if p.seed is not None]
+        seeded = [p for p in phases if p.seed is not None and "/seed_" in p.out_dir]  # one seed: run_i itself
         if seeded:
             values = model.seed_values(rv.run)
             if not values:  # no seed is ok: what the seeds reported, for a run that is not a result
