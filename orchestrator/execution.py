@@ -599,7 +599,9 @@ def tampering(ctx: Context, git_before: dict[str, bytes | None] | None) -> list[
             found.append(f"{rel}/{bad[0]} of a recorded run was changed during this run"
                          f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; "
                          f"{'it has been restored' if restored else 'it could not be restored'}")
-    if ctx.manifest.prepare is not None and ctx.isolation != "bwrap":  # under bwrap the cache is read-only
+    # checked at every isolation level: under bwrap the cache is read-only, but a Slurm node without bubblewrap
+    # runs the job at isolation none while this process still believes it is bwrap
+    if ctx.manifest.prepare is not None:
         cache = data_dir(ctx)
         if cache.exists() and not _cache_intact(cache):
             _set_writable(cache, True)
