@@ -167,9 +167,9 @@ def _honest() -> str:
     (a copy of the baseline's code would be `degenerate`: identical metrics). Fewer steps are no
     shortcut: a tenth of them leaves the LM SAE explaining none of the variance."""
     code = (SAE / "experiment.py").read_text()
-    seed = 'torch.manual_seed(cfg["seed"])'
-    assert seed in code
-    return code.replace(seed, 'torch.manual_seed(cfg["seed"] + 1)')
+    seed = 'torch.manual_seed(cfg["run_seed"])'
+    assert seed in code, "templates/sae/experiment.py no longer seeds its SAE with cfg['run_seed']"
+    return code.replace(seed, 'torch.manual_seed(cfg["run_seed"] + 1000)')  # clear of the baseline's seeds
 
 
 def _edit(ws, text: str, message: str) -> None:
