@@ -25,6 +25,7 @@ interval: +0.006 [-0.002, 0.014]. A single seed prints the plain number (4 signi
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -112,7 +113,9 @@ def compare(run: Sequence[float], reference: Sequence[float], confidence: float 
         return Difference(run=a, reference=b, status="no-variance", diff=diff, se=0.0)
     from scipy import stats as sps
 
-    res = sps.ttest_ind(np.asarray(run, float), np.asarray(reference, float), equal_var=False)
+    with warnings.catch_warnings():  # scipy warns on nearly identical seeds; the interval says it plainly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sps.ttest_ind(np.asarray(run, float), np.asarray(reference, float), equal_var=False)
     ci = res.confidence_interval(confidence)
     p = float(res.pvalue)
     return Difference(run=a, reference=b, status="ok", diff=diff, se=math.sqrt(a.se**2 + b.se**2), df=float(res.df),
