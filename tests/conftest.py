@@ -79,7 +79,10 @@ def _stages(args: tuple) -> list[str]:
 def run_cli(*args: str | Path) -> int:
     from orchestrator.cli import main
 
-    return main(_stages(args))
+    try:
+        return main(_stages(args))
+    except SystemExit as exc:  # argparse refuses a flag from inside the parser, as the shell would see it
+        return exc.code if isinstance(exc.code, int) else 2
 
 
 def cli_subprocess(*args: str | Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -106,7 +106,7 @@ def test_top_k_keeps_the_best(tmp_path):
 @pytest.mark.parametrize("args, problem", [
     (["no_such_template"], "unknown template"),
     ([str(TINY)], "no model configured and no transcript"),
-    ([str(SAE), "-n", "0"], "-n: between 1 and 100"),
+    ([str(SAE), "-n", "0"], "-n: must be 1 or more"),
     ([str(SAE), "--transcript", str(ROOT / "ideas" / "hsae.transcript.jsonl")], "transcript is for template"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, problem):
