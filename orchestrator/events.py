@@ -216,6 +216,24 @@ class RunRecorded(_Event):
     evaluation: Evaluation = "self-reported"
 
 
+NodeKind = Literal["draft", "improve", "debug", "ablation"]
+
+
+class NodeCreated(_Event):
+    """A node of the search tree (`--strategy tree`): numbered run `run` (its node id), made from node `parent`
+    (0: the template, i.e. the baseline's code) by a `kind` of step. The node's own events (exchanges, edits,
+    executions, verdict) carry `run` = its id. `base_commit` is the parent's code the agent started from;
+    an ablation node is the best node's code with node `ablates`'s change removed."""
+
+    type: Literal["node_created"] = "node_created"
+    run: int
+    parent: int
+    kind: NodeKind
+    base_commit: str | None = None
+    plan: str = ""  # the agent's stated plan for this node (its reply's text), once known
+    ablates: int | None = None
+
+
 class Prepared(_Event):
     """The template's [prepare] step: built the data cache (or found it built for the same key)."""
 
@@ -264,7 +282,7 @@ class Artifact(_Event):
 
 Event = Annotated[
     WorkspaceCreated | StageStarted | StageFinished | Exchange | ExchangeFailed | EditApplied | RunStarted | RunFinished
-    | RunAggregated | RunRecorded | Message | Artifact | Prepared | BaselineRecorded,
+    | RunAggregated | RunRecorded | Message | Artifact | Prepared | BaselineRecorded | NodeCreated,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -18,6 +18,7 @@ from .events import (
     Exchange,
     ExchangeFailed,
     Message,
+    NodeCreated,
     RunFinished,
     RunRecorded,
     RunStarted,
@@ -275,6 +276,7 @@ class WorkspaceModel:
         self.last_ts: float | None = None
         self._jobs: dict[tuple[int, int, str, int | None], str] = {}  # submitted as jobs, no verdict yet: key -> out_dir
         self.baselines: dict[int | None, BaselineRecorded] = {}  # the baseline's verdict per seed (the last one of each)
+        self.nodes: dict[int, NodeCreated] = {}  # the search tree's nodes by run number (search/tree.py reads them)
 
     @classmethod
     def build(cls, events: list[Event], where: Path | str | None = None) -> WorkspaceModel:
@@ -457,6 +459,9 @@ class WorkspaceModel:
             self.baselines[e.seed] = e
         elif isinstance(e, RunRecorded):
             self._run(e.run).recorded = e
+        elif isinstance(e, NodeCreated):
+            self.nodes[e.run] = e
+            self._run(e.run)
         elif isinstance(e, ExchangeFailed):  # explained as an error message: show and report list those
             failed = Message(seq=e.seq, ts=e.ts, level="error", text=e.describe(), stage=e.stage)
             self.messages.append(failed)

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import TemplateError
+from .objective import Objective
 from .validation_message import first_problem
 
 MANIFEST = "template.toml"
@@ -160,6 +161,7 @@ class Manifest(BaseModel):
     unverified: bool = False  # true: the template knowingly checks nothing (every view says so)
     resources: Resources = Field(default_factory=Resources)
     seeds: Seeds = Field(default_factory=Seeds)
+    objective: Objective | None = None  # what a search maximises or minimises (--strategy tree needs one)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -205,10 +207,29 @@ class Manifest(BaseModel):
             raise ValueError(f"{unknown[0]!r} is not one of key_metrics")
         return v
 
+    @model_validator(mode="after")
+    def _objective_is_a_result(self) -> Manifest:
+        if self.objective is not None:
+            problem = objective_problem(self.objective, self.required_keys)
+            if problem:
+                raise ValueError(problem)
+        return self
+
     @property
     def verifies_nothing(self) -> bool:
         """No required key, no check, no compare key and no evaluator: any results file (even `{}`) would pass."""
         return not (self.required_keys or self.checks or self.compare.keys or self.evaluate)
+
+
+def objective_problem(objective: Objective, required_keys: list[str]) -> str | None:
+    """Why an objective cannot score runs: its metric (or a constraint's) is not among the required keys, so
+    a run could be a result without it."""
+    if not required_keys:
+        return None  # nothing is required: the run's own results decide (a run without the metric is unscored)
+    missing = next((k for k in objective.read_keys() if k not in required_keys), None)
+    if missing is not None:
+        return f"objective: {missing!r} is not one of required_keys, so a result could lack it"
+    return None
 
 
 def policy_problem(m: Manifest) -> str | None:
