@@ -3,12 +3,15 @@ workspace's git repository, else from the journal's recorded edit diffs)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .paths import readable
 from .readmodel import RunView
 from .timeline import Timeline
 from .workspace import Workspace
+
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")  # a commit id from the journal, never an option or a range for git
 
 
 def log_tail(root: Path, log_dir: str, name: str, lines: int = 20) -> str | None:
@@ -31,17 +34,57 @@ def log_tail(root: Path, log_dir: str, name: str, lines: int = 20) -> str | None
 
 def run_diff(tl: Timeline, run: RunView, ws: Workspace | None = None, path: str = "experiment.py") -> str:
     """The run's change to `path` against the previous run's code: from git when the workspace has its
-    repository, else the run's recorded edit diffs."""
+    repository, else the run's recorded edit diffs. A node of the search tree is diffed against its parent's
+    code instead, over every editable file (node_diff)."""
+    if run.run in tl.model.nodes:
+        return node_diff(tl, run, ws)
     if ws is not None and (ws.root / ".git").exists():
         new = run.code_commit
         old = tl.previous_code_commit(run.run)
         if new:
             if old is None:
-                root_commit = ws.git("rev-list", "--max-parents=0", "HEAD", check=False).split()
-                old = root_commit[0] if root_commit else None
+                old = _root_commit(ws)
             if old:
                 d = ws.diff(old, new, path)
                 if d.strip() or old != new:
                     return d
-    parts = [e.diff for e in run.edits if e.diff and (path in e.files or not e.files or path in e.diff)]
+    return _recorded(run, path)
+
+
+def diff_base(tl: Timeline, run: RunView) -> str:
+    """What `run_diff` compares the run against, in words."""
+    node = tl.model.nodes.get(run.run)
+    if node is None:
+        return "the previous run"
+    return "the template (its parent)" if node.parent == 0 else f"node {node.parent} (its parent)"
+
+
+def node_diff(tl: Timeline, run: RunView, ws: Workspace | None = None) -> str:
+    """A search node's change to the editable files (notes.txt aside: the orchestrator writes it) against the
+    code it started from: `git diff base_commit..commit`; the parent's code when the node names no base, the
+    template's for a draft. Without the repository, the node's recorded edit diffs."""
+    node = tl.model.nodes[run.run]
+    new = run.code_commit
+    if ws is not None and (ws.root / ".git").exists() and new and _SHA.match(new):
+        old = node.base_commit
+        if not old:
+            parent = tl.run(node.parent) if node.parent else None
+            old = parent.code_commit if parent is not None else _root_commit(ws)
+        if old and _SHA.match(old):
+            paths = [f for f in (ws.manifest.editable if ws.template is not None else []) if f != "notes.txt"]
+            if paths:
+                return ws.diff(old, new, *paths)
+    return _recorded(run, None)
+
+
+def _root_commit(ws: Workspace) -> str | None:
+    """The workspace's first commit: the template's code."""
+    root_commit = ws.git("rev-list", "--max-parents=0", "HEAD", check=False).split()
+    return root_commit[0] if root_commit else None
+
+
+def _recorded(run: RunView, path: str | None) -> str:
+    """The run's recorded edit diffs (of `path`; of every file when None)."""
+    parts = [e.diff for e in run.edits
+             if e.diff and (path is None or path in e.files or not e.files or path in e.diff)]
     return "\n".join(p.rstrip("\n") for p in parts)

@@ -11,10 +11,12 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from .formatting import delta, fmt_num, fmt_tokens, fmt_wall
 from .readmodel import RunView
-from .run_files import log_tail, run_diff
+from .run_files import diff_base, log_tail, run_diff
+from .search.render import BEST, NodeView, TreeView, linear_best, search_view
 from .timeline import MetricRow, Timeline
 from .workspace import Workspace
 
@@ -178,13 +180,53 @@ def totals(tl: Timeline) -> Text:
     )
 
 
+def node_label(n: NodeView) -> Text:
+    """One node's line: ★ on the best path, its number and kind, its verdict, its score, its plan or why it failed."""
+    t = Text()
+    t.append(f"{BEST} " if n.on_best_path else "  ", style="bold yellow")
+    t.append(f"{n.node} ", style="bold")
+    t.append(n.what, style="bold" if n.best else "")
+    t.append("  ")
+    t.append_text(verdict(n.status))
+    if n.score_note:
+        t.append(f"  {n.score_note}", style="bold" if n.best else "")
+    if n.best:
+        t.append("  best", style="bold yellow")
+    if n.reason:
+        t.append(f"  {n.reason}", style="yellow")
+    elif n.plan:
+        t.append(f"  {n.plan}", style="dim")
+    return t
+
+
+def tree_panel(view: TreeView) -> Panel:
+    """The search tree: the objective, every node under its parent (the template at the top), the best one."""
+    top = Tree(Text("template" + (f" (baseline {view.baseline})" if view.baseline else ""), style="dim"), guide_style="dim")
+
+    def add(branch: Tree, n: NodeView) -> None:
+        below = branch.add(node_label(n))
+        for c in n.children:
+            add(below, c)
+
+    for r in view.roots:
+        add(top, r)
+    return Panel(Group(Text(view.summary), top, Text(view.best_line, style="bold")), title="Search tree",
+                 title_align="left")
+
+
 def overview(tl: Timeline) -> Group:
     """`orchestrate show WORKSPACE`."""
     parts: list[RenderableType] = [header(tl)]
+    view = search_view(tl)
+    if view is not None:
+        parts.append(tree_panel(view))
     if tl.runs:
         parts.append(runs_table(tl))
     else:
         parts.append(Text("No run yet.", style="dim"))
+    best = linear_best(tl)
+    if best is not None:
+        parts.append(Text(best))
     parts.append(metrics_table(tl))
     parts.append(stages_table(tl))
     msgs = messages_view(tl)
@@ -205,8 +247,15 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
     if run.code_commit:
         title.append(f"  code {run.code_commit[:10]}", style="dim")
     parts.append(Panel(title))
+    node = tl.model.nodes.get(run.run)
+    if node is not None:
+        parts.append(Text.assemble(("node ", "dim"), f"{node.kind}" + (f" of node {node.ablates}" if node.ablates else ""),
+                                   (" from ", "dim"), "the template" if node.parent == 0 else f"node {node.parent}"))
+        if node.plan.strip():
+            parts.append(Panel(Text(node.plan.strip()), title="plan", title_align="left", border_style="dim"))
     diff = run_diff(tl, run, ws)
-    parts.append(Text("Change to experiment.py against the previous run", style="bold underline"))
+    what = "experiment.py" if node is None else "the editable files"
+    parts.append(Text(f"Change to {what} against {diff_base(tl, run)}", style="bold underline"))
     if diff.strip():
         parts.append(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
     else:

@@ -15,6 +15,7 @@ from typing import Any
 from . import stats
 from .events import STAGES, Artifact, ExchangeFailed, Message, WorkspaceCreated
 from .formatting import delta, fmt_num
+from .objective import Objective
 from .paths import readable
 from .readmodel import RunView, StageView, WorkspaceModel
 from .results import flatten
@@ -86,6 +87,7 @@ class Timeline:
     last_ts: float
     model: WorkspaceModel = field(default_factory=WorkspaceModel)
     evaluator: bool = False  # the template has a sealed [evaluate] step; False: every result is self-reported
+    objective: Objective | None = None  # what the search scores runs by (the idea's, else the template's)
 
     # -- what the views need ------------------------------------------------------------------
     @property
@@ -239,6 +241,18 @@ def _manifest_bits(ws: Workspace) -> tuple[list[str], str, list[str]]:
     return [], "final_info.json", ["*.png"]
 
 
+def _objective(idea: dict[str, Any], ws: Workspace) -> Objective | None:
+    """The objective runs are scored by: the idea's `objective` when it declares a valid one, else the
+    template's `[objective]` (None for an import, which has no template)."""
+    raw = idea.get("objective")
+    if isinstance(raw, dict):
+        try:
+            return Objective.model_validate(raw)
+        except ValueError:
+            pass
+    return ws.template.manifest.objective if ws.template is not None else None
+
+
 def _baseline(model: WorkspaceModel, root: Path, results_file: str) -> dict[str, Any]:
     """The baseline's metrics as the journal recorded them: the mean over its seeds for numbers. A journal
     from before BaselineRecorded (no run of it is still going) has only run_0's file, read without links."""
@@ -278,6 +292,7 @@ def build(ws: Workspace | Path) -> Timeline:
         artifacts=model.artifacts, key_metrics=key_metrics, baseline=_baseline(model, ws.root, results_file),
         results_file=results_file, figures=figures, state=state, state_detail=detail, first_ts=first_ts, last_ts=last_ts,
         model=model, evaluator=ws.template is not None and ws.template.manifest.evaluate is not None,
+        objective=_objective(created.idea, ws),
     )
 
 

@@ -21,7 +21,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from ..formatting import delta, fmt_num, fmt_tokens, fmt_wall
 from ..paths import readable
-from ..run_files import log_tail, run_diff
+from ..run_files import diff_base, log_tail, run_diff
+from ..search.render import BEST, search_view
 from ..template import BASELINE_RUN
 from ..timeline import Timeline, build
 from ..workspace import Workspace
@@ -277,7 +278,9 @@ def _runs(tl: Timeline, ws: Workspace, opts: Options) -> list[dict[str, Any]]:
             attempts.append({"a": a, "phases": phases})
         diff = run_diff(tl, r, ws)
         out.append({"r": r, "attempts": attempts, "diff": diff_lines(diff), "metrics": r.metrics,
-                    "rows": tl.run_metrics(r) if r.metrics else []})
+                    "rows": tl.run_metrics(r) if r.metrics else [], "node": tl.model.nodes.get(r.run),
+                    "diff_base": diff_base(tl, r), "diff_what": "the editable files" if r.run in tl.model.nodes
+                    else "experiment.py"})
     return out
 
 
@@ -294,6 +297,8 @@ def context(ws: Workspace, out: Path, opts: Options | None = None) -> dict[str, 
         "tl": tl,
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "runs": _runs(tl, ws, opts),
+        "search": search_view(tl),
+        "best_mark": BEST,
         "strip": charts.run_strip([(r.run, r.status, len(r.attempts)) for r in tl.runs]),
         "metric_rows": rows,
         "metric_charts": metric_charts,
