@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background by a shell without job control (`cmd &`, nohup) inherits SIGINT
+# ignored, and so would every orchestrator it starts: the Ctrl-C tests would then test nothing. Ctrl-C
+# gets Python's own handler here, and the processes the tests start get the default disposition.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
