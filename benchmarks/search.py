@@ -110,12 +110,14 @@ def make_template(dest: Path, sleep_s: float = 0.0) -> Path:
     return dest
 
 
-def make_idea(work: Path, template: Path, nodes: int) -> Path:
-    """An idea on the landscape, naming a transcript of its header only (the stand-in agent answers instead)."""
+def make_idea(work: Path, template: Path, nodes: int, slots: int = 1) -> Path:
+    """An idea on the landscape, naming a transcript of its header only (the stand-in agent answers instead);
+    `slots` runs at once."""
     (work / "standin.transcript.jsonl").write_text(json.dumps(
         {"transcript": 1, "idea": "landscape", "template": "search_landscape", "note": "scripted: stand-in agent"}) + "\n")
     idea = {"name": "landscape", "title": "Climb the landscape", "template": str(template),
-            "experiment": "Move X, Y and Z to raise the score.", "max_runs": nodes, "transcript": "standin.transcript.jsonl"}
+            "experiment": "Move X, Y and Z to raise the score.", "max_runs": nodes, "transcript": "standin.transcript.jsonl",
+            "limits": {"isolation": "none", "parallel_runs": slots}}
     path = work / "landscape.json"
     path.write_text(json.dumps(idea))
     return path
@@ -158,14 +160,14 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
     from orchestrator.search.tree import build_tree
 
     work.mkdir(parents=True, exist_ok=True)
+    slots = 1 if strategy == "linear" else slots
     template = make_template(work / "template", sleep_s)
-    idea = make_idea(work, template, nodes)
+    idea = make_idea(work, template, nodes, slots)
     opts = RunOptions(sandbox=work / "sandbox", stages=["experiments"], isolation="none", max_runs=nodes)
     if strategy == "linear":
         opts.max_attempts = 1  # a node is one agent edit, as in the tree
-        slots = 1
     else:
-        _tree_options(opts, nodes, slots)
+        _tree_options(opts, nodes, seed)
     ctx, stages = start(idea, opts, log=lambda s: None)
     agent = StandInAgent(seed, lambda: (ctx.ws.root / "experiment.py").read_text())
     ctx.transcript = agent  # type: ignore[assignment]  # the transcript protocol: next(stage, run, attempt, step)
@@ -197,16 +199,16 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
     return out
 
 
-def _tree_options(opts, nodes: int, slots: int) -> None:
-    """`--strategy tree --max-nodes N` on `slots` local slots, as the tree engine takes them."""
+def _tree_options(opts, nodes: int, seed: int) -> None:
+    """`--strategy tree --max-nodes N`, the policy's random choices drawn from `seed` too."""
     from orchestrator.pipeline import RunOptions
 
     if "strategy" not in RunOptions.__dataclass_fields__:
         raise SystemExit("the tree strategy is not in this checkout (no RunOptions.strategy): run --strategies linear")
-    opts.strategy = "tree"
-    if "max_nodes" in RunOptions.__dataclass_fields__:
-        opts.max_nodes = nodes
-    opts.executor = {"slots": slots} if "slots" in RunOptions.__dataclass_fields__ else opts.executor
+    from orchestrator.settings import SearchSettings
+
+    opts.strategy, opts.max_nodes = "tree", nodes
+    opts.search = SearchSettings(max_nodes=nodes, seed=seed)
 
 
 def mean_sd(values: list[float]) -> str:
