@@ -241,15 +241,15 @@ def _manifest_bits(ws: Workspace) -> tuple[list[str], str, list[str]]:
     return [], "final_info.json", ["*.png"]
 
 
-def _objective(idea: dict[str, Any], ws: Workspace) -> Objective | None:
-    """The objective runs are scored by: the idea's `objective` when it declares a valid one, else the
-    template's `[objective]` (None for an import, which has no template)."""
-    raw = idea.get("objective")
-    if isinstance(raw, dict):
-        try:
-            return Objective.model_validate(raw)
-        except ValueError:
-            pass
+def _objective(created: WorkspaceCreated, ws: Workspace) -> Objective | None:
+    """The objective runs are scored by: the one a tree search recorded it ran under (options), else the idea's
+    `objective`, else the template's `[objective]` (None for an import, which has no template)."""
+    for raw in (created.options.get("objective"), created.idea.get("objective")):
+        if isinstance(raw, dict):
+            try:
+                return Objective.model_validate(raw)
+            except ValueError:
+                continue
     return ws.template.manifest.objective if ws.template is not None else None
 
 
@@ -292,7 +292,7 @@ def build(ws: Workspace | Path) -> Timeline:
         artifacts=model.artifacts, key_metrics=key_metrics, baseline=_baseline(model, ws.root, results_file),
         results_file=results_file, figures=figures, state=state, state_detail=detail, first_ts=first_ts, last_ts=last_ts,
         model=model, evaluator=ws.template is not None and ws.template.manifest.evaluate is not None,
-        objective=_objective(created.idea, ws),
+        objective=_objective(created, ws),
     )
 
 

@@ -240,3 +240,14 @@ def test_the_tree_report_in_headless_chromium(real, tmp_path):
     assert re.search(r'<details class="run" id="run-2"[^>]* open', res.stdout)
     res = _chromium(["--window-size=390,844", "--dump-dom", url], tmp_path / "p3")
     assert 'data-fits-width="true"' in res.stdout  # at a phone's width the tree scrolls in its own region
+
+
+def test_the_objective_a_search_recorded_wins(tmp_path):
+    ws = journal_workspace(tmp_path / "ws", *tree_events())
+    journal = ws / ".orchestrate" / "journal.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    head = json.loads(lines[0])
+    head["options"] = {"strategy": "tree", "objective": {"metric": "l0", "goal": "min"}}
+    journal.write_text(json.dumps(head) + "\n" + "".join(lines[1:]))
+    text = text_of(overview(build(ws)))
+    assert "objective: min l0;" in text and "best: node 1 — l0 5 (-50.0%), path 1" in text
