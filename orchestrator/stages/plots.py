@@ -3,6 +3,10 @@ figure is checked (exists, readable image, not blank or a single colour); a cras
 goes back to the agent, bounded by max_plot_attempts. Then the agent describes each figure in
 notes.txt.
 
+A template whose shipped plot script draws the runs named in a `labels` dict (AI Scientist's plot.py)
+is told to add each run that is a result to it, and after each edit the dict is read (plot_labels, by
+`ast`): a result run it leaves out fails the figure check like a blank figure.
+
 plot.py sees only results: failed and degenerate runs never exist as run_i folders (execution.py
 moves them under .orchestrate/runs/). A plot script that changes a run's files is caught and undone."""
 
@@ -20,6 +24,7 @@ from ..events import Artifact, Feedback, Message, RunFinished, RunStarted
 from ..figures import FigureCheck, check_image, find_figures
 from ..notes import fmt
 from ..paths import readable, safe_path
+from ..plot_labels import Labels, read_labels
 from ..workspace import sha256
 from . import stage
 
@@ -34,6 +39,38 @@ def plot_script(ctx: Context) -> str:
 def _result_dirs(ctx: Context) -> list[Path]:
     return sorted((p for p in ctx.ws.root.glob("run_*") if p.is_dir() and p.name[4:].isdigit()),
                   key=lambda p: int(p.name[4:]))
+
+
+def result_runs(ctx: Context) -> list[Path]:
+    """The run folders that are results: the baseline and every run recorded ok (failed runs have none)."""
+    from ..events import RunRecorded
+
+    ok = {r.run for r in ctx.journal.of(RunRecorded) if r.status == "ok"}
+    return [d for d in _result_dirs(ctx) if int(d.name[4:]) == 0 or int(d.name[4:]) in ok]
+
+
+def labels_mode(ctx: Context, script: str) -> bool:
+    """Whether the template's plot script, as shipped (the workspace's first commit), draws the runs of a
+    `labels` dict: then every result run must be named in it."""
+    roots = ctx.ws.git("rev-list", "--max-parents=0", "HEAD", check=False).split()
+    if not roots:
+        return False
+    shipped = ctx.ws.git("show", f"{roots[-1]}:{script}", check=False)
+    return read_labels(shipped).found and not read_labels(shipped).problem
+
+
+def check_labels(ctx: Context, script: str) -> tuple[Labels, list[str]]:
+    """The script's labels now, and the result runs they leave out (every one when they cannot be read)."""
+    path = readable(ctx.ws.root, script)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace") if path is not None and path.is_file() else ""
+    except OSError:
+        text = ""
+    labels = read_labels(text)
+    runs = [d.name for d in result_runs(ctx)]
+    if not labels.found:
+        labels = labels.model_copy(update={"problem": f"`labels` is gone from {script}"})
+    return labels, (runs if labels.problem else labels.missing(runs))
 
 
 def _snapshot(dirs: list[Path]) -> dict[str, str]:
@@ -119,6 +156,17 @@ def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCh
             if status == "ok":
                 status = "failed"
             reasons.append(f"{c.path}: {c.problem}")
+    script = plot_script(ctx)
+    if labels_mode(ctx, script):
+        labels, missing = check_labels(ctx, script)
+        if missing:
+            status = "failed" if status == "ok" else status
+            why = labels.problem or f"its labels dict does not name {', '.join(missing)}"
+            reasons.append(f"{script} draws exactly the runs in its `labels` dict, and {why}: add an entry "
+                           f"\"run_N\": \"<what the run changed>\" for each run that is a result")
+        j.append(Artifact(stage=STAGE, kind="plot-labels", path=script, ok=not missing,
+                          detail=f"attempt {attempt}: " + (f"missing {', '.join(missing)}" if missing else
+                                                          f"names {', '.join(labels.runs)}")))
     for c in checks:
         j.append(Artifact(stage=STAGE, kind="figure", path=c.path, ok=c.ok,
                           detail=f"attempt {attempt}: " + (f"{c.width}x{c.height}" if c.ok else c.problem)))
@@ -134,15 +182,10 @@ def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCh
 
 
 def _first_prompt(ctx: Context, script: str) -> str:
-    from ..events import RunRecorded
-
     m = ctx.manifest
-    ok = {r.run for r in ctx.journal.of(RunRecorded) if r.status == "ok"}
     runs = []
-    for d in _result_dirs(ctx):
+    for d in result_runs(ctx):
         n = int(d.name[4:])
-        if n != 0 and n not in ok:
-            continue
         try:
             info = json.loads(safe_path(ctx.ws.root, f"{d.name}/{m.results_file}").read_text())
         except (OSError, json.JSONDecodeError, UnsafePath):
@@ -155,7 +198,8 @@ def _first_prompt(ctx: Context, script: str) -> str:
     return prompts.render(
         "plots_first", idea=ctx.idea, script=script, runs=runs, results_file=m.results_file,
         command=m.plot_command, timeout_s=ctx.limits.plot_timeout_s, max_attempts=ctx.limits.max_plot_attempts,
-        figures=m.figures, key_metrics=m.key_metrics,
+        figures=m.figures, key_metrics=m.key_metrics, labels=labels_mode(ctx, script),
+        run_dirs=[d.name for d in result_runs(ctx)],
     )
 
 
