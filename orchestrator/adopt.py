@@ -30,6 +30,10 @@ PER_SEED = "final_info_dict"
 _NOT_SHIPPED = {"__pycache__", ".git", ".ipynb_checkpoints", MANIFEST}
 
 
+PROMPT = "prompt.json"  # {"system": ..., "task_description": ...}: AI Scientist's framing of the agent
+SHIPPED_CAP = 1_000_000  # characters of a shipped file read for a prompt or the paper
+
+
 class ResultsMap(BaseModel):
     """What an AI Scientist results file maps to: dotted metric paths into final_info.json."""
 
@@ -158,6 +162,51 @@ def infer(root: Path) -> tuple[Manifest, ResultsMap | None]:
     base = Path(root) / BASELINE_RUN / "final_info.json"
     results = read_results(base) if base.is_file() else None
     return infer_manifest(root, results), results
+
+
+def shipped_text(ws: Any, rel: str) -> str | None:
+    """A protected file of the workspace's template as shipped: its pristine copy under .orchestrate/, which
+    the agent's code never sees nor writes. None when the template does not protect `rel` (so a file the
+    agent's code wrote is never taken for the template's), or it is not readable text."""
+    from .errors import WorkspaceError
+    from .paths import readable
+
+    try:
+        protected = ws.manifest.protected
+    except WorkspaceError:  # an imported workspace: no manifest
+        return None
+    if rel not in protected:
+        return None
+    path = readable(ws.state / "pristine", rel)
+    try:
+        text = path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text[:SHIPPED_CAP] if text is not None else None
+
+
+class TemplatePrompt(BaseModel):
+    """`prompt.json`: AI Scientist's system prompt and task description for the template."""
+
+    system: str = ""
+    task_description: str = ""
+
+
+def parse_prompt(text: str | None) -> TemplatePrompt | None:
+    """prompt.json's two strings (each capped at 8,000 characters); None when absent or of another shape."""
+    try:
+        data = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    got = {k: data[k].strip()[:8000] for k in ("system", "task_description") if isinstance(data.get(k), str)}
+    return TemplatePrompt(**got) if any(got.values()) else None
+
+
+def template_prompt(ws: Any) -> TemplatePrompt | None:
+    """The workspace template's prompt.json, as shipped (shipped_text)."""
+    return parse_prompt(shipped_text(ws, PROMPT))
 
 
 def launcher_notes(title: str, experiment: str, baseline: dict[str, Any]) -> str:

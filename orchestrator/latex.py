@@ -72,6 +72,20 @@ def tex_preflight(*, which=None) -> tuple[bool, str]:
                    "without it this run stops at latex/paper.tex (no PDF)")
 
 
+def missing_packages(tex: str, src_dir: Path) -> list[str]:
+    """The packages a paper's preamble loads (\\usepackage{a,b}) that neither its folder ships (a.sty beside
+    it) nor TeX here has (kpsewhich): a template's own preamble may need texlive-latex-extra. [] without TeX."""
+    head = tex.split("\\begin{document}", 1)[0]
+    names = [n.strip() for m in re.finditer(r"^[^%\n]*\\usepackage(?:\[[^\]]*\])?\{([^}]*)\}", head, re.MULTILINE)
+             for n in m.group(1).split(",") if n.strip()]
+    wanted = [n for n in dict.fromkeys(names) if re.fullmatch(r"[A-Za-z0-9_\-]+", n) and not (src_dir / f"{n}.sty").exists()]
+    if not wanted or shutil.which("kpsewhich") is None:
+        return []
+    res = runner.tool(["kpsewhich", *(f"{n}.sty" for n in wanted)], timeout_s=30)
+    found = {Path(line.strip()).stem for line in res.stdout.splitlines() if line.strip()}
+    return [n for n in wanted if n not in found]
+
+
 def preflight_for(stages: Sequence[str]) -> tuple[bool, str] | None:
     """At the start of a run: `tex_preflight()` when a paper stage is among `stages`, else None (not needed).
     The caller records what is missing; nothing is written here."""

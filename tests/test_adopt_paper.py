@@ -101,3 +101,151 @@ def test_labels_never_added_ends_in_a_recorded_warning(folder, tmp_path):
     assert any("does not name run_1" in r for r in plots[2]["reasons"])
     warnings = [e["text"] for e in events(ws, "message") if e.get("level") == "warning" and e["stage"] == "plots"]
     assert any("no usable figure after 3 attempt(s)" in w and "labels" in w for w in warnings)
+
+
+# ---- latex/template.tex is the paper's template ---------------------------------------------------
+
+TEMPLATE_TEX = r"""\documentclass{article}
+\usepackage{graphicx}
+\usepackage{quadstyle} % the template's own style file, beside template.tex
+\newcommand{\lossname}{quadratic loss}
+\begin{filecontents}{references.bib}
+@article{ddpm,
+  title={Denoising Diffusion Probabilistic Models},
+  author={Ho, Jonathan and Jain, Ajay and Abbeel, Pieter},
+  journal={Advances in Neural Information Processing Systems},
+  year={2020}
+}
+@article{polyak1964,
+  title={Some methods of speeding up the convergence of iteration methods},
+  author={Polyak, Boris T},
+  journal={USSR Computational Mathematics and Mathematical Physics},
+  year={1964}
+}
+\end{filecontents}
+\title{TITLE HERE}
+\author{The AI Scientist}
+\begin{document}
+\maketitle
+\begin{abstract}
+ABSTRACT HERE
+\end{abstract}
+\section{Introduction}
+\label{sec:intro}
+INTRO HERE
+\section{Related Work}
+\label{sec:related}
+RELATED WORK HERE
+\section{Method}
+METHOD HERE
+\section{Results}
+\label{sec:results}
+RESULTS HERE
+\begin{figure}[h]
+\includegraphics{not_made_by_anyone.png}
+\end{figure}
+\section{Conclusions and Future Work}
+CONCLUSIONS HERE
+\bibliographystyle{plain}
+\bibliography{references}
+\end{document}
+"""
+STYLE = r"""\NeedsTeXFormat{LaTeX2e}
+\ProvidesPackage{quadstyle}
+\newcommand{\quadmark}{QUADSTYLE-LOADED}
+"""
+
+
+def _own_latex(folder) -> None:
+    (folder / "latex" / "template.tex").write_text(TEMPLATE_TEX)
+    (folder / "latex" / "quadstyle.sty").write_text(STYLE)
+
+
+def test_template_tex_becomes_the_paper_with_our_macros_and_its_bibliography():
+    from orchestrator.paper import tex as texmod
+    from orchestrator.paper.template_tex import paper_from_template
+
+    paper, bib = paper_from_template(TEMPLATE_TEX)
+    assert texmod.bib_keys(bib) == {"ddpm", "polyak1964"}
+    assert "filecontents" not in paper  # references.bib is ours to extend; filecontents would not rewrite it
+    head = paper[:paper.index("\\begin{document}")]
+    assert "\\usepackage{quadstyle}" in head and "\\newcommand{\\lossname}" in head and "\\author{The AI Scientist}" in head
+    at = [head.index(x) for x in ("\\usepackage{quadstyle}", "\\usepackage{orchestrate-results}", "\\input{results}")]
+    assert at == sorted(at)
+    assert "\\title{TITLE}" in head and "TITLE HERE" not in paper
+    assert [s for s, _line in texmod.placeholders(paper)] == [
+        "title", "abstract", "introduction", "background", "related work", "method", "experimental setup", "results",
+        "conclusion"]  # the template's order; a section it lacks follows the last one ours has before it
+    assert [s.name for s in texmod.sections(paper)][1:] == [
+        "introduction", "background", "related work", "method", "experimental setup", "results",
+        "conclusions and future work"]
+    assert "\\label{sec:intro}" in paper and "INTRO HERE" not in paper and "not_made_by_anyone" not in paper
+    assert paper.index("\\resultstable") > paper.index("% SECTION: results")
+    assert paper.rstrip().endswith("\\bibliographystyle{plain}\n\\bibliography{references}\n\\end{document}")
+
+
+@pytest.mark.parametrize("text", ["no document here", "\\documentclass{article}\n\\title{unclosed\n\\begin{document}\n"])
+def test_template_tex_that_is_no_document_is_one_problem(text):
+    from orchestrator.paper.template_tex import TemplateTexError, paper_from_template
+
+    with pytest.raises(TemplateTexError):
+        paper_from_template(text)
+
+
+def _writeup_lines(cite: str) -> list[dict]:
+    def sec(step, search, text):
+        return [{"stage": "writeup", "step": f"section:{step}",
+                 "response": f"The {step}.\n\n" + blk(search, text, "latex/paper.tex").replace("```python", "```latex")},
+                {"stage": "writeup", "step": f"refine:{step}", "response": "No change."}]
+
+    out = sec("title", "\\title{TITLE}", "\\title{Momentum on a Quadratic}")
+    out[0]["response"] += "\n" + blk("% SECTION: abstract (to be written)", "We add momentum to gradient descent.",
+                                     "latex/paper.tex").replace("```python", "```latex")
+    for step, marker, text in (
+            ("introduction", "introduction", f"Momentum \\citep{{{cite}}} speeds up descent; \\quadmark."),
+            ("background", "background", "Gradient descent on a \\lossname."),
+            ("method", "method", "We lower the learning rate."),
+            ("setup", "experimental setup", "Two quadratics, three seeds each."),
+            ("results", "results", "The final loss is \\result{run1}{bowl.means.final_train_loss_mean} against "
+                                   "\\result{run0}{bowl.means.final_train_loss_mean} for the baseline~\\cite{ddpm}."),
+            ("related_work", "related work", "Diffusion models~\\cite{ddpm} are unrelated."),
+            ("conclusion", "conclusion", "Momentum is worth a try.")):
+        out += sec(step, f"% SECTION: {marker} (to be written)", text)
+    return out
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("latexmk", "pdflatex", "bibtex")), reason="needs latexmk")
+def test_the_paper_in_the_templates_own_latex_compiles_with_its_keys_cited(folder, tmp_path):
+    _own_latex(folder)
+    _script(folder, [RUN_1, *_writeup_lines("polyak1964")])
+    assert _run(folder, tmp_path, "experiments,writeup,compile") == 0
+    ws = only_workspace(tmp_path / "sb")
+    paper = (ws / "latex" / "paper.tex").read_text()
+    assert "\\usepackage{quadstyle}" in paper and "SECTION:" not in paper
+    from orchestrator.paper import tex as texmod
+
+    assert {"ddpm", "polyak1964"} <= texmod.bib_keys((ws / "latex" / "references.bib").read_text())
+    writeup = [e for e in events(ws, "exchange") if e["stage"] == "writeup"]
+    assert "ddpm — Denoising Diffusion Probabilistic Models (2020)" in writeup[0]["prompt"]  # offered as citable
+    assert not [e for e in events(ws, "exchange") if e["stage"] == "compile"], "no precheck or compile problem"
+    assert not [e for e in events(ws, "message") if e.get("level") == "warning"], "quadstyle.sty is shipped beside it"
+    done = next(e for e in events(ws, "stage_finished") if e["stage"] == "compile")
+    assert done["summary"].startswith("paper.pdf built at attempt 1"), done["summary"]
+    if shutil.which("pdftotext"):
+        import subprocess
+
+        text = " ".join(subprocess.run(["pdftotext", str(ws / "paper.pdf"), "-"], capture_output=True, text=True,
+                                       check=True).stdout.split())
+        assert "QUADSTYLE-LOADED" in text and "quadratic loss" in text  # its style file and its preamble
+        assert "denoising diffusion probabilistic models" in text.lower() and "Some methods of speeding up" in text
+        assert "??" not in text
+
+
+@pytest.mark.skipif(not shutil.which("kpsewhich"), reason="needs kpsewhich")
+def test_a_preamble_package_tex_lacks_is_named_before_the_compile(tmp_path):
+    from orchestrator.latex import missing_packages
+
+    (tmp_path / "quadstyle.sty").write_text(STYLE)
+    tex = ("\\documentclass{article}\n\\usepackage[utf8]{inputenc}\n\\usepackage{graphicx,nosuchpackage_q1}\n"
+           "% \\usepackage{commentedout_q2}\n\\usepackage{quadstyle}\n\\begin{document}\n\\usepackage{late_q3}\n")
+    assert missing_packages(tex, tmp_path) == ["nosuchpackage_q1"]

@@ -151,7 +151,8 @@ def test_the_integrity_check_accepts_every_number_results_tex_prints():
 def test_the_macros_compile_and_print(tmp_path):
     from orchestrator.paper import tex
 
-    shutil.copy(LATEX / "orchestrate.sty", tmp_path)
+    for sty in ("orchestrate.sty", "orchestrate-results.sty"):
+        shutil.copy(LATEX / sty, tmp_path)
     (tmp_path / "results.tex").write_text("\n".join(tex.stat_macros(SEEDS, keys=["core.explained_variance"])) + "\n")
     (tmp_path / "p.tex").write_text("\\documentclass{article}\\usepackage{orchestrate}\\input{results}\\begin{document}\n"
                                     "L0 \\result{run2}{core.l0}; EV \\diff{run2}{core.explained_variance}; "

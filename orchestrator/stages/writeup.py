@@ -19,7 +19,9 @@ from ..context import Context
 from ..conversation import Conversations
 from ..events import Artifact, Message
 from ..figures import check_image, find_figures
+from ..latex import missing_packages
 from ..paper import results_tex as paper_results
+from ..paper import template_tex
 from ..paper import tex as texmod
 from ..paths import writable
 from . import stage
@@ -40,11 +42,42 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _own_paper(ctx: Context, dst: Path) -> None:
+    """A template that protects its own latex/template.tex (AI Scientist's) gets its paper from it, as
+    shipped: its preamble, style and headings with our macros (template_tex), its embedded bibliography as
+    references.bib. Written once; a template.tex that is not a LaTeX document is a warning, and ours is used."""
+    from ..adopt import shipped_text
+
+    own = shipped_text(ctx.ws, template_tex.TEMPLATE_TEX)
+    if own is None or (dst / "paper.tex").exists() or (dst / "paper.tex").is_symlink():
+        return
+    try:
+        paper, bib = template_tex.paper_from_template(own)
+    except template_tex.TemplateTexError as exc:
+        ctx.journal.append(Message(stage=STAGE, level="warning",
+                                   text=f"{template_tex.TEMPLATE_TEX}: {exc}; the paper uses the orchestrator's template"))
+        return
+    writable(ctx.ws.root, PAPER).write_text(paper)
+    if not (dst / "references.bib").exists():
+        writable(ctx.ws.root, "latex/references.bib").write_text(bib + "\n" if bib else "")
+    keys = texmod.bib_keys(bib)
+    ctx.journal.append(Message(stage=STAGE, text=f"the paper follows the template's {template_tex.TEMPLATE_TEX} "
+                                                 f"({len(keys)} reference(s) from its bibliography)"))
+    missing = [n for n in missing_packages(paper, dst) if n != template_tex.RESULTS_PACKAGE]  # ours: copied next
+    if missing:
+        ctx.journal.append(Message(stage=STAGE, level="warning", text=(
+            f"{template_tex.TEMPLATE_TEX} loads {', '.join(missing)}, which TeX here does not have: the compile "
+            f"fails until they are installed (`apt-get install texlive-latex-extra` has most) or removed from "
+            f"{PAPER}'s preamble")))
+
+
 def prepare_latex(ctx: Context) -> Path:
     """Copy the paper template into workspace/latex, file by file where missing: a template that ships
-    its own latex/ keeps it, and a resumed stage keeps the agent's prose."""
+    its own latex/ keeps it (its template.tex, when protected, becomes paper.tex: _own_paper), and a resumed
+    stage keeps the agent's prose."""
     dst = ctx.ws.root / "latex"
     dst.mkdir(exist_ok=True)
+    _own_paper(ctx, dst)
     for f in sorted(LATEX_TEMPLATE.iterdir()):
         if f.is_file() and not (dst / f.name).exists() and not (dst / f.name).is_symlink():
             shutil.copy2(f, writable(ctx.ws.root, f"latex/{f.name}"))
