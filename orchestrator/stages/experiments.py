@@ -6,6 +6,7 @@ import shlex
 from typing import Any
 
 from .. import prompts
+from ..adopt import template_prompt
 from ..context import Context
 from ..conversation import Conversations
 from ..events import EditApplied, Message, RunFinished, RunRecorded
@@ -79,6 +80,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         "experiments_first", idea=ctx.idea, max_runs=max_runs, files=files,
         baseline=baseline_values(m.key_metrics, flat_base, run_stats(j.events, 0)),
         command=m.command_for("run_i"), protected=m.protected, checks=_check_texts(ctx),
+        framing=template_prompt(ctx.ws),
     )
     results = 0
     for run in range(1, max_runs + 1):

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from .. import prompts
+from ..adopt import shipped_text, template_prompt
 from ..citations import add_to_bib, backend_from_env, idea_references, search_into_bib
 from ..context import Context
 from ..conversation import Conversations
@@ -46,7 +47,6 @@ def _own_paper(ctx: Context, dst: Path) -> None:
     """A template that protects its own latex/template.tex (AI Scientist's) gets its paper from it, as
     shipped: its preamble, style and headings with our macros (template_tex), its embedded bibliography as
     references.bib. Written once; a template.tex that is not a LaTeX document is a warning, and ours is used."""
-    from ..adopt import shipped_text
 
     own = shipped_text(ctx.ws, template_tex.TEMPLATE_TEX)
     if own is None or (dst / "paper.tex").exists() or (dst / "paper.tex").is_symlink():
@@ -121,7 +121,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
                           detail=f"added: {', '.join(added)}" if added else "unchanged"))
     ws.commit("writeup: latex template, results.tex from validated runs, bibliography")
     context = prompts.render(
-        "writeup_context", idea=ctx.idea, runs=[r.label for r in ok_runs],
+        "writeup_context", idea=ctx.idea, runs=[r.label for r in ok_runs], framing=template_prompt(ctx.ws),
         not_results=[f"run {r.run}: {r.status}" for r in bad_runs],
         figures=[paper_results.figure_name(f) for f in figures],
         bib=texmod.bib_entries(bib_path.read_text()),
