@@ -273,3 +273,37 @@ def test_prompt_json_only_when_the_template_protects_it(folder, tmp_path):
     assert template_prompt(Workspace(ws)) is None
     first = next(e for e in events(ws, "exchange") if e["stage"] == "experiments")["prompt"]
     assert first.startswith("Your goal is to implement")
+
+
+# ---- seed_ideas.json and prompt.json feed idea generation -----------------------------------------
+
+def _idea_reply(name: str, title: str, done: bool = False) -> str:
+    body = {"Name": name, "Title": title, "Experiment": "Change the update and compare the final losses with run_0.",
+            "Interestingness": 5, "Feasibility": 9, "Novelty": 3}
+    return f"THOUGHT: fine.{' I am done' if done else ''}\n\n```json\n{json.dumps(body)}\n```\n"
+
+
+def test_ideas_for_an_ai_scientist_folder_start_from_its_seed_ideas_and_prompt_json(folder, tmp_path):
+    seed = json.loads((folder / "seed_ideas.json").read_text())[0]
+    tr = tmp_path / "ideas.transcript.jsonl"
+    lines = [{"transcript": 1, "idea": None, "template": "gd_quadratic", "note": "scripted: test"},
+             {"stage": "ideas", "run": 1, "attempt": 1, "step": "generate",
+              "response": _idea_reply(seed["Name"], "Learning rates once more")},  # repeats the seed idea
+             {"stage": "ideas", "run": 1, "attempt": 2, "step": "reflect",
+              "response": _idea_reply("nesterov", "Nesterov momentum on a quadratic", done=True)}]
+    tr.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    out = tmp_path / "ideas.json"
+    assert run_cli("ideas", folder, "-n", "1", "--reflections", "1", "--offline", "--transcript", tr, "-o", out,
+                   "--sandbox", tmp_path / "sb") == 0
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before, "the folder is only read"
+    made = json.loads(out.read_text())
+    assert [e["Name"] for e in made] == ["nesterov"] and made[0]["template"] == str(folder)
+    framing = json.loads((folder / "prompt.json").read_text())
+    (ws,) = [p for p in (tmp_path / "sb").iterdir() if p.is_dir()]
+    ex = [e for e in events(ws, "exchange") if e["step"] == "generate"]
+    prompt = ex[0]["prompt"]
+    assert framing["task_description"] in prompt and seed["Title"] in prompt  # the seed idea is an existing one
+    assert ex[0]["messages"][0]["role"] == "system" and ex[0]["messages"][0]["content"].startswith(framing["system"])
+    reflect = next(e for e in events(ws, "exchange") if e["step"] == "reflect")
+    assert f"repeats the existing idea {seed['Name']!r}" in reflect["prompt"]

@@ -1,5 +1,6 @@
 """Idea generation, AI Scientist's shape: for each new idea the model sees the template's code,
-description and README and every idea that already exists (the template's seed ideas and those made
+description and README (and an AI Scientist template's prompt.json: its system prompt and task
+description) and every idea that already exists (the template's seed ideas and those made
 before it), writes one idea as a fenced JSON block, then refines it over up to R reflection rounds,
 stopping early when it says "I am done". A draft that does not parse, or repeats an existing idea (same
 name, or a near-identical title), is sent back with the problem; one still unusable after the last round
@@ -14,7 +15,9 @@ from difflib import SequenceMatcher
 from pathlib import Path
 
 from .. import prompts
+from ..adopt import PROMPT, SHIPPED_CAP, TemplatePrompt, parse_prompt
 from ..agents.chat import ChatModel
+from ..paths import readable
 from ..template import Template
 from .records import IdeaDraft, parse_idea, said_done
 
@@ -73,10 +76,19 @@ def _readme(root: Path) -> str:
     return text if len(text) <= README_CAP else text[:README_CAP] + "\n(...)"
 
 
+def framing(template: Template) -> TemplatePrompt | None:
+    """The template's prompt.json (AI Scientist's system prompt and task description), if it has one."""
+    path = readable(template.root, PROMPT)
+    try:
+        return parse_prompt(path.read_text(encoding="utf-8")[:SHIPPED_CAP] if path is not None and path.is_file() else None)
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def context_values(template: Template, max_runs: int) -> dict:
     m = template.manifest
     return dict(template_name=m.name, description=m.description or "(no description)", command=m.command,
-                full_s=m.timeouts.full_s, max_runs=max_runs, key_metrics=m.key_metrics)
+                full_s=m.timeouts.full_s, max_runs=max_runs, key_metrics=m.key_metrics, framing=framing(template))
 
 
 def generate(model: ChatModel, template: Template, *, n: int, reflections: int, max_runs: int,

@@ -19,7 +19,7 @@ from ..errors import BudgetExceeded, InputError, TranscriptError
 from ..events import Artifact, Exchange, Message, StageFinished, StageStarted, WorkspaceCreated
 from ..journal import Journal
 from ..settings import Limits
-from ..template import Template, find_template, load_template
+from ..template import MANIFEST, Template, find_template, load_template
 from . import generate as gen
 from . import literature as litmod
 from . import novelty, ranking
@@ -61,6 +61,16 @@ def default_transcript(template: Template) -> Path | None:
     return None
 
 
+def _template(name_or_path: str) -> Template:
+    """The template ideas are made for; an AI Scientist folder (no template.toml) as adopted, read only:
+    its inferred manifest (metrics from the cached baseline, if one was made), seed_ideas.json and prompt.json."""
+    from .. import adopt
+    from ..env import cache_home
+
+    root = find_template(name_or_path, ai_scientist=True)
+    return load_template(root) if (root / MANIFEST).is_file() else adopt.provisional(root, cache=cache_home())
+
+
 def template_ref(template: Template) -> str:
     """How the ideas file names the template: its name when that finds it, else its folder."""
     try:
@@ -89,7 +99,7 @@ def run_ideas(opts: IdeasOptions, *, log=print) -> Path:
     from ..pipeline import RunOptions, configured_model
 
     _check(opts)
-    template = load_template(find_template(opts.template))
+    template = _template(opts.template)
     model = configured_model(RunOptions(model=opts.model))
     limits = Limits().merged(budget_usd=opts.budget_usd)
     transcript = None
