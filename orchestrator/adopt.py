@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .errors import TemplateError
+from .readmodel import PER_SEED
 from .template import BASELINE_RUN, MANIFEST, Check, Compare, Manifest, Template, load_template
 
 EXPERIMENT = "experiment.py"
@@ -26,7 +27,6 @@ PLOT = "plot.py"
 NOTES = "notes.txt"
 COMMAND = "python experiment.py --out_dir={out_dir}"  # AI Scientist's launcher: --out_dir=run_{i}
 SPREADS = ("stds", "stderrs")
-PER_SEED = "final_info_dict"
 _NOT_SHIPPED = {"__pycache__", ".git", ".ipynb_checkpoints", MANIFEST}
 
 

@@ -5,6 +5,8 @@ tails a journal keeps one up to date as events arrive."""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +261,34 @@ def _phase_order(p: PhaseView) -> tuple[int, int]:
     return (0 if p.phase == "smoke" else 1, -1 if p.seed is None else p.seed)
 
 
+PER_SEED = "final_info_dict"  # AI Scientist's per-seed lists, {ds: {"final_info_dict": {k: [per seed]}}}
+_LISTED = re.compile(r"^(?P<ds>.+)\." + PER_SEED + r"\.(?P<key>.+)\.(?P<i>\d+)$")
+
+
+def fold_listed_seeds(values: dict[str, list[float]]) -> dict[str, list[float]]:
+    """A single run whose results list its own seeds (results.flatten keeps `ds.final_info_dict.k.<i>`): the
+    mean `ds.means.k` (or `ds.means.k_mean`) takes those values, so stats see the template's seeds; the
+    indexed keys are folded away. A list whose mean is not the reported mean is not used (the mean stays
+    one value, which supports no comparison)."""
+    groups: dict[tuple[str, str], dict[int, float]] = {}
+    out = {}
+    for k, v in values.items():
+        m = _LISTED.match(k)
+        if m is None:
+            out[k] = v
+        elif len(v) == 1:
+            groups.setdefault((m["ds"], m["key"]), {})[int(m["i"])] = v[0]
+    for (ds, key), by_index in groups.items():
+        listed = [by_index[i] for i in sorted(by_index)]
+        mean_key = next((c for c in (f"{ds}.means.{key}", f"{ds}.means.{key}_mean") if c in out), None)
+        if mean_key is None or len(out[mean_key]) != 1 or len(listed) < 2:
+            continue
+        reported = out[mean_key][0]
+        if math.isclose(sum(listed) / len(listed), reported, rel_tol=1e-6, abs_tol=1e-9):
+            out[mean_key] = listed
+    return out
+
+
 def _numeric(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -327,7 +357,7 @@ class WorkspaceModel:
         for m in sources:
             for k, v in _numeric(m).items():
                 out.setdefault(k, []).append(v)
-        return out
+        return fold_listed_seeds(out) if len(sources) == 1 else out
 
     def seeds_ok(self, run: int) -> list[int | None]:
         """The seeds of the run whose full run is ok (None: a run from before seeds)."""

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .readmodel import PER_SEED
 from .template import Check, Evaluate, Manifest
 
 Status = Literal["ok", "failed", "degenerate", "misreported", "tampered", "timeout", "interrupted"]
@@ -66,12 +67,21 @@ def get_path(data: Any, dotted: str) -> Any:
     return cur
 
 
+MAX_LISTED_SEEDS = 100
+
+
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to `a.b` keys, numbers (and bools) only."""
+    """Nested dicts to `a.b` keys, numbers (and bools) only. AI Scientist's per-seed lists
+    (`ds.final_info_dict.k: [per seed]`) are kept as `ds.final_info_dict.k.0`, `.1`, ... (at most 100), so the
+    journal holds a template's own seeds (readmodel.fold_listed_seeds); other lists are left out."""
     out: dict[str, Any] = {}
     if isinstance(data, dict):
         for k, v in data.items():
             out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(data, list) and prefix.split(".")[-3:-2] == [PER_SEED]:
+        for i, v in enumerate(data[:MAX_LISTED_SEEDS]):
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[f"{prefix}{i}"] = v
     elif isinstance(data, bool):
         pass
     elif isinstance(data, (int, float)):

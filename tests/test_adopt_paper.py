@@ -6,6 +6,7 @@ results become seed values."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 
@@ -222,6 +223,18 @@ def test_the_paper_in_the_templates_own_latex_compiles_with_its_keys_cited_and_p
     ws = only_workspace(tmp_path / "sb")
     paper = (ws / "latex" / "paper.tex").read_text()
     assert "\\usepackage{quadstyle}" in paper and "SECTION:" not in paper
+    # the template's own three seeds per dataset are the runs' seed values: intervals and \\diff over them
+    from orchestrator.readmodel import WorkspaceModel
+    from orchestrator.workspace import Workspace
+
+    model = WorkspaceModel.build(Workspace(ws).journal.events)
+    for run in (0, 1):
+        listed = json.loads((ws / f"run_{run}" / "final_info.json").read_text())["ridge"]["final_info_dict"]
+        assert model.seed_values(run)["ridge.means.final_train_loss_mean"] == listed["final_train_loss"]
+        assert not [k for k in model.seed_values(run) if ".final_info_dict." in k]
+    results = (ws / "latex" / "results.tex").read_text()
+    assert "% Runs: run0 (Baseline, 3 seeds), run1 (Run 1, 3 seeds)" in results
+    assert re.search(r"\\setdiff\{run1\}\{bowl.means.final_train_loss_mean\}\{.*\[.*\]", results)
     from orchestrator.paper import tex as texmod
 
     assert {"ddpm", "polyak1964"} <= texmod.bib_keys((ws / "latex" / "references.bib").read_text())
@@ -307,3 +320,23 @@ def test_ideas_for_an_ai_scientist_folder_start_from_its_seed_ideas_and_prompt_j
     assert ex[0]["messages"][0]["role"] == "system" and ex[0]["messages"][0]["content"].startswith(framing["system"])
     reflect = next(e for e in events(ws, "exchange") if e["step"] == "reflect")
     assert f"repeats the existing idea {seed['Name']!r}" in reflect["prompt"]
+
+
+# ---- per-seed lists become seed values ------------------------------------------------------------
+
+def test_per_seed_lists_are_kept_and_folded_into_their_means_only_when_they_agree():
+    from orchestrator.readmodel import fold_listed_seeds
+    from orchestrator.results import flatten
+
+    info = {"ds": {"means": {"loss_mean": 2.0, "acc": 0.5, "train_time_mean": 9.0},
+                   "stderrs": {"loss_stderr": 0.5},
+                   "final_info_dict": {"loss": [1.0, 2.0, 3.0], "acc": [0.1, 0.2, 0.3], "train_time": [9, 9, 9]},
+                   "curve": [1.0, 2.0]}}
+    flat = flatten(info)
+    assert flat["ds.final_info_dict.loss.2"] == 3.0 and not any(k.startswith("ds.curve") for k in flat)
+    folded = fold_listed_seeds({k: [v] for k, v in flat.items()})
+    assert folded["ds.means.loss_mean"] == [1.0, 2.0, 3.0] and folded["ds.means.train_time_mean"] == [9, 9, 9]
+    assert folded["ds.means.acc"] == [0.5], "a list whose mean is not the reported mean is not used"
+    assert folded["ds.stderrs.loss_stderr"] == [0.5] and not [k for k in folded if "final_info_dict" in k]
+    assert fold_listed_seeds({"ds.means.loss_mean": [2.0, 2.1], "ds.final_info_dict.loss.0": [1.0, 1.0]}) == {
+        "ds.means.loss_mean": [2.0, 2.1]}, "seeds of the orchestrator's own: the lists are not folded"
