@@ -30,6 +30,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stages", type=name_list, metavar="LIST",
                    help="comma-separated, of experiments,plots,writeup,compile,review (default: every stage; "
                    "resume: the run's own)")
+    p.add_argument("--max-nodes", type=positive_int, metavar="N",
+                   help="with --strategy tree: nodes the search makes (default: the idea's search, else --max-runs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-processes", type=positive_int, metavar="N",
                    help="processes/threads per run (default: the idea's, else the template's, "
                    "else half the free tasks, at most 512)")
+    p.add_argument("--strategy", choices=["linear", "tree"],
+                   help="the experiments stage: one line of runs, or a tree search over the template's objective "
+                   "(default: the idea's, else linear)")
+    p.add_argument("--search-time", type=positive_float, dest="search_time_s", metavar="S",
+                   help="with --strategy tree: no new node after S seconds of nodes (default: no limit)")
     _run_args(p)
 
     p = sub.add_parser("resume", help="continue a workspace after a crash or Ctrl-C",
@@ -103,7 +110,8 @@ def _opts(args: argparse.Namespace):
         model=getattr(args, "model", None), template=getattr(args, "template", None), python=getattr(args, "python", None),
         idea_name=getattr(args, "idea_name", None), max_runs=getattr(args, "max_runs", None),
         max_attempts=getattr(args, "max_attempts", None), budget_usd=getattr(args, "budget_usd", None),
-        seeds=getattr(args, "seeds", None),
+        seeds=getattr(args, "seeds", None), strategy=getattr(args, "strategy", None),
+        max_nodes=getattr(args, "max_nodes", None), search_time_s=getattr(args, "search_time_s", None),
         stages=getattr(args, "stages", None),
         sandbox=getattr(args, "sandbox", Path("sandbox")), isolation=getattr(args, "isolation", None),
         full_timeout_s=getattr(args, "full_timeout_s", None), smoke_timeout_s=getattr(args, "smoke_timeout_s", None),

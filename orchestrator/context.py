@@ -9,7 +9,8 @@ from .agents.aider import Budget, RetryPolicy
 from .agents.replay import TranscriptSource
 from .env import stream_replies
 from .executors import Executor, LocalExecutor
-from .settings import Limits
+from .objective import Objective
+from .settings import Limits, SearchSettings
 from .spec import Idea
 from .workspace import Workspace
 
@@ -32,6 +33,9 @@ class Context:
     tex_available: bool = True
     tex_missing: str = ""
     executor: Executor = field(default_factory=LocalExecutor)
+    strategy: str = "linear"  # the experiments stage: "linear" (one line of runs) or "tree" (search/engine.py)
+    objective: Objective | None = None  # what the tree search scores nodes by (the idea's, else the template's)
+    search: SearchSettings = field(default_factory=SearchSettings)
 
     @property
     def journal(self):

@@ -21,8 +21,9 @@ from .executors.factory import build_executor
 from .latex import preflight_for
 from .pyenv import experiment_python
 from .readmodel import WorkspaceModel, workspace_created
+from .search.options import SearchSetup, recorded_search, resolve_search
 from .seeds import local_slots
-from .settings import Limits
+from .settings import Limits, SearchSettings
 from .spec import Idea, load_idea
 from .template import MANIFEST, Template, find_template, load_template
 from .workspace import Workspace, create
@@ -50,6 +51,11 @@ class RunOptions:
     transcript: Path | None = None  # replay: serve this transcript, whatever the idea names
     executor: dict | None = None  # where runs execute (executors.factory.build_executor: GPU slots, Slurm); None: here
     seeds: int | None = None  # --seeds N: seeds per full run (over the idea's and the template's)
+    strategy: str | None = None  # --strategy linear|tree (None: the idea's, else linear)
+    max_nodes: int | None = None  # --max-nodes N: a tree search's nodes (None: the idea's search, else max_runs)
+    search_time_s: float | None = None  # --search-time S: a tree search makes no new node after S seconds of nodes
+    search: SearchSettings | None = None  # a replay: the recorded search settings
+    search_setup: SearchSetup | None = None  # set by prepare: the strategy, objective and settings resolved
 
 
 def import_stages() -> None:
@@ -188,6 +194,10 @@ def prepare(idea_path: Path, opts: RunOptions) -> tuple:
         template = adopt.provisional(root, cache=cache_home())
     limits, sources = _limits_and_sources(template, loaded.idea, opts)
     opts.limit_sources = sources
+    opts.search_setup = resolve_search(template, loaded.idea, idea_path, limits, strategy=opts.strategy,
+                                       max_nodes=opts.max_nodes, wall_s=opts.search_time_s, recorded=opts.search)
+    if opts.search_setup.strategy == "tree" and not opts.transcript and loaded.tree_transcript_path:
+        loaded = loaded.model_copy(update={"transcript_path": loaded.tree_transcript_path})
     model = None if opts.transcript else configured_model(opts)
     if opts.transcript:
         loaded = loaded.model_copy(update={"transcript_path": opts.transcript.resolve()})
@@ -212,6 +222,8 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
     """Make a new workspace for the idea and a context to run it; returns it with the stages to run."""
     loaded, template, limits, model, transcript, stages = prepare(idea_path, opts)
     require_price(model, limits)  # before anything is made
+    search = opts.search_setup
+    assert search is not None
     cache = cache_home()
     python = experiment_python(template, cache, override=opts.python, log=log)
     isolation = sandbox_mod.resolve(limits.isolation)
@@ -230,7 +242,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         idea=loaded.idea.model_dump(), idea_path=str(loaded.path), template=template.manifest.name,
         template_root=str(template.root), limits=limits.model_dump(), agent=agent,
         scripted=bool(transcript and transcript.scripted), python=python, isolation=isolation,
-        executor=opts.executor or {}, options={"stages": stages},
+        executor=opts.executor or {}, options={"stages": stages, **search.options()},
     ))
     log(f"workspace: {ws.root}")
     ctx = Context(
@@ -238,6 +250,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         transcript=TranscriptSource(transcript) if transcript else None,
         budget=Budget(limits.budget_usd), cache_dir=cache / "data" / template.manifest.name,
         executor=build_executor(opts.executor, local_slots=local_slots(template.manifest, limits)),
+        strategy=search.strategy, objective=search.objective, search=search.settings,
     )
     tex = preflight_for(stages)  # TeX is checked now, not discovered at the compile stage
     if tex is not None and not tex[0]:
@@ -293,12 +306,14 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     else:
         ws.reset_to(ws.last_recorded_commit())
     spent = sum(e.cost_usd for e in ws.journal.of(Exchange))
+    search = recorded_search(head.options, max_nodes=opts.max_nodes)
     ctx = Context(
         ws=ws, idea=idea, limits=limits, python=python, isolation=head.isolation, model=model,
         transcript=transcript, budget=Budget(limits.budget_usd, spent),
         cache_dir=cache_home() / "data" / head.template,
         executor=build_executor(head.executor, local_slots=local_slots(load_template(Path(head.template_root)).manifest,
                                                                        limits)),
+        strategy=search.strategy, objective=search.objective, search=search.settings,
     )
     done = {e.stage for e in ws.journal.of(StageFinished)}
     asked = opts.stages or head.options.get("stages")  # the run's own --stages unless resume names others

@@ -16,10 +16,11 @@ from rich.table import Table
 from .agents.replay import export_transcript, load_transcript
 from .drive import drive
 from .errors import InputError, TranscriptError
-from .events import EditApplied, Exchange, RunFinished, RunRecorded
+from .events import EditApplied, Exchange, NodeCreated, RunFinished, RunRecorded
 from .formatting import fmt_num
 from .pipeline import RunOptions, start
 from .readmodel import WorkspaceModel, workspace_created
+from .search.options import recorded_search
 from .workspace import Workspace
 
 # Metrics that measure the machine, not the experiment: never a divergence.
@@ -118,6 +119,7 @@ def _source(source: Path, idea_file: Path | None) -> tuple[Path, Path, dict[int,
         idea = dict(head.idea)
         idea["template"] = head.template_root
         idea.pop("transcript", None)
+        idea.pop("tree_transcript", None)
         idea_file = scratch / f"{idea['name']}.json"
         idea_file.write_text(json.dumps(idea))
         transcript = scratch / "recorded.transcript.jsonl"
@@ -139,6 +141,12 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
     metric deltas and write them to .orchestrate/replay.json; returns 1 on any divergence."""
     idea_file, transcript, recorded, recorded_edits, _scratch, recorded_seeds = _source(source, idea_file)
     opts = RunOptions(transcript=transcript, sandbox=sandbox, python=python, stages=stages or ["experiments"])
+    recorded_nodes: dict[int, NodeCreated] = {}
+    if Path(source).is_dir():  # the same strategy, objective and search seed: the same tree
+        src_ws = Workspace(Path(source))
+        search = recorded_search(workspace_created(src_ws.journal.events, source).options)
+        opts.strategy, opts.search = search.strategy, search.settings if search.strategy == "tree" else None
+        recorded_nodes = WorkspaceModel.build(src_ws.journal.events).nodes
     ctx, stages = start(idea_file, opts, log=lambda s: print(s, flush=True))
     if Path(source).is_dir():  # the same held-out evaluation data as the recorded runs had
         Workspace(Path(source)).copy_eval_seed_to(ctx.ws)
@@ -155,6 +163,7 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
         report.deltas += per_seed.deltas
         report.divergences += per_seed.divergences
     report.workspace = str(ctx.ws.root)
+    report.divergences += tree_divergences(recorded_nodes, WorkspaceModel.build(ctx.journal.events).nodes)
     if divergence:
         report.divergences.insert(0, f"a response no longer applies: {divergence}")
     # an edit that applied when recorded and fails now is a divergence even if the run recovers
@@ -169,6 +178,21 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
     if report.divergences:
         return 1
     return rc
+
+
+def tree_divergences(recorded: dict[int, NodeCreated], replayed: dict[int, NodeCreated]) -> list[str]:
+    """Each search node whose kind or parent differs between the recording and the replay."""
+    def what(n: NodeCreated) -> str:
+        return f"{n.kind} from {'the template' if n.parent == 0 else f'node {n.parent}'}"
+
+    out = []
+    for node in sorted(set(recorded) | set(replayed)):
+        a, b = recorded.get(node), replayed.get(node)
+        if a is None or b is None:
+            out.append(f"node {node}: {'not in the recording' if a is None else 'not reached by the replay'}")
+        elif (a.kind, a.parent) != (b.kind, b.parent):
+            out.append(f"node {node}: recorded {what(a)}, now {what(b)}")
+    return out
 
 
 def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recording: bool) -> None:

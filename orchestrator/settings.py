@@ -78,3 +78,22 @@ class LimitOverrides(BaseModel):
     max_written_mb: int | None = Field(None, ge=1)
     address_space_mb: int | None = Field(None, ge=64)
     isolation: Isolation | None = None
+
+
+Strategy = Literal["linear", "tree"]
+
+
+class SearchSettings(BaseModel):
+    """`--strategy tree`: how the search tree grows and when it stops (search/policy.py documents the policy).
+    An idea's `search` sets any of them; `--max-nodes` and `--search-time` override. Recorded in the journal
+    (WorkspaceCreated.options), so a resume and a replay grow the same tree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_nodes: int | None = Field(None, ge=1, le=1000, description="nodes to make (None: the run's max_runs)")
+    wall_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="no new node after this many seconds")
+    seed: int = Field(0, ge=0, description="the policy's random choices (drafting anew, debugging) are drawn from it")
+    drafts: int = Field(2, ge=1, le=100, description="drafts from the template before any improving")
+    debug_prob: float = Field(0.5, ge=0, le=1, description="chance of debugging a failed leaf when one can be")
+    explore_prob: float = Field(0.1, ge=0, le=1, description="chance of a fresh draft instead of improving the best")
+    max_debug_depth: int = Field(3, ge=0, le=20, description="debug steps in a row, at most, on one line of nodes")

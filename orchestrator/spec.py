@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import SpecError
-from .settings import LimitOverrides
+from .objective import Objective
+from .settings import LimitOverrides, SearchSettings, Strategy
 from .validation_message import first_problem
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
@@ -48,6 +49,10 @@ class Idea(BaseModel):
     limits: LimitOverrides = Field(default_factory=LimitOverrides)
     slurm: dict[str, Any] = Field(default_factory=dict, description="job settings for --executor slurm (executors/slurm.py)")
     seeds: SeedOverride | None = Field(None, description="seeds per full run (overrides the template's [seeds])")
+    strategy: Strategy | None = Field(None, description="the experiments stage: linear (default) or tree (--strategy)")
+    objective: Objective | None = Field(None, description="what a tree search scores (overrides the template's [objective])")
+    search: SearchSettings | None = Field(None, description="how the tree search grows and stops (settings.SearchSettings)")
+    tree_transcript: str | None = Field(None, description="the transcript for --strategy tree, relative to the idea file")
     # Kept from AI Scientist's format, shown in notes and reports, never acted on.
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -65,6 +70,7 @@ class LoadedIdea(BaseModel):
     idea: Idea
     path: Path
     transcript_path: Path | None
+    tree_transcript_path: Path | None = None  # served instead of transcript_path under --strategy tree
 
 
 def _from_ai_scientist(entry: dict[str, Any], path: Path, template: str | None) -> dict[str, Any]:
@@ -150,4 +156,9 @@ def load_idea(path: Path | str, *, idea_name: str | None = None, template: str |
         transcript_path = (path.parent / idea.transcript).resolve()
         if not transcript_path.is_file():
             raise SpecError(path, f"transcript: no such file {idea.transcript!r}")
-    return LoadedIdea(idea=idea, path=path.resolve(), transcript_path=transcript_path)
+    tree_path = None
+    if idea.tree_transcript:
+        tree_path = (path.parent / idea.tree_transcript).resolve()
+        if not tree_path.is_file():
+            raise SpecError(path, f"tree_transcript: no such file {idea.tree_transcript!r}")
+    return LoadedIdea(idea=idea, path=path.resolve(), transcript_path=transcript_path, tree_transcript_path=tree_path)
