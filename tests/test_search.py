@@ -302,3 +302,33 @@ def test_a_missing_tree_transcript_is_refused(tmp_path, capsys):
 
 def test_check_accepts_the_tree_idea():
     assert run_cli("check", IDEA) == 0
+
+
+# -- the sae template's tree transcript ----------------------------------------------------------------
+
+def test_hsae_tree_transcript_applies_node_by_node_to_its_parents_code():
+    """ideas/hsae.tree.transcript.jsonl under search seed 0: each node's edits apply (exact SEARCH) to its
+    parent's code as the policy picks it, and every state compiles (its runs: test_sae_tree_search_end_to_end)."""
+    from test_sae_template import TEMPLATE, apply_blocks, parse_blocks
+
+    from orchestrator.template import load_template
+
+    idea = json.loads((ROOT / "ideas" / "hsae.json").read_text())
+    assert idea["tree_transcript"] == "hsae.tree.transcript.jsonl" and idea["search"]["seed"] == 0
+    objective = load_template(TEMPLATE).manifest.objective
+    assert objective is not None and objective.describe() == "max core.explained_variance subject to core.l0 <= 30"
+    rows = [json.loads(ln) for ln in (ROOT / "ideas" / idea["tree_transcript"]).read_text().splitlines() if ln.strip()]
+    assert rows[0]["idea"] == "hsae" and "scripted" in rows[0]["note"]
+    nodes = [r for r in rows[1:] if r["stage"] == "experiments"]
+    assert [(r["run"], r["attempt"]) for r in nodes] == [(n, 1) for n in range(1, 6)]
+    parents = {1: 0, 2: 0, 3: 2, 4: 3}  # draft, draft (crashes in its smoke run), debug 2, improve the best (3)
+    code = {0: (TEMPLATE / "experiment.py").read_text()}
+    for r in nodes[:4]:
+        n = r["run"]
+        code[n] = apply_blocks(code[parents[n]], parse_blocks(r["response"]), f"node {n}")
+        compile(code[n], f"experiment.py (node {n})", "exec")
+    assert "repeat_interleave" not in code[2] and "repeat_interleave" in code[3]
+    assert "CONSISTENCY_COEFF = 0.0" in code[4]
+    assert not parse_blocks(nodes[4]["response"]) and '"orchestrate": "done"' in nodes[4]["response"]
+    # the later stages' lines follow, as in the linear transcript
+    assert [r["stage"] for r in rows[1:]][5:] == [r["stage"] for r in rows[1:] if r["stage"] != "experiments"]
