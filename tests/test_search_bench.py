@@ -94,3 +94,10 @@ def test_the_best_objective_is_the_running_best_of_what_each_node_computed(linea
     text = bench.table({"linear": [s]}, [2, 4])
     assert text.splitlines()[0].split()[:1] == ["strategy"] and "N = 4" in text
     assert re.search(r"^linear\s+\d\.\d{3} ± 0\.000\s+\d\.\d{3} ± 0\.000", text, re.M)
+
+
+def test_the_timing_counts_overlapping_work_once(linear):
+    assert bench.covered([(0, 2), (1, 3), (5, 6)], 0, 10) == 4
+    assert bench.covered([(-1, 1), (9, 12)], 0, 10) == 2
+    s = linear[0]  # one slot: the experiments and the agent take turns, the rest is the orchestrator's
+    assert 0 < s.idle_s < s.span_s and s.busy_s + s.agent_s + s.idle_s == pytest.approx(s.span_s, abs=0.05)
