@@ -101,3 +101,27 @@ def test_the_timing_counts_overlapping_work_once(linear):
     assert bench.covered([(-1, 1), (9, 12)], 0, 10) == 2
     s = linear[0]  # one slot: the experiments and the agent take turns, the rest is the orchestrator's
     assert 0 < s.idle_s < s.span_s and s.busy_s + s.agent_s + s.idle_s == pytest.approx(s.span_s, abs=0.05)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("search-bench-tree")
+    return [bench.run_search("tree", 1, 5, tmp / f"t{i}", keep=True) for i in range(2)]
+
+
+def test_a_tree_search_replays_the_same_for_a_seed_and_scores_each_node_at_its_code(tree):
+    first, again = tree
+    assert first.nodes == 5 and first.replies == 5 and first.kinds.get("draft", 0) >= 1
+    assert first.scores == again.scores and first.statuses == again.statuses and first.kinds == again.kinds
+    got = [b for b in (first.best_after(n) for n in range(1, 6)) if b is not None]
+    assert got and got == sorted(got)
+    ws = Workspace(first.workspace)
+    t = build_tree(WorkspaceModel.build(ws.journal.events, ws.root), ws.manifest.objective)
+    for n, score in zip(t.search_nodes(), first.scores, strict=True):
+        code = settings_of(ws.git("show", f"{n.commit}:experiment.py"))
+        parent = settings_of(ws.git("show", f"{n.base_commit}:experiment.py"))
+        assert sum(code[k] != parent[k] for k in code) >= 1  # the agent moved its parent's settings
+        if score is not None:
+            assert score == pytest.approx(bench.landscape_score(code["X"], code["Y"], code["Z"]))
+    text = bench.table({"linear": [], "tree": [first]}, [5])
+    assert re.search(r"^tree\s+\d\.\d{3} ± 0\.000", text, re.M)

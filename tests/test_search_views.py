@@ -251,3 +251,38 @@ def test_the_objective_a_search_recorded_wins(tmp_path):
     journal.write_text(json.dumps(head) + "\n" + "".join(lines[1:]))
     text = text_of(overview(build(ws)))
     assert "objective: min l0;" in text and "best: node 1 — l0 5 (-50.0%), path 1" in text
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> Path:
+    """The tiny template's scripted tree search (`--strategy tree`, the engine's own fixture): node 1 a draft,
+    node 2 a draft that crashes, node 3 its debug, nodes 4 and 5 improvements."""
+    return _run_pipeline(tmp_path_factory.mktemp("views-search"), FIXTURES / "tiny_tree_idea.json")
+
+
+def test_show_and_report_on_a_real_tree_search(searched, tmp_path):
+    tl = build(searched)
+    from orchestrator.search.tree import build_tree
+
+    tree = build_tree(tl.model, tl.objective)
+    kinds = {n.node: (n.kind, n.parent) for n in tree.search_nodes()}
+    assert kinds[1] == ("draft", 0) and kinds[2] == ("draft", 0) and kinds[3] == ("debug", 2)
+    assert kinds[4][0] == "improve"
+    text = text_of(overview(tl))
+    path = [n.node for n in tree.best_path()]
+    assert f"path {' → '.join(map(str, path))}" in text
+    for n in tree.search_nodes():
+        line = _line(text, f"{n.node} {n.kind}")
+        assert ("★" in line) == (n.node in path), line
+    assert "failed" in _line(text, "2 draft")
+    html = report(searched, tmp_path / "r.html")
+    assert_self_contained(html)
+    on_path = [int(r) for c, r in re.findall(r'<a class="(tnode[^"]*)" href="#run-(\d+)"', html) if "on-path" in c]
+    assert on_path == path
+    section = {n: html[html.index(f'id="run-{n}"'):] for n in kinds}
+    debug = section[3][:section[3].index('id="run-4"')]
+    assert "against node 2 (its parent)" in debug and '<span class="del">-BROKEN = undefined_name</span>' in debug
+    improve = section[4][:section[4].index('id="run-5"')]
+    parent = kinds[4][1]
+    assert f"against node {parent} (its parent)" in improve and '<span class="add">+STEPS = 40</span>' in improve
+    assert "+LR = 0.1" not in improve  # node 1's change is its parent's code, not node 4's
