@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .commands.args import Parser, gpu_list, name_list, positive_float, positive_int, sandbox_dir
+from .commands.args import Parser, count, gpu_list, name_list, positive_float, positive_int, sandbox_dir
 from .errors import OrchestratorError
 
 COMMANDS = ("replay", "show", "report", "review", "import", "list", "clean", "init", "completion", "ideas", "adopt")
@@ -32,6 +32,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    "resume: the run's own)")
     p.add_argument("--max-nodes", type=positive_int, metavar="N",
                    help="with --strategy tree: nodes the search makes (default: the idea's search, else --max-runs)")
+    p.add_argument("--vision-model", metavar="MODEL",
+                   help="a litellm model that takes images, to review the figures and the paper's pages (default: "
+                   "the config file's vision_model, else --model when it takes images; resume: the run's own)")
+    p.add_argument("--vision-rounds", type=count, metavar="N",
+                   help="rounds of the vision review's findings back to the agent; 0: no vision review "
+                   "(default: the idea's, else 2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +122,7 @@ def _opts(args: argparse.Namespace):
         sandbox=getattr(args, "sandbox", Path("sandbox")), isolation=getattr(args, "isolation", None),
         full_timeout_s=getattr(args, "full_timeout_s", None), smoke_timeout_s=getattr(args, "smoke_timeout_s", None),
         memory_mb=getattr(args, "memory_mb", None), max_processes=getattr(args, "max_processes", None),
+        vision_model=getattr(args, "vision_model", None), vision_rounds=getattr(args, "vision_rounds", None),
     )
 
 

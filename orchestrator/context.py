@@ -36,6 +36,7 @@ class Context:
     strategy: str = "linear"  # the experiments stage: "linear" (one line of runs) or "tree" (search/engine.py)
     objective: Objective | None = None  # what the tree search scores nodes by (the idea's, else the template's)
     search: SearchSettings = field(default_factory=SearchSettings)
+    vision_model: str | None = None  # reviews figures and page images (vision.py); None: the model, when it takes images
 
     @property
     def journal(self):

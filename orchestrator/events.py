@@ -280,9 +280,23 @@ class Artifact(_Event):
     detail: str = ""
 
 
+class FiguresReviewed(_Event):
+    """One round of the vision review of figures (vision.py): what the model saw and found, or why it was skipped."""
+
+    type: Literal["figures_reviewed"] = "figures_reviewed"
+    stage: str
+    round: int = 0  # 0: skipped before any round
+    model: str | None = None
+    skipped: str = ""
+    figures: list[str] = Field(default_factory=list)
+    not_sent: list[str] = Field(default_factory=list)
+    findings: list[dict[str, Any]] = Field(default_factory=list)  # vision.FigureFinding: figure, kind, detail
+
+
 Event = Annotated[
     WorkspaceCreated | StageStarted | StageFinished | Exchange | ExchangeFailed | EditApplied | RunStarted | RunFinished
-    | RunAggregated | RunRecorded | Message | Artifact | Prepared | BaselineRecorded | NodeCreated,
+    | RunAggregated | RunRecorded | Message | Artifact | Prepared | BaselineRecorded | NodeCreated
+    | FiguresReviewed,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -56,6 +56,8 @@ class RunOptions:
     search_time_s: float | None = None  # --search-time S: a tree search makes no new node after S seconds of nodes
     search: SearchSettings | None = None  # a replay: the recorded search settings
     search_setup: SearchSetup | None = None  # set by prepare: the strategy, objective and settings resolved
+    vision_model: str | None = None  # --vision-model: reviews figures and page images (else the config's, else model)
+    vision_rounds: int | None = None  # --vision-rounds: rounds of the figures' findings back to the agent
 
 
 def import_stages() -> None:
@@ -103,7 +105,7 @@ def _limits_and_sources(template: Template, idea: Idea, opts: RunOptions) -> tup
               ("the command line", dict(max_runs=opts.max_runs, max_attempts=opts.max_attempts, budget_usd=opts.budget_usd,
                                         isolation=opts.isolation, full_timeout_s=opts.full_timeout_s,
                                         smoke_timeout_s=opts.smoke_timeout_s, memory_mb=opts.memory_mb,
-                                        max_processes=opts.max_processes)))
+                                        max_processes=opts.max_processes, vision_rounds=opts.vision_rounds)))
     for name, values in layers:
         limits = limits.merged(**values)
         src.update({k: name for k in ("memory_mb", "max_processes") if values.get(k) is not None})
@@ -165,6 +167,16 @@ def configured_model(opts: RunOptions) -> str | None:
     return opts.model or env.default_model() or cfg.model or None
 
 
+def configured_vision_model(opts: RunOptions, model: str | None) -> str | None:
+    """--vision-model, else the config file's vision_model, else None (the run's model looks, if it can).
+    A transcript run has none: its vision entries, if any, are the reviewer (vision.py)."""
+    from . import userconfig
+
+    if model is None:
+        return None
+    return opts.vision_model or userconfig.load().vision_model or None
+
+
 def template_problem(template: Template) -> None:
     """Template errors found before a workspace is made, not blamed on the agent's runs: a manifest that
     verifies nothing (unless it says `unverified = true`), an editable pattern naming a protected file,
@@ -224,6 +236,8 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
     require_price(model, limits)  # before anything is made
     search = opts.search_setup
     assert search is not None
+    vision_model = configured_vision_model(opts, model)
+    require_price(vision_model, limits)
     cache = cache_home()
     python = experiment_python(template, cache, override=opts.python, log=log)
     isolation = sandbox_mod.resolve(limits.isolation)
@@ -242,7 +256,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         idea=loaded.idea.model_dump(), idea_path=str(loaded.path), template=template.manifest.name,
         template_root=str(template.root), limits=limits.model_dump(), agent=agent,
         scripted=bool(transcript and transcript.scripted), python=python, isolation=isolation,
-        executor=opts.executor or {}, options={"stages": stages, **search.options()},
+        executor=opts.executor or {}, options={"stages": stages, **search.options(), "vision_model": vision_model},
     ))
     log(f"workspace: {ws.root}")
     ctx = Context(
@@ -251,6 +265,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         budget=Budget(limits.budget_usd), cache_dir=cache / "data" / template.manifest.name,
         executor=build_executor(opts.executor, local_slots=local_slots(template.manifest, limits)),
         strategy=search.strategy, objective=search.objective, search=search.settings,
+        vision_model=vision_model,
     )
     tex = preflight_for(stages)  # TeX is checked now, not discovered at the compile stage
     if tex is not None and not tex[0]:
@@ -273,16 +288,18 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
     ws.lock()
     idea = Idea.model_validate(head.idea)
     limits = Limits.model_validate(head.limits).merged(budget_usd=opts.budget_usd, max_runs=opts.max_runs,
-                                                     max_attempts=opts.max_attempts)
-    model = None
+                                                     max_attempts=opts.max_attempts, vision_rounds=opts.vision_rounds)
+    model = vision_model = None
     transcript = None
     if head.agent.startswith("aider:"):
         from . import userconfig
 
         userconfig.apply(userconfig.load())  # the provider's keys and endpoint, as for `run`
         model = opts.model or head.agent.split(":", 1)[1]
+        vision_model = opts.vision_model or head.options.get("vision_model")
         try:
             require_price(model, limits)
+            require_price(vision_model, limits)
         except InputError:
             ws.unlock()
             raise
@@ -314,6 +331,7 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
         executor=build_executor(head.executor, local_slots=local_slots(load_template(Path(head.template_root)).manifest,
                                                                        limits)),
         strategy=search.strategy, objective=search.objective, search=search.settings,
+        vision_model=vision_model,
     )
     done = {e.stage for e in ws.journal.of(StageFinished)}
     asked = opts.stages or head.options.get("stages")  # the run's own --stages unless resume names others

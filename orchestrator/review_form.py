@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import prompts
 from .paper.integrity import IntegrityReport
+from .vision import FigureFinding, VisionReview
 
 
 class Review(BaseModel):
@@ -54,6 +55,17 @@ class ReviewAttempt(BaseModel):
     error: str = ""
 
 
+class VisionSection(BaseModel):
+    """review.json's vision part: the plots stage's rounds over the figures (vision.py) and the page images
+    the paper review saw."""
+
+    skipped: str = ""  # why the figures were not looked at ("" when they were)
+    rounds: list[VisionReview] = Field(default_factory=list)  # round 1 first; each round's findings
+    open_findings: list[FigureFinding] = Field(default_factory=list)  # the last round's: what is still wrong
+    pages: list[str] = Field(default_factory=list)  # page images sent with the paper review
+    pages_skipped: str = ""  # why the paper review had no page images
+
+
 class ReviewFile(BaseModel):
     """review.json."""
 
@@ -63,6 +75,7 @@ class ReviewFile(BaseModel):
     model: str | None = None
     attempts: list[ReviewAttempt] = Field(default_factory=list)
     integrity: IntegrityReport
+    vision: VisionSection | None = None  # None: made without the vision review (orchestrate review, older workspaces)
 
 
 def _json_candidates(text: str) -> list[str]:

@@ -22,6 +22,7 @@ class Limits(BaseModel):
     latex_timeout_s: float = Field(180, gt=0)
     max_plot_attempts: int = Field(3, ge=1, le=20)
     max_compile_attempts: int = Field(3, ge=1, le=20)
+    vision_rounds: int = Field(2, ge=0, le=10)  # the vision review of figures: rounds of findings back to the agent
     log_cap_bytes: int = Field(5_000_000, ge=10_000)
     budget_usd: float | None = Field(None, ge=0)
     # The model call: one request's time limit (a hung server holds a try this long at most), and the
@@ -67,6 +68,7 @@ class LimitOverrides(BaseModel):
     latex_timeout_s: float | None = Field(None, gt=0)
     max_plot_attempts: int | None = Field(None, ge=1, le=20)
     max_compile_attempts: int | None = Field(None, ge=1, le=20)
+    vision_rounds: int | None = Field(None, ge=0, le=10)
     budget_usd: float | None = Field(None, ge=0)
     request_timeout_s: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False)
     price_per_mtok_in: float | None = Field(None, ge=0, allow_inf_nan=False)

@@ -2,6 +2,7 @@
 of idea specs. `$ORCHESTRATE_CONFIG`, else `<ORCHESTRATE_HOME>/config.toml`:
 
     model = "openai/my-model"
+    vision_model = "openai/gpt-4o"   # reviews figures and page images (default: model, when it takes images)
     [env]
     OPENAI_API_BASE = "http://localhost:8000/v1"
     OPENAI_API_KEY = "sk-..."
@@ -27,6 +28,7 @@ class UserConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
+    vision_model: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
 

@@ -2,9 +2,11 @@
 looks at each figure with its caption, the notes and the runs' numbers, and names what a reader would
 trip over — unreadable or missing labels, empty panels, legends that hide data, duplicate figures, a
 figure that contradicts the numbers. Its findings are typed, for the agent (bounded rounds, by the
-caller) and for review.json. Without a vision model it says so and reviews nothing.
+caller: stages/plots_vision.py) and for review.json. Without a vision model it says so and reviews nothing.
 
-Not yet wired into the plots stage (stages/plots.py): see the README's *Vision review*."""
+Which model looks: `--vision-model`, else the user config's `vision_model`, else the run's model, when
+it takes images. A transcript (scripted or recorded) looks only when it holds vision entries (a line
+with step `vision`), so transcripts made before the vision review still replay as they were."""
 
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ from pydantic import BaseModel, ValidationError
 from . import prompts
 from .agents import hermetic
 from .agents.chat import ChatModel, json_blocks
+from .events import FiguresReviewed
 from .paths import readable
+
+STEP = "vision"  # the exchange's step; a transcript with such a line has a vision reviewer
 
 Kind = Literal["unreadable-labels", "missing-labels", "empty-panel", "legend-hides-data", "duplicate",
                "contradicts-numbers", "other"]
@@ -46,6 +51,16 @@ class VisionReview(BaseModel):
     def clean(self) -> bool:
         return not self.skipped and not self.findings
 
+    def event(self, stage: str, round_: int) -> FiguresReviewed:
+        """This review as the journal records it."""
+        return FiguresReviewed(stage=stage, round=round_, model=self.model, skipped=self.skipped, figures=self.figures,
+                               not_sent=self.not_sent, findings=[f.model_dump() for f in self.findings])
+
+    @classmethod
+    def of(cls, e: FiguresReviewed) -> VisionReview:
+        return cls(model=e.model, skipped=e.skipped, figures=e.figures, not_sent=e.not_sent,
+                   findings=[FigureFinding.model_validate(f) for f in e.findings])
+
 
 def has_vision(model: str | None) -> bool:
     """Whether `model` takes images: litellm's map says so, or models.json gives "supports_vision": true."""
@@ -56,6 +71,36 @@ def has_vision(model: str | None) -> bool:
         return bool(local["supports_vision"])
     info = hermetic.native_info(model) or {}
     return bool(info.get("supports_vision"))
+
+
+def transcript_has_vision(ctx) -> bool:
+    """Whether the run's transcript (from where it stands now) holds vision entries."""
+    t = ctx.transcript
+    return t is not None and any(line.step == STEP for line in t.t.lines[t.pos:])
+
+
+def vision_model_of(ctx) -> tuple[str | None, str]:
+    """(the model that looks at images, "") or (None, why there is none) for a stage's context."""
+    if ctx.model is None:
+        if transcript_has_vision(ctx):
+            return hermetic.SCRIPTED_MODEL, ""
+        return None, "no vision model: the transcript has no vision entries"
+    model = ctx.vision_model or ctx.model
+    if not has_vision(model):
+        return None, (f"no vision model: {model} does not take images (pass --vision-model, or set vision_model "
+                      "in the config file)")
+    return model, ""
+
+
+def chat_for(ctx, stage: str) -> tuple[ChatModel | None, str]:
+    """A chat with the vision model for `stage` (its exchanges journaled, budgeted, reused on resume), or
+    (None, why not)."""
+    model, why = vision_model_of(ctx)
+    if model is None:
+        return None, why
+    live = None if model == hermetic.SCRIPTED_MODEL else model
+    return ChatModel(ctx.journal, model=live, transcript=None if live else ctx.transcript, limits=ctx.limits,
+                     budget=ctx.budget, retry=ctx.retry, stage=stage, reuse=True), ""
 
 
 def image_part(root: Path, rel: str) -> dict | None:
@@ -88,9 +133,10 @@ def parse_findings(text: str, figures: list[str]) -> list[FigureFinding] | None:
 
 def review_figures(chat: ChatModel | None, root: Path, figures: list[str], *, captions: dict[str, str], notes: str,
                    numbers: str, stage_round: int = 1) -> VisionReview:
-    """Show every figure to the vision model once (one exchange, step `vision`, attempt `stage_round`)."""
-    model = chat.model if chat is not None else None
-    if chat is None or not has_vision(model):
+    """Show every figure to the vision model once (one exchange, step `vision`, attempt `stage_round`).
+    A chat served by a transcript (model None) was chosen for its vision entries (chat_for)."""
+    model = chat.name if chat is not None else None
+    if chat is None or (chat.model is not None and not has_vision(chat.model)):
         return VisionReview(model=model, skipped=f"no vision model ({model or 'none configured'} does not take images): "
                                                  "figures checked by the deterministic checks only")
     parts: list[dict] = []
@@ -107,7 +153,7 @@ def review_figures(chat: ChatModel | None, root: Path, figures: list[str], *, ca
     text = prompts.render("vision_figures", figures=sent, notes=notes, numbers=numbers)
     reply = chat.ask([{"role": "system", "content": "You review the figures of a research paper as a careful reader."},
                       {"role": "user", "content": [{"type": "text", "text": text}, *parts]}],
-                     step="vision", run=0, attempt=stage_round)
+                     step=STEP, attempt=stage_round)
     found = parse_findings(reply, sent)
     if found is None:
         none = FigureFinding(figure=sent[0], kind="other", detail="the reviewer's reply had no findings block")

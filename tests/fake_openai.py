@@ -1,9 +1,12 @@
 """A loopback OpenAI-compatible chat server for tests: serves canned replies in order, streaming or
 not, and can answer with an HTTP error (with a `Retry-After`), a delay, a hang, or a broken reply
-(empty, null or no-choice, invalid JSON). Standard library only; binds 127.0.0.1."""
+(empty, null or no-choice, invalid JSON). Takes image content parts (a message whose content is a list
+with {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}): `images(request)`
+decodes what a request carried. Standard library only; binds 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -16,6 +19,39 @@ from typing import Literal
 Shape = Literal["ok", "empty", "null", "no_choices", "invalid_json"]
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_api_key", 403: "permission_denied", 422: "invalid_request_error",
                429: "rate_limit_exceeded"}
+
+
+IMAGE_TOKENS = 85  # what a provider bills an image at low detail; its base64 is not text
+
+
+def images(request: dict) -> list[tuple[str, bytes]]:
+    """Every image content part of a recorded request, in order: (media type, the decoded bytes)."""
+    out = []
+    for m in request.get("messages", []):
+        if isinstance(m.get("content"), list):
+            for p in m["content"]:
+                if isinstance(p, dict) and p.get("type") == "image_url":
+                    url = p["image_url"]["url"] if isinstance(p.get("image_url"), dict) else p.get("image_url", "")
+                    head, _, data = url.partition(",")
+                    if head.startswith("data:") and head.endswith(";base64"):
+                        out.append((head[5:-7], base64.b64decode(data)))
+    return out
+
+
+def texts(request: dict) -> str:
+    """A recorded request's text, its messages' string contents and text parts joined."""
+    out = []
+    for m in request.get("messages", []):
+        c = m.get("content")
+        out += [c] if isinstance(c, str) else [str(p.get("text", "")) for p in c or [] if isinstance(p, dict)]
+    return "\n".join(out)
+
+
+def _tokens(content) -> int:
+    if isinstance(content, list):
+        return sum(IMAGE_TOKENS if isinstance(p, dict) and p.get("type") == "image_url" else len(str(p.get("text", ""))) // 4
+                   for p in content if isinstance(p, dict))
+    return len(str(content)) // 4
 
 
 @dataclass
@@ -73,7 +109,7 @@ class FakeOpenAI:
                     self._json(reply.status, {"error": {"message": reply.error or f"HTTP {reply.status}", "type": kind,
                                                         "code": reply.code or kind}}, headers)
                     return
-                prompt_tokens = sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", []))
+                prompt_tokens = sum(_tokens(m.get("content", "")) for m in body.get("messages", []))
                 completion_tokens = max(1, len(reply.content) // 4)
                 if body.get("stream"):
                     self._stream(reply, body.get("model", "test-model"), prompt_tokens, completion_tokens)

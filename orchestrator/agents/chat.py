@@ -1,7 +1,9 @@
 """Model calls that edit no file (ideation, the vision review of figures): litellm's chat completion
 directly, no aider, under the agent's classified retry loop, budget and journal records; or, with no
 model, the replies of a transcript served in order (the same TranscriptSource as `orchestrate run`).
-Image content parts are sent as they are and journaled as the file they came from, never as base64."""
+With `reuse`, an exchange the journal already holds for the same stage, run, attempt and step is its
+reply (a resumed workspace asks nothing twice). Image content parts are sent as they are and journaled
+as the file they came from, never as base64."""
 
 from __future__ import annotations
 
@@ -64,10 +66,10 @@ class ChatModel:
 
     def __init__(self, journal: Journal, *, model: str | None, transcript: TranscriptSource | None, limits: Limits,
                  budget: Budget, retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
-                 stage: str = "ideas") -> None:
+                 stage: str = "ideas", reuse: bool = False) -> None:
         if model is None and transcript is None:
             raise ValueError("no model and no transcript")
-        self.stage = stage
+        self.stage, self.reuse = stage, reuse
         self.journal, self.model, self.transcript, self.limits = journal, model, transcript, limits
         self.budget, self.retry, self.sleep = budget, retry or RetryPolicy.from_env(), sleep
         self.prices = hermetic.known_prices(model, settings_prices(limits)) if model else None
@@ -82,6 +84,10 @@ class ChatModel:
     def ask(self, messages: list[dict[str, Any]], *, step: str, run: int | None = None, attempt: int | None = None) -> str:
         """The reply to `messages` (the last one the user's); journaled as an Exchange."""
         key = dict(stage=self.stage, run=run, attempt=attempt, step=step)
+        if self.reuse:
+            done = self.journal.last(Exchange, **key)
+            if done is not None:
+                return done.response
         prompt = _text(messages[-1]["content"])
         recorded = _for_journal(messages)
         if self.model is None:

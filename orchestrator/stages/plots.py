@@ -27,6 +27,7 @@ from ..paths import readable, safe_path
 from ..plot_labels import Labels, read_labels
 from ..workspace import sha256
 from . import stage
+from .plots_vision import review_rounds as vision_rounds
 
 STAGE = "plots"
 
@@ -247,4 +248,5 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         if undescribed or not notes.changed:
             ctx.journal.append(Message(stage=STAGE, level="warning",
                                        text=f"notes.txt does not describe {', '.join(undescribed) or 'the figures'}"))
-    return f"{len(good)} figure(s): {', '.join(c.path for c in good)}"
+    good, seen = vision_rounds(ctx, conv, files=files, script=script, good=good, attempt=attempt, run_plot=execute_plot)
+    return f"{len(good)} figure(s): {', '.join(c.path for c in good)}; {seen}"

@@ -1,28 +1,33 @@
 """The review stage: the paper's text (pdftotext of paper.pdf, or the LaTeX source rendered as text
 when there is no PDF) reviewed by the LLM on the NeurIPS form, retried on malformed output, beside
-deterministic integrity findings that hold the paper to the validated runs. Both go to review.json."""
+deterministic integrity findings that hold the paper to the validated runs. Both go to review.json.
+
+With a vision model (vision.py) the review also gets paper.pdf's pages as images (pdftoppm), and
+review.json reports the plots stage's vision rounds over the figures."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from .. import prompts, stats
+from .. import prompts, stats, vision
 from ..context import Context
 from ..conversation import Conversations
 from ..errors import WorkspaceError
-from ..events import Artifact, Message
+from ..events import Artifact, FiguresReviewed, Message
 from ..paper import integrity
 from ..paper import results_tex as paper_results
 from ..paper import tex as texmod
 from ..paths import writable
-from ..review_form import ReviewFile, ask_review
+from ..review_form import ReviewFile, VisionSection, ask_review
 from ..runner import tool
 from . import stage
 
 STAGE = "review"
 REVIEW_FILE = "review.json"
 MAX_TEXT_CHARS = 120_000  # a paper is far shorter; a runaway PDF must not flood the model
+MAX_PAGES = 12  # page images sent with the review (a NeurIPS paper's main text is 9 pages)
+PAGE_DPI = 60  # enough to see a figure's layout and labels at a few hundred tokens a page
 
 
 def pdf_text(pdf: Path) -> str | None:
@@ -87,12 +92,69 @@ def pdf_inputs(pdf: Path) -> integrity.PaperInputs:
     return integrity.PaperInputs(text=pdf_text(pdf))
 
 
-def review_prompt(text: str, source: str, report: integrity.IntegrityReport) -> str:
-    """The review request: the paper's text (cut to size), its source and the integrity findings."""
+def review_prompt(text: str, source: str, report: integrity.IntegrityReport, pages: int = 0) -> str:
+    """The review request: the paper's text (cut to size), its source and the integrity findings (and, with
+    `pages`, that the page images follow)."""
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS] + "\n[... the rest of the text is cut ...]"
-    return prompts.render("review_first", text=text, source=source, findings=report.findings[:20],
+    return prompts.render("review_first", text=text, source=source, findings=report.findings[:20], pages=pages,
                           provenance=report.notes[0] if report.notes and "self-reported" in report.notes[0] else "")
+
+
+def page_images(pdf: Path, out_dir: Path, *, max_pages: int = MAX_PAGES, dpi: int = PAGE_DPI) -> list[str]:
+    """The PDF's first pages as PNGs in `out_dir` (pdftoppm, made afresh), by name in page order; [] when
+    pdftoppm cannot read it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("page-*.png"):
+        old.unlink()
+    res = tool(["pdftoppm", "-png", "-r", str(dpi), "-l", str(max_pages), str(pdf), str(out_dir / "page")],
+               timeout_s=120)
+    if res.exit_code != 0:
+        return []
+    return [p.name for p in sorted(out_dir.glob("page-*.png"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))]
+
+
+def _figures_section(j) -> VisionSection:
+    """The plots stage's vision rounds, from the journal."""
+    seen = j.of(FiguresReviewed, stage="plots")
+    if not seen:
+        return VisionSection(skipped="the plots stage did not review its figures (it did not run, or made none)")
+    rounds = [vision.VisionReview.of(e) for e in seen if e.round > 0]
+    if not rounds:
+        return VisionSection(skipped=seen[-1].skipped)
+    return VisionSection(skipped=rounds[-1].skipped, rounds=rounds, open_findings=rounds[-1].findings)
+
+
+def _ask_with_pages(ctx: Context, conv: Conversations, source: str, section: VisionSection):
+    """How the review asks: through the vision model with paper.pdf's page images when there is one (the
+    page names recorded in `section`), else through the agent's conversation, text only."""
+    chat, why = vision.chat_for(ctx, STAGE)
+    pages: list[str] = []
+    if chat is not None and source == "paper.pdf":
+        pages_dir = ctx.ws.state / "review" / "pages"
+        pages = page_images(ctx.ws.root / "paper.pdf", pages_dir)
+        parts = [p for p in (vision.image_part(pages_dir, name) for name in pages) if p is not None]
+        pages = [p["name"] for p in parts]
+        why = "" if parts else "pdftoppm made no page image of paper.pdf"
+    elif chat is not None:
+        why = f"no PDF to render (the review read {source or 'nothing'})"
+    section.pages, section.pages_skipped = pages, why
+    if not pages:
+        return (lambda prompt, step: conv.ask(STAGE, prompt, files=[], step=step).response), 0
+    assert chat is not None
+    history: list[dict] = [{"role": "system", "content": "You are an expert reviewer for NeurIPS."}]
+
+    def ask(prompt: str, step: str) -> str:
+        content = [{"type": "text", "text": prompt}]
+        if len(history) == 1:  # the first request carries the pages; a retry refers back to them
+            for name, part in zip(pages, parts):
+                content += [{"type": "text", "text": f"Page {name}:"}, part]
+        history.append({"role": "user", "content": content})
+        reply = chat.ask(history, step=step)
+        history.append({"role": "assistant", "content": reply})
+        return reply
+
+    return ask, len(pages)
 
 
 @stage(STAGE)
@@ -104,15 +166,17 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     from ..execution import recorded_outputs
 
     report.findings += integrity.changed_run_files(ws.root, recorded_outputs(j))
+    section = _figures_section(j)
     if inputs.text is None:
-        out = ReviewFile(source="", review_skipped="no paper: neither paper.pdf nor latex/paper.tex exists", integrity=report)
+        section.pages_skipped = "no paper"
+        out = ReviewFile(source="", review_skipped="no paper: neither paper.pdf nor latex/paper.tex exists", integrity=report,
+                         vision=section)
     else:
-        review, attempts = ask_review(
-            lambda prompt, step: conv.ask(STAGE, prompt, files=[], step=step).response,
-            review_prompt(inputs.text, source, report),
-        )
+        ask, n_pages = _ask_with_pages(ctx, conv, source, section)
+        review, attempts = ask_review(ask, review_prompt(inputs.text, source, report, pages=n_pages))
+        model = (ctx.vision_model or ctx.model) if n_pages else ctx.model
         out = ReviewFile(source=source, review=review, attempts=attempts, integrity=report,
-                         model=ctx.model or "transcript",
+                         model=model or "transcript", vision=section,
                          review_skipped="" if review else f"no valid review after {len(attempts)} replies: {attempts[-1].error}")
     writable(ws.root, REVIEW_FILE).write_text(out.model_dump_json(indent=2) + "\n")
     ws.commit("review: review.json")
