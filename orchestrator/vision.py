@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from . import prompts
 from .agents import hermetic
 from .agents.chat import ChatModel, json_blocks
+from .errors import AgentError, AuthenticationFailed
 from .events import FiguresReviewed
 from .paths import readable
 
@@ -27,6 +28,7 @@ STEP = "vision"  # the exchange's step; a transcript with such a line has a visi
 Kind = Literal["unreadable-labels", "missing-labels", "empty-panel", "legend-hides-data", "duplicate",
                "contradicts-numbers", "other"]
 MAX_IMAGE_BYTES = 4_000_000  # a larger figure is not sent (and the review says so)
+MAX_FIGURES = 24  # figures shown in one look; the rest are listed as not sent
 MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
 
 
@@ -142,7 +144,7 @@ def review_figures(chat: ChatModel | None, root: Path, figures: list[str], *, ca
     parts: list[dict] = []
     sent, not_sent = [], []
     for rel in figures:
-        part = image_part(root, rel)
+        part = image_part(root, rel) if len(sent) < MAX_FIGURES else None
         if part is None:
             not_sent.append(rel)
             continue
@@ -151,9 +153,15 @@ def review_figures(chat: ChatModel | None, root: Path, figures: list[str], *, ca
     if not sent:
         return VisionReview(model=model, skipped="no figure could be sent", not_sent=not_sent)
     text = prompts.render("vision_figures", figures=sent, notes=notes, numbers=numbers)
-    reply = chat.ask([{"role": "system", "content": "You review the figures of a research paper as a careful reader."},
-                      {"role": "user", "content": [{"type": "text", "text": text}, *parts]}],
-                     step=STEP, attempt=stage_round)
+    try:
+        reply = chat.ask([{"role": "system", "content": "You review the figures of a research paper as a careful reader."},
+                          {"role": "user", "content": [{"type": "text", "text": text}, *parts]}],
+                         step=STEP, attempt=stage_round)
+    except AuthenticationFailed:  # the credentials are wrong: stop, as for every other call
+        raise
+    except AgentError as exc:  # journaled (exchange_failed); a look that cannot be had is skipped, not fatal
+        return VisionReview(model=model, skipped=f"the vision model failed ({exc.kind}): {str(exc)[:300]}",
+                            figures=sent, not_sent=not_sent)
     found = parse_findings(reply, sent)
     if found is None:
         none = FigureFinding(figure=sent[0], kind="other", detail="the reviewer's reply had no findings block")

@@ -379,3 +379,18 @@ def test_the_paper_review_is_text_only_without_vision(tmp_path, server, models, 
     assert not _vision_requests(server) and len(server.requests) == 1
     out = json.loads((ws / "review.json").read_text())["vision"]
     assert out["pages"] == [] and out["pages_skipped"].startswith("no vision model: openai/test-model")
+
+
+def test_a_vision_model_that_refuses_the_images_is_skipped_not_fatal(tmp_path, server, models, tiny_copy):
+    from conftest import events, only_workspace, run_cli
+
+    server.replies = [Canned("The script plots both figures."), Canned(NOTES),
+                      Canned(status=400, error="this model does not support image input")]
+    assert run_cli("run", _idea(tmp_path, tiny_copy), "--model", VISION, "--sandbox", tmp_path / "sb",
+                   "--stages", "plots") == 0
+    ws = only_workspace(tmp_path / "sb")
+    (failed,) = events(ws, "exchange_failed")
+    assert failed["step"] == "vision" and failed["kind"] == "bad_request"
+    summary = next(e for e in events(ws, "stage_finished") if e["stage"] == "plots")["summary"]
+    assert "vision review skipped: the vision model failed (bad_request)" in summary
+    assert (ws / "fig_panels.png").is_file()  # the figures that passed the checks stand

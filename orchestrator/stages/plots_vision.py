@@ -89,7 +89,8 @@ def review_rounds(ctx: Context, conv: Conversations, *, files: list[str], script
         notes = _notes(ctx)
         review = vision.review_figures(chat, ctx.ws.root, paths, captions=captions(notes, paths), notes=notes,
                                        numbers=numbers(ctx), stage_round=r)
-        if not j.of(FiguresReviewed, stage=STAGE, round=r):
+        recorded = j.last(FiguresReviewed, stage=STAGE, round=r)
+        if recorded is None or vision.VisionReview.of(recorded) != review:  # a resumed stage records a round once
             j.append(review.event(STAGE, r))
         if review.clean or review.skipped:
             if review.skipped:

@@ -18,7 +18,7 @@ from ..events import Artifact, FiguresReviewed, Message
 from ..paper import integrity
 from ..paper import results_tex as paper_results
 from ..paper import tex as texmod
-from ..paths import writable
+from ..paths import readable, writable
 from ..review_form import ReviewFile, VisionSection, ask_review
 from ..runner import tool
 from . import stage
@@ -130,9 +130,10 @@ def _ask_with_pages(ctx: Context, conv: Conversations, source: str, section: Vis
     page names recorded in `section`), else through the agent's conversation, text only."""
     chat, why = vision.chat_for(ctx, STAGE)
     pages: list[str] = []
-    if chat is not None and source == "paper.pdf":
+    pdf = readable(ctx.ws.root, "paper.pdf")  # never through a link the agent left
+    if chat is not None and source == "paper.pdf" and pdf is not None:
         pages_dir = ctx.ws.state / "review" / "pages"
-        pages = page_images(ctx.ws.root / "paper.pdf", pages_dir)
+        pages = page_images(pdf, pages_dir)
         parts = [p for p in (vision.image_part(pages_dir, name) for name in pages) if p is not None]
         pages = [p["name"] for p in parts]
         why = "" if parts else "pdftoppm made no page image of paper.pdf"
