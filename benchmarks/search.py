@@ -18,6 +18,7 @@ Figures:
   was not answering, per node; the utilisation is the experiments' summed wall time over slots x that time.
 
     .venv/bin/python benchmarks/search.py [--quick] [--seeds 10] [--nodes 10,20,40] [--strategies linear,tree]
+                                          [--no-timing | --timing-only] [--sleep-s 1]
 
 Everything runs for real (aider, git, subprocesses) at isolation none, with no model.
 """
@@ -280,7 +281,8 @@ def main() -> None:
     ap.add_argument("--nodes", default="10,20,40")
     ap.add_argument("--strategies", default="linear,tree")
     ap.add_argument("--sleep-s", type=float, default=1.0, help="full-run length for the timing figures")
-    ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--no-timing", action="store_true", help="the sweep only")
+    ap.add_argument("--timing-only", action="store_true", help="the overhead and utilisation figures only")
     args = ap.parse_args()
     seeds = list(range(3 if args.quick else args.seeds))
     ns = [5, 10] if args.quick else sorted(int(x) for x in args.nodes.split(","))
@@ -289,11 +291,13 @@ def main() -> None:
     os.environ.setdefault("ORCHESTRATE_HOME", str(tmp / "home"))
     t0 = time.perf_counter()
     try:
-        results = sweep(strategies, seeds, ns, tmp)
-        print(f"\nbest objective after N nodes, mean ± sd over {len(seeds)} seeds ({time.perf_counter() - t0:.0f} s)")
-        print(table(results, ns))
-        if not args.no_timing:
+        if not args.timing_only:
+            results = sweep(strategies, seeds, ns, tmp)
+            print(f"\nbest objective after N nodes, mean ± sd over {len(seeds)} seeds ({time.perf_counter() - t0:.0f} s)")
+            print(table(results, ns))
             print()
+        if not args.no_timing:
+            print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
             for strategy in strategies:
                 print(timing(strategy, 6 if args.quick else 10, args.sleep_s, tmp))
     finally:
