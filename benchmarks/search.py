@@ -144,6 +144,8 @@ class Search:
     workspace: Path | None = None
     replies: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0  # the orchestrator's own CPU time (aider's edit path included)
+    child_cpu_s: float = 0.0  # its children's: git, and the experiments (which mostly sleep)
 
     def best_after(self, n: int) -> float | None:
         """The best score among the first n nodes (None: none of them is a result)."""
@@ -175,12 +177,13 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
     ctx, stages = start(idea, opts, log=lambda s: None)
     agent = StandInAgent(seed, lambda: (ctx.ws.root / "experiment.py").read_text())
     ctx.transcript = agent  # type: ignore[assignment]  # the transcript protocol: next(stage, run, attempt, step)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu()
     try:
         execute(ctx, stages)
     finally:
         ctx.ws.unlock()
     wall = time.perf_counter() - t0
+    cpu = tuple(b - a for a, b in zip(cpu0, _cpu(), strict=True))
     j = ctx.journal
     model = WorkspaceModel.build(j.events, ctx.ws.root)
     tree = build_tree(model, ctx.manifest.objective)
@@ -198,11 +201,19 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
         wall_s=wall, busy_s=sum(e.wall_s for e in finished), span_s=end - begin,
         idle_s=(end - begin) - covered(working, begin, end),
         agent_s=sum(e.latency_s for e in j.of(Exchange)), slots=slots, workspace=ctx.ws.root if keep else None,
-        replies=agent.replies, kinds=kinds,
+        replies=agent.replies, kinds=kinds, cpu_s=cpu[0], child_cpu_s=cpu[1],
     )
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _cpu() -> tuple[float, float]:
+    """(this process's CPU seconds, its finished children's), user + system."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def covered(intervals: list[tuple[float, float]], begin: float, end: float) -> float:
@@ -271,7 +282,8 @@ def timing(strategy: str, nodes: int, sleep_s: float, work: Path, slots: int = 2
     util = s.busy_s / (s.slots * s.span_s) if s.span_s else 0.0
     return (f"{strategy}: {s.nodes} nodes of {sleep_s:g} s full runs, {s.slots} slot(s): search {s.span_s:.1f} s, "
             f"experiments {s.busy_s:.1f} s, agent {s.agent_s:.1f} s; overhead per node {overhead:.3f} s "
-            f"(target < 0.25 s); utilisation of {s.slots} slot(s) {util:.2f}" + (" (target >= 0.9)" if s.slots > 1 else ""))
+            f"(target < 0.25 s); utilisation of {s.slots} slot(s) {util:.2f}" + (" (target >= 0.9)" if s.slots > 1 else "")
+            + f"; CPU per node: orchestrator {s.cpu_s / s.nodes:.3f} s, children {s.child_cpu_s / s.nodes:.3f} s")
 
 
 def main() -> None:
