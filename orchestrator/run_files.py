@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .paths import readable
 from .readmodel import RunView
+from .results import code_files
 from .timeline import Timeline
 from .workspace import Workspace
 
@@ -35,7 +36,7 @@ def log_tail(root: Path, log_dir: str, name: str, lines: int = 20) -> str | None
 def run_diff(tl: Timeline, run: RunView, ws: Workspace | None = None, path: str = "experiment.py") -> str:
     """The run's change to `path` against the previous run's code: from git when the workspace has its
     repository, else the run's recorded edit diffs. A node of the search tree is diffed against its parent's
-    code instead, over every editable file (node_diff)."""
+    code instead, over its code files (node_diff)."""
     if run.run in tl.model.nodes:
         return node_diff(tl, run, ws)
     if ws is not None and (ws.root / ".git").exists():
@@ -60,9 +61,10 @@ def diff_base(tl: Timeline, run: RunView) -> str:
 
 
 def node_diff(tl: Timeline, run: RunView, ws: Workspace | None = None) -> str:
-    """A search node's change to the editable files (notes.txt aside: the orchestrator writes it) against the
-    code it started from: `git diff base_commit..commit`; the parent's code when the node names no base, the
-    template's for a draft. Without the repository, the node's recorded edit diffs."""
+    """A search node's change to its code files (results.code_files: the editable code, not notes or the plot
+    script, as the engine puts them back from the parent) against the code it started from: `git diff
+    base_commit..commit`; the parent's code when the node names no base, the template's for a draft. Without
+    the repository, the node's recorded edit diffs."""
     node = tl.model.nodes[run.run]
     new = run.code_commit
     if ws is not None and (ws.root / ".git").exists() and new and _SHA.match(new):
@@ -71,7 +73,7 @@ def node_diff(tl: Timeline, run: RunView, ws: Workspace | None = None) -> str:
             parent = tl.run(node.parent) if node.parent else None
             old = parent.code_commit if parent is not None else _root_commit(ws)
         if old and _SHA.match(old):
-            paths = [f for f in (ws.manifest.editable if ws.template is not None else []) if f != "notes.txt"]
+            paths = code_files(ws.manifest) if ws.template is not None else []
             if paths:
                 return ws.diff(old, new, *paths)
     return _recorded(run, None)

@@ -254,7 +254,7 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
         if node.plan.strip():
             parts.append(Panel(Text(node.plan.strip()), title="plan", title_align="left", border_style="dim"))
     diff = run_diff(tl, run, ws)
-    what = "experiment.py" if node is None else "the editable files"
+    what = "experiment.py" if node is None else "the code"
     parts.append(Text(f"Change to {what} against {diff_base(tl, run)}", style="bold underline"))
     if diff.strip():
         parts.append(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))

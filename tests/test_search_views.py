@@ -104,9 +104,9 @@ def test_show_run_detail_names_the_node_and_its_parent(tmp_path):
     tl = build(ws)
     text = text_of(run_detail(tl, tl.run(4), Workspace(ws)))
     assert "improve from node 1" in text and "more steps" in text
-    assert "Change to the editable files against node 1 (its parent)" in text
+    assert "Change to the code against node 1 (its parent)" in text
     text = text_of(run_detail(tl, tl.run(2), Workspace(ws)))
-    assert "Change to the editable files against the template (its parent)" in text
+    assert "Change to the code against the template (its parent)" in text
 
 
 def test_a_tree_without_an_objective_takes_the_last_result(tmp_path):
@@ -154,7 +154,7 @@ def test_report_draws_the_tree(tmp_path):
     # each node's run section says where it came from and holds its results, one click from the tree
     assert '<details class="run" id="run-4"' in html
     assert 'improve from <a href="#run-1">node 1</a>' in html
-    assert "Change to the editable files against node 1 (its parent)" in html
+    assert "Change to the code against node 1 (its parent)" in html
     assert "[bold red]markup[/] stays text" in html  # the plan, escaped as text
     assert "<script>alert" not in html
 

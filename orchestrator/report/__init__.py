@@ -279,7 +279,7 @@ def _runs(tl: Timeline, ws: Workspace, opts: Options) -> list[dict[str, Any]]:
         diff = run_diff(tl, r, ws)
         out.append({"r": r, "attempts": attempts, "diff": diff_lines(diff), "metrics": r.metrics,
                     "rows": tl.run_metrics(r) if r.metrics else [], "node": tl.model.nodes.get(r.run),
-                    "diff_base": diff_base(tl, r), "diff_what": "the editable files" if r.run in tl.model.nodes
+                    "diff_base": diff_base(tl, r), "diff_what": "the code" if r.run in tl.model.nodes
                     else "experiment.py"})
     return out
 
