@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from .errors import TemplateError
 from .readmodel import PER_SEED
-from .template import BASELINE_RUN, MANIFEST, Check, Compare, Manifest, Template, load_template
+from .template import BASELINE_RUN, MANIFEST, Check, Compare, Manifest, Smoke, Template, load_template
 
 EXPERIMENT = "experiment.py"
 PLOT = "plot.py"
@@ -154,7 +154,23 @@ def infer_manifest(root: Path, results: ResultsMap | None = None) -> Manifest:
         key_metrics=list(results.key_metrics),
         checks=[Check(path=k, finite=True, reason="a mean must be a finite number") for k in results.key_metrics],
         compare=Compare(keys=list(results.compare)),
+        smoke=infer_smoke(root),
     )
+
+
+def infer_smoke(root: Path) -> Smoke:
+    """`env` when experiment.py reads ORCHESTRATE_SMOKE; else `time` (AI Scientist's scripts have no short mode:
+    the smoke passes once the script has run a set time without crashing, derived from the baseline's wall time)."""
+    text = (Path(root) / EXPERIMENT).read_text(encoding="utf-8", errors="replace")
+    return Smoke(mode="env") if "ORCHESTRATE_SMOKE" in text else Smoke(mode="time")
+
+
+def with_baseline_limits(m: Manifest, b: Baseline) -> Manifest:
+    """The manifest's time limits from the baseline's wall time: the full limit, and a time smoke's set time."""
+    t = {"full_s": b.full_timeout_s()}
+    if m.smoke.mode == "time":
+        t["smoke_s"] = b.smoke_time_s()
+    return m.model_copy(update={"timeouts": m.timeouts.model_copy(update=t)})
 
 
 def infer(root: Path) -> tuple[Manifest, ResultsMap | None]:
@@ -216,6 +232,15 @@ def launcher_notes(title: str, experiment: str, baseline: dict[str, Any]) -> str
             f"Results: {means}\nDescription: Baseline results.\n")
 
 
+def workspace_files(template: Template, idea: Any) -> dict[str, str]:
+    """What an adopted template's workspace gets before its first run: `notes.txt` as AI Scientist's launcher
+    writes it (the idea's title and experiment, the baseline's results), unless the template ships one."""
+    if (template.root / NOTES).exists():
+        return {}
+    base = json.loads((template.root / BASELINE_RUN / template.manifest.results_file).read_text(encoding="utf-8"))
+    return {NOTES: launcher_notes(idea.title, idea.experiment, base)}
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -249,6 +274,9 @@ def manifest_toml(m: Manifest, results: ResultsMap | None = None) -> str:
     for c in d.get("checks", []):
         lines += ["", "[[checks]]"] + [f"{k} = {_toml_value(v)}" for k, v in c.items() if v is not None]
     lines += ["", "[compare]", f"keys = {_toml_value(d['compare']['keys'])}"]
+    lines += ["", "# time: the script ignores ORCHESTRATE_SMOKE; a smoke passes once it has run [timeouts] smoke_s",
+              "# without crashing (then stopped). Or mode = \"args\" with args = \"--your_short_flag 10\"; env: it reads",
+              "# ORCHESTRATE_SMOKE=1.", "[smoke]"] + [f"{k} = {_toml_value(v)}" for k, v in d["smoke"].items() if v is not None]
     return "\n".join(lines) + "\n"
 
 
@@ -278,6 +306,11 @@ class Baseline(BaseModel):
     def full_timeout_s(self) -> float:
         """A full run's limit from the baseline's wall time: three times it plus a minute for the agent's change."""
         return round(3 * self.wall_s + 60, 1)
+
+    def smoke_time_s(self) -> float:
+        """A time smoke's set time: a tenth of the baseline's wall time, 10 s at least and 60 s at most (a
+        script shorter than that runs to its end, and its results are checked as a smoke's)."""
+        return float(min(60, max(10, round(self.wall_s / 10))))
 
 
 def content_hash(root: Path) -> str:
@@ -352,7 +385,7 @@ def provisional(root: Path, *, cache: Path) -> Template:
     b = cached_baseline(root, cache=cache)
     m = infer_manifest(root, b.results if b else None)
     if b is not None:
-        m = m.model_copy(update={"timeouts": m.timeouts.model_copy(update={"full_s": b.full_timeout_s()})})
+        m = with_baseline_limits(m, b)
     return Template(root=Path(root).resolve(), manifest=m)
 
 
@@ -365,7 +398,17 @@ def summary(m: Manifest, b: Baseline) -> str:
             f"  key metrics {len(m.key_metrics)} (checked finite, {spreads} with their spread), compare "
             f"{', '.join(m.compare.keys) or '(none)'}; full limit {m.timeouts.full_s:g} s from the baseline's "
             f"{b.wall_s:.1f} s{' (cached)' if b.cached else ''}\n"
+            f"  smoke: {_smoke_words(m)}\n"
             f"  `orchestrate adopt FOLDER` writes this as a template.toml you can edit")
+
+
+def _smoke_words(m: Manifest) -> str:
+    if m.smoke.mode == "time":
+        return (f"the script ignores ORCHESTRATE_SMOKE: a smoke run passes once it has run {m.timeouts.smoke_s:g} s "
+                "without crashing (then stopped); one that ends sooner is checked on its results")
+    if m.smoke.mode == "args":
+        return f"the command with {m.smoke.args}"
+    return "ORCHESTRATE_SMOKE=1 (the script reads it)"
 
 
 def adopted_template(root: Path, python: str, *, cache: Path, isolation: str, log=print) -> Template:
@@ -373,8 +416,7 @@ def adopted_template(root: Path, python: str, *, cache: Path, isolation: str, lo
     template.toml and the cached baseline's run_0 (made now if it is not cached). The user's folder is only read."""
     root = Path(root)
     b = make_baseline(root, python, cache=cache, isolation=isolation)
-    m = infer_manifest(root, b.results)
-    m = m.model_copy(update={"timeouts": m.timeouts.model_copy(update={"full_s": b.full_timeout_s()})})
+    m = with_baseline_limits(infer_manifest(root, b.results), b)
     dest = Path(cache) / "adopted" / b.key
     if not (dest / MANIFEST).is_file():
         tmp = dest.with_name(f"{b.key}.tmp")

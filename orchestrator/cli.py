@@ -12,7 +12,7 @@ from . import __version__
 from .commands.args import Parser, count, gpu_list, name_list, positive_float, positive_int, sandbox_dir
 from .errors import OrchestratorError
 
-COMMANDS = ("replay", "show", "report", "review", "import", "list", "clean", "init", "completion", "ideas", "adopt")
+COMMANDS = ("check", "replay", "show", "report", "review", "import", "list", "clean", "init", "completion", "ideas", "adopt")
 # each a module orchestrator.commands.<name>_cmd with HELP, add_arguments(parser) and main(args)
 
 
@@ -83,12 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Continue a workspace after Ctrl-C, kill -9, a power cut or a full disk.")
     p.add_argument("workspace", type=Path, metavar="WORKSPACE", help="the workspace folder")
     _run_args(p)
-
-    p = sub.add_parser("check", help="validate an idea spec and its template without running anything",
-                       description="Validate an idea spec and its template without running anything.")
-    p.add_argument("idea", type=Path, metavar="IDEA", help="the idea file")
-    p.add_argument("--idea", dest="idea_name", metavar="NAME", help="pick one idea from an AI Scientist ideas.json list")
-    p.add_argument("--template", metavar="DIR", help="template name or folder (default: the idea's)")
 
     p = sub.add_parser("export", help="write a workspace's exchanges as a transcript",
                        description="Write a workspace's exchanges as a transcript.")
@@ -163,27 +157,6 @@ def cmd_resume(args) -> int:
     return drive(ctx, stages, verbosity=_verbosity(args))
 
 
-def cmd_check(args) -> int:
-    """`orchestrate check`: validate an idea and its template without making anything."""
-    from .pipeline import RunOptions, prepare
-
-    opts = RunOptions(idea_name=args.idea_name, template=args.template, model="(check)")
-    loaded, template, limits, _model, _t, stages = prepare(args.idea, opts)
-    if loaded.transcript_path:
-        from .agents.replay import load_transcript
-
-        t = load_transcript(loaded.transcript_path)
-        tinfo = f", transcript {len(t.lines)} line(s){' (scripted)' if t.scripted else ''}"
-    else:
-        tinfo = ""
-    m = template.manifest
-    tinfo += (f"; prepare: {m.prepare.command}" if m.prepare else "") + (
-        f"; evaluated by: {m.evaluate.command}" if m.evaluate else "; no [evaluate]: results are self-reported")
-    print(f"ok: idea {loaded.idea.name!r} on template {template.manifest.name!r} ({template.root}); "
-          f"{limits.max_runs} runs x {limits.max_attempts} attempts; stages {', '.join(stages)}{tinfo}")
-    return 0
-
-
 def cmd_export(args) -> int:
     """`orchestrate export`: a workspace's exchanges as a transcript file."""
     from .agents.replay import export_transcript
@@ -221,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the command, and turn a typed error into one line and its exit code."""
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "export": cmd_export}.get(args.command)
+    handler = {"run": cmd_run, "resume": cmd_resume, "export": cmd_export}.get(args.command)
     try:
         if handler is None:
             mod = importlib.import_module(f"orchestrator.commands.{args.command}_cmd")

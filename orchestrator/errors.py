@@ -42,6 +42,12 @@ class EnvironmentBuildError(OrchestratorError):
     """The experiment's Python environment could not be built."""
 
 
+class PackageNotFound(EnvironmentBuildError):
+    """A package the template needs is not on the index: the user provides it (--python, a requirements.txt)."""
+
+    exit_code = 2
+
+
 class AgentError(OrchestratorError):
     """The agent could not produce a reply (provider failure after retries). `kind` classifies it
     (auth, bad_request, context_overflow, rate_limit, server, timeout, connection, empty_reply,

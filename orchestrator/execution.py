@@ -344,6 +344,8 @@ def _prepare_seed(ctx: Context, run: int, attempt: int, phase: str, seed: int | 
     if plan.env and seed is not None:
         env[plan.env] = str(seed)
     argv = runner.command_argv(m.command, ctx.python, out_dir=rel, seed=str(seed if seed is not None else 0))
+    if smoke and m.smoke.args:  # [smoke] mode = "args": the script's own short setting
+        argv += shlex.split(m.smoke.args)
     key = f"run_{run}/attempt_{attempt}/{phase}" + (f"/seed_{seed}" if siblings else "")
     timeout = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
     spec = workspace_spec(ctx, argv, log_dir=log_dir, timeout_s=timeout, key=key, writing=writing, env=env, out_dir=rel)
@@ -635,6 +637,11 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
     tampered = tampering(ctx, git_before)
     if tampered:
         return Verdict(status="tampered", reasons=[f"{r} and the run rejected" for r in tampered]), "tampered", "self-reported"
+    if smoke and m.smoke.mode == "time" and record.timed_out:
+        return Verdict(status="ok", reasons=[
+            f"smoke: ran its set {ctx.limits.smoke_timeout_s:g} s without crashing and was stopped ([smoke] mode = "
+            "\"time\": the script ignores ORCHESTRATE_SMOKE); its results are checked in the full run"],
+            kinds=["smoke-stopped"]), "ok", "self-reported"
     ended = process_verdict(record, timeout_s=ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s)
     if ended is not None:
         return ended, ended.status, "self-reported"

@@ -238,13 +238,17 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
     assert search is not None
     vision_model = configured_vision_model(opts, model)
     require_price(vision_model, limits)
+    for line in loaded.warnings:
+        log(line)
     cache = cache_home()
     python = experiment_python(template, cache, override=opts.python, log=log)
     isolation = sandbox_mod.resolve(limits.isolation)
+    files = {}
     if adopt.is_ai_scientist(template.root):  # its baseline made (or found cached), its manifest into the workspace
         template = adopt.adopted_template(template.root, python, cache=cache, isolation=isolation, log=log)
         template_problem(template)
         limits, opts.limit_sources = _limits_and_sources(template, loaded.idea, opts)
+        files = adopt.workspace_files(template, loaded.idea)  # notes.txt as AI Scientist's launcher starts it
     if transcript is not None:
         kind = "scripted (hand-written)" if transcript.scripted else "recorded"
         log(f"replaying the {kind} transcript {transcript.path} — no model configured")
@@ -257,7 +261,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         template_root=str(template.root), limits=limits.model_dump(), agent=agent,
         scripted=bool(transcript and transcript.scripted), python=python, isolation=isolation,
         executor=opts.executor or {}, options={"stages": stages, **search.options(), "vision_model": vision_model},
-    ))
+    ), files=files)
     log(f"workspace: {ws.root}")
     ctx = Context(
         ws=ws, idea=loaded.idea, limits=limits, python=python, isolation=isolation, model=model,

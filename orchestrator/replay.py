@@ -21,6 +21,7 @@ from .formatting import fmt_num
 from .pipeline import RunOptions, start
 from .readmodel import WorkspaceModel, workspace_created
 from .search.options import recorded_search
+from .spec import load_idea
 from .workspace import Workspace
 
 # Metrics that measure the machine, not the experiment: never a divergence.
@@ -108,9 +109,11 @@ def compare(recorded: dict[int, RunRecorded], replayed: dict[int, RunRecorded], 
     return ReplayReport(workspace="", deltas=deltas, divergences=div)
 
 
-def _source(source: Path, idea_file: Path | None) -> tuple[Path, Path, dict[int, RunRecorded], list[EditApplied], Path,
+def _source(source: Path, idea_file: Path | None,
+            idea_name: str | None = None) -> tuple[Path, Path, dict[int, RunRecorded], list[EditApplied], Path,
                                                             dict[tuple[int, int], RunRecorded]]:
-    """(idea file, transcript file, recorded runs, recorded edits, a scratch dir) for a workspace or a transcript."""
+    """(idea file, transcript file, recorded runs, recorded edits, a scratch dir) for a workspace, a transcript, or
+    an idea file whose (`idea_name`'s) entry names its transcript."""
     scratch = Path(tempfile.mkdtemp(prefix="replay_"))
     src = Path(source)
     if src.is_dir():
@@ -128,19 +131,31 @@ def _source(source: Path, idea_file: Path | None) -> tuple[Path, Path, dict[int,
         return idea_file, transcript, _runs(ws), ws.journal.of(EditApplied), scratch, _seed_runs(ws)
     if not src.is_file():
         raise InputError(src, "neither a workspace folder nor a transcript file")
+    if src.suffix == ".json":  # an idea file (an AI Scientist ideas.json): its entry names the transcript
+        loaded = load_idea(src, idea_name=idea_name)
+        if loaded.transcript_path is None:
+            raise InputError(src, f"the idea {loaded.idea.name!r} names no transcript: add \"transcript\": FILE to "
+                                  "its entry, or replay the transcript file itself")
+        return src, loaded.transcript_path, {}, [], scratch, {}
     t = load_transcript(src)
-    idea_file = idea_file or (src.parent / f"{t.header.idea}.json" if t.header.idea else None)
+    if idea_file is None and t.header.idea:
+        beside = src.parent / f"{t.header.idea}.json"
+        ais = src.parent / "ideas.json"  # AI Scientist keeps every idea of a template in one ideas.json
+        idea_file = beside if beside.is_file() or not ais.is_file() else ais
     if idea_file is None or not Path(idea_file).is_file():
         raise InputError(src, "cannot find the idea spec for this transcript: pass --idea-file")
     return Path(idea_file), src, {}, [], scratch, {}
 
 
 def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path("sandbox"), rtol: float = 1e-3,
-           python: str | None = None, stages: list[str] | None = None) -> int:
+           python: str | None = None, stages: list[str] | None = None, idea_name: str | None = None) -> int:
     """Re-run a workspace or a transcript with its recorded replies in a new workspace under `sandbox`, print the
     metric deltas and write them to .orchestrate/replay.json; returns 1 on any divergence."""
-    idea_file, transcript, recorded, recorded_edits, _scratch, recorded_seeds = _source(source, idea_file)
-    opts = RunOptions(transcript=transcript, sandbox=sandbox, python=python, stages=stages or ["experiments"])
+    idea_file, transcript, recorded, recorded_edits, _scratch, recorded_seeds = _source(source, idea_file, idea_name)
+    if idea_name is None and not Path(source).is_dir() and Path(idea_file).name == "ideas.json":
+        idea_name = load_transcript(transcript).header.idea  # the transcript names its idea in the list
+    opts = RunOptions(transcript=transcript, sandbox=sandbox, python=python, stages=stages or ["experiments"],
+                      idea_name=None if Path(source).is_dir() else idea_name)
     recorded_nodes: dict[int, NodeCreated] = {}
     if Path(source).is_dir():  # the same strategy, objective and search seed: the same tree
         src_ws = Workspace(Path(source))

@@ -71,6 +71,29 @@ class LoadedIdea(BaseModel):
     path: Path
     transcript_path: Path | None
     tree_transcript_path: Path | None = None  # served instead of transcript_path under --strategy tree
+    warnings: list[str] = Field(default_factory=list)  # what the user is told, not refused (repeated names)
+
+
+def unique_names(path: Path, entries: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Each entry's name in an ideas list, a repeated one suffixed `_2`, `_3` ... (AI Scientist's own lists
+    repeat names: grokking's has `noisy_grokking` twice), with one warning per renamed entry."""
+    raw = [str(e.get("Name", e.get("name", ""))) for e in entries]
+    taken, names, warnings = set(raw), [], []
+    first: dict[str, int] = {}
+    for i, name in enumerate(raw, 1):
+        if name not in first:
+            first[name] = i
+            names.append(name)
+            continue
+        n = 2
+        while f"{name}_{n}" in taken:
+            n += 1
+        new = f"{name}_{n}"
+        taken.add(new)
+        names.append(new)
+        warnings.append(f"{path}: warning: entry {i} repeats the idea name {name!r} of entry {first[name]}: "
+                        f"it is named {new!r} here")
+    return names, warnings
 
 
 def _from_ai_scientist(entry: dict[str, Any], path: Path, template: str | None) -> dict[str, Any]:
@@ -117,6 +140,7 @@ def load_idea(path: Path | str, *, idea_name: str | None = None, template: str |
     except json.JSONDecodeError as exc:
         raise SpecError(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
+    warnings: list[str] = []
     if isinstance(raw, list):
         entries = [e for e in raw if isinstance(e, dict)]
         if len(entries) != len(raw) or not entries:
@@ -126,15 +150,16 @@ def load_idea(path: Path | str, *, idea_name: str | None = None, template: str |
                 title = e.get("Title", e.get("title"))
                 raise SpecError(path, f"entry {i}{f' (Title {title!r})' if title else ''} has no \"Name\" field: "
                                 "an AI Scientist idea needs Name, Title and Experiment")
-        names = [str(e.get("Name", e.get("name", ""))) for e in entries]
+        names, warnings = unique_names(path, entries)
         if idea_name is None:
             if len(entries) > 1:
                 raise SpecError(path, f"holds {len(entries)} ideas: pick one with --idea NAME ({', '.join(names[:5])})")
-            chosen = entries[0]
+            at = 0
         else:
             if idea_name not in names:
                 raise SpecError(path, f"no idea named {idea_name!r} (have: {', '.join(names[:8])})")
-            chosen = entries[names.index(idea_name)]
+            at = names.index(idea_name)
+        chosen = {**entries[at], "Name" if "Name" in entries[at] else "name": names[at]}
         raw = _from_ai_scientist(chosen, path, template) if "Name" in chosen else chosen
     elif isinstance(raw, dict):
         if "Name" in raw and "name" not in raw:
@@ -161,4 +186,5 @@ def load_idea(path: Path | str, *, idea_name: str | None = None, template: str |
         tree_path = (path.parent / idea.tree_transcript).resolve()
         if not tree_path.is_file():
             raise SpecError(path, f"tree_transcript: no such file {idea.tree_transcript!r}")
-    return LoadedIdea(idea=idea, path=path.resolve(), transcript_path=transcript_path, tree_transcript_path=tree_path)
+    return LoadedIdea(idea=idea, path=path.resolve(), transcript_path=transcript_path, tree_transcript_path=tree_path,
+                      warnings=warnings)

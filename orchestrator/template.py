@@ -32,6 +32,30 @@ class Timeouts(BaseModel):
     plot_s: float = Field(600, gt=0)
 
 
+class Smoke(BaseModel):
+    """`[smoke]`: how a smoke run is kept short. `env` (the default): the script reads ORCHESTRATE_SMOKE=1 and
+    runs a few steps. `args`: these arguments are appended to the command for the smoke run (a script's own
+    short setting, `--num_train_iters 20`). `time`: the script runs as it is, and the smoke passes once it has
+    run [timeouts] smoke_s without crashing (it is then stopped; its results are checked in the full run),
+    or, when it ends sooner, on its results as usual. Never a silent second full run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["env", "args", "time"] = "env"
+    args: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _args_with_args(self) -> Smoke:
+        if (self.mode == "args") != (self.args is not None):
+            raise ValueError('args names the smoke arguments, with mode = "args" (and only then)')
+        if self.args is not None:
+            try:
+                shlex.split(self.args)
+            except ValueError as exc:
+                raise ValueError(f"args: {exc}") from None
+        return self
+
+
 class Check(BaseModel):
     """A degenerate-result check on one metric. min/max: a number or an expression over final_info paths."""
 
@@ -161,6 +185,7 @@ class Manifest(BaseModel):
     unverified: bool = False  # true: the template knowingly checks nothing (every view says so)
     resources: Resources = Field(default_factory=Resources)
     seeds: Seeds = Field(default_factory=Seeds)
+    smoke: Smoke = Field(default_factory=Smoke)
     objective: Objective | None = None  # what a search maximises or minimises (--strategy tree needs one)
 
     @field_validator("command", mode="before")

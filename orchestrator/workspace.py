@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -29,15 +30,16 @@ GITIGNORE = """\
 .smoke/
 __pycache__/
 *.pyc
-# large artefacts stay out of the workspace's history
+# large artefacts stay out of the workspace's history (model weights; and any file over the commit cap)
 *.pt
 *.pth
 *.ckpt
 *.safetensors
 *.bin
-*.npy
-*.npz
 """
+# Arrays and pickles a run writes (`all_results.npy`, `all_results.pkl`: what AI Scientist's plot.py reads) are
+# committed with the run, each up to this size; a larger file stays on disk, out of the history (.gitignore).
+COMMIT_FILE_CAP_MB = 50
 
 
 SEED_FILE = "eval_seed"  # under .orchestrate/: the evaluator's secret seed (hidden from every experiment)
@@ -50,6 +52,11 @@ GIT_OVERRIDES = (
     "gc.auto=0", "maintenance.auto=false", "protocol.allow=never", "safe.directory=*",
 )
 GIT_WATCHED = ("config", "HEAD", "packed-refs", "hooks", "info", "refs/heads")  # what a run must not change in .git
+
+
+def _ignore_pattern(rel: str) -> str:
+    """A .gitignore line that matches exactly this path (its pattern characters escaped)."""
+    return "/" + re.sub(r"([\[\]*?!# \\])", r"\\\1", rel)
 
 
 def sha256(path: Path) -> str:
@@ -126,10 +133,36 @@ class Workspace:
         return res.stdout
 
     def commit(self, message: str) -> str:
-        """Commit everything (ignored files aside); returns the commit id (HEAD when nothing changed)."""
+        """Commit everything (ignored files aside; a new file over COMMIT_FILE_CAP_MB is ignored from now on);
+        returns the commit id (HEAD when nothing changed)."""
         self.git("add", "-A")
+        self._leave_out_large()
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD").strip()
+
+    def _leave_out_large(self) -> None:
+        """Unstage every staged file over the cap and ignore it (kept on disk: a resume's clean leaves it)."""
+        names = self.git("diff", "--cached", "--name-only", "-z", "--diff-filter=AM").split("\0")
+        cap = COMMIT_FILE_CAP_MB * 1024 * 1024
+        big = []
+        for rel in filter(None, names):
+            try:
+                st = (self.root / rel).lstat()
+            except OSError:
+                continue
+            if st.st_size > cap:
+                big.append(rel)
+        if not big:
+            return
+        self.git("rm", "-q", "--cached", "--", *big)
+        ignore = self.root / ".gitignore"
+        if ignore.is_symlink():
+            ignore.unlink()
+        text = ignore.read_text() if ignore.is_file() else ""
+        lines = [_ignore_pattern(rel) for rel in big]
+        ignore.write_text(text.rstrip("\n") + f"\n# over {COMMIT_FILE_CAP_MB} MB: kept out of the history\n"
+                          + "\n".join(lines) + "\n")
+        self.git("add", "--", ".gitignore")
 
     def last_recorded_commit(self) -> str:
         """The newest commit the journal vouches for: where a resume puts the tree back."""
@@ -268,8 +301,10 @@ def create(
     *,
     sandbox: Path,
     header: dict[str, Any],
+    files: dict[str, str] | None = None,
 ) -> Workspace:
-    """Copy the template into a fresh workspace, merge the idea's template_config, record the start."""
+    """Copy the template into a fresh workspace, merge the idea's template_config, add `files` (relative path ->
+    text, e.g. an adopted template's notes.txt; never over a file the template ships), record the start."""
     from .events import WorkspaceCreated
 
     idea = loaded.idea
@@ -282,6 +317,9 @@ def create(
             base.update(idea.template_config)
             cfg.write_text(json.dumps(base, indent=2) + "\n")
         (tmp / ".gitignore").write_text(GITIGNORE)
+        for rel, text in (files or {}).items():
+            if not (tmp / rel).exists():
+                (tmp / rel).write_text(text)
         state = tmp / STATE_DIR
         state.mkdir()
         (state / "idea.json").write_text(idea.model_dump_json(indent=2))

@@ -12,9 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     from .args import name_list, nonneg_float, sandbox_dir
 
-    parser.add_argument("source", type=Path, metavar="WORKSPACE|TRANSCRIPT", help="a workspace folder or a transcript .jsonl")
+    parser.add_argument("source", type=Path, metavar="WORKSPACE|TRANSCRIPT|IDEAS",
+                        help="a workspace folder, a transcript .jsonl, or an idea file (.json) whose idea names its transcript")
     parser.add_argument("--idea-file", type=Path, metavar="IDEA",
                         help="the idea spec, for a transcript whose idea file is not beside it (default: <idea>.json beside it)")
+    parser.add_argument("--idea", dest="idea_name", metavar="NAME",
+                        help="the idea in an ideas list (an AI Scientist ideas.json): SOURCE may be that file, its "
+                        "entry naming the transcript")
     parser.add_argument("--sandbox", type=sandbox_dir, default=Path("sandbox"), metavar="DIR",
                         help="where the replay's workspace is made")
     parser.add_argument("--rtol", type=nonneg_float, default=1e-3, metavar="R",
@@ -33,4 +37,4 @@ def main(args: argparse.Namespace) -> int:
     check_writable(args.sandbox)
     stages = args.stages
     return replay(args.source, idea_file=args.idea_file, sandbox=args.sandbox, rtol=args.rtol, python=args.python,
-                  stages=stages)
+                  stages=stages, idea_name=args.idea_name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ..drive import drive
 from ..errors import InputError
 from ..executors.factory import executor_spec
 from ..pipeline import RunOptions
+from ..spec import unique_names
 from .schedule import drive_fleet
 from .view import IdeaState
 
@@ -44,7 +46,8 @@ class FleetOptions:
         return self.all_ or len(self.ideas) > 1 or self.parallel > 1 or self.executor != "local" or bool(self.gpus)
 
 
-def expand_ideas(paths: list[Path], *, all_: bool, idea_name: str | None) -> list[tuple[Path, str | None]]:
+def expand_ideas(paths: list[Path], *, all_: bool, idea_name: str | None,
+                 warn=lambda s: print(s, file=sys.stderr, flush=True)) -> list[tuple[Path, str | None]]:
     """(file, idea name) for every idea to run: each file's one idea, its named one, or with --all every entry."""
     out: list[tuple[Path, str | None]] = []
     for path in paths:
@@ -57,10 +60,13 @@ def expand_ideas(paths: list[Path], *, all_: bool, idea_name: str | None) -> lis
             raise InputError(path, "no such file") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(path, f"cannot read: {exc}") from None
-        if isinstance(raw, list):
-            for entry in raw:
-                name = entry.get("Name", entry.get("name")) if isinstance(entry, dict) else None
-                out.append((path, str(name) if name is not None else None))
+        if isinstance(raw, list) and raw and all(isinstance(e, dict) for e in raw):
+            names, warnings = unique_names(Path(path), raw)  # a repeated name runs as NAME_2, with a warning
+            for line in warnings:
+                warn(line)
+            out += [(path, name or None) for name in names]
+        elif isinstance(raw, list):
+            out += [(path, None)] * max(1, len(raw))  # load_idea says what is wrong with the list
         else:
             out.append((path, None))
     return out
