@@ -55,9 +55,20 @@ def requirements_of(template: Template) -> Requirements | None:
         return Requirements(text=text, source=str(req), file=req) if text.strip() else None
     if adopt.is_ai_scientist(template.root):
         pkgs = imports.requirements(template.root)
-        if pkgs:
+        if pkgs and not has_modules(imports.modules(template.root)):
             return Requirements(text="".join(f"{p}\n" for p in pkgs), source=f"{template.root}'s imports", inferred=True)
     return None
+
+
+def has_modules(modules: list[str]) -> bool:
+    """Whether this interpreter finds every module's top-level package (found, not imported: nothing runs). Then
+    an AI Scientist folder runs on it, as it did on the user's own environment, and nothing is built."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(m.split(".", 1)[0]) is not None for m in modules)
+    except (ImportError, ValueError):
+        return False
 
 
 def ready_python(template: Template, cache: Path) -> str | None:
