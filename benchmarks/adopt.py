@@ -8,7 +8,8 @@ Copies tests/fixtures/ais_template (no template.toml, no run_0) to a fresh folde
 included: baseline made, one scripted edit, smoke and full run validated. Prints the template's own
 runtime (its executions' wall times: the baseline and every run the journal records), the total, and the
 difference: what the orchestrator adds. The issue's target: under 60 s added on 2 cores, environment build
-aside (here the control plane's Python runs the experiment: no build).
+aside (here the control plane's Python runs the experiment: no build; with --infer-python it is chosen from
+the folder's imports, and is the same one). Also timed: `orchestrate check ideas.json --all` before the run.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _edit() -> str:
     return f"experiment.py\n```python\n<<<<<<< SEARCH\n{OLD}\n=======\n{NEW}\n>>>>>>> REPLACE\n```\n"
 
 
-def once(steps: int, isolation: str) -> dict[str, float]:
+def once(steps: int, isolation: str, python: bool = True) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="orchestrate-adopt-"))
     try:
         folder = tmp / "templates" / "gd_quadratic"
@@ -49,7 +50,11 @@ def once(steps: int, isolation: str) -> dict[str, float]:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ORCHESTRATE_HOME": str(tmp / "home")}
         argv = [sys.executable, "-m", "orchestrator.cli", "run", str(folder / "ideas.json"), "--idea", "momentum",
                 "--sandbox", str(tmp / "sb"), "--stages", "experiments", "--max-runs", "1",
-                "--isolation", isolation, "--python", sys.executable]
+                "--isolation", isolation] + (["--python", sys.executable] if python else [])
+        check = time.monotonic()
+        subprocess.run([sys.executable, "-m", "orchestrator.cli", "check", str(folder / "ideas.json"), "--all"],
+                       env=env, capture_output=True, text=True, timeout=600, check=True)
+        check_s = time.monotonic() - check
         start = time.monotonic()
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
         total = time.monotonic() - start
@@ -62,7 +67,9 @@ def once(steps: int, isolation: str) -> dict[str, float]:
             raise SystemExit("no validated full run")
         baseline = json.loads(next((tmp / "home" / "baselines").glob("*/baseline.json")).read_text())["wall_s"]
         own = baseline + sum(r["wall_s"] for r in runs)
-        return {"total_s": total, "own_s": own, "baseline_s": baseline, "executions": 1 + len(runs)}
+        smoke = next(r for r in runs if r["phase"] == "smoke")
+        return {"total_s": total, "own_s": own, "baseline_s": baseline, "executions": 1 + len(runs), "check_s": check_s,
+                "smoke_s": smoke["wall_s"], "smoke_stopped": float(bool(smoke["timed_out"]))}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -72,13 +79,17 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=50, help="the experiment's steps per seed (its runtime)")
     p.add_argument("--isolation", default="auto", choices=["auto", "none", "bwrap"])
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--infer-python", action="store_true",
+                   help="no --python: the interpreter chosen from the folder's imports (this one, when it has them)")
     args = p.parse_args()
     print(f"cores: {os.cpu_count()}; steps {args.steps}; isolation {args.isolation}")
     for i in range(args.repeat):
-        r = once(args.steps, args.isolation)
+        r = once(args.steps, args.isolation, python=not args.infer_python)
         print(f"#{i + 1}: fresh folder -> first validated run {r['total_s']:.1f} s; the template's own runtime "
               f"{r['own_s']:.1f} s over {r['executions']} executions (baseline {r['baseline_s']:.1f} s); "
-              f"the orchestrator adds {r['total_s'] - r['own_s']:.1f} s")
+              f"the orchestrator adds {r['total_s'] - r['own_s']:.1f} s; smoke {r['smoke_s']:.1f} s"
+              f"{' (stopped at its set time)' if r['smoke_stopped'] else ' (ran to its end)'}; "
+              f"`check --all` beforehand {r['check_s']:.1f} s")
     return 0
 
 
