@@ -37,6 +37,7 @@ class Context:
     objective: Objective | None = None  # what the tree search scores nodes by (the idea's, else the template's)
     search: SearchSettings = field(default_factory=SearchSettings)
     vision_model: str | None = None  # reviews figures and page images (vision.py); None: the model, when it takes images
+    stages_asked: list[str] | None = None  # the stages named by --stages (run's, or resume's), None: the default
 
     @property
     def journal(self):

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .migrations import JOURNAL_VERSION
 
-Stage = Literal["experiments", "plots", "writeup", "compile", "review"]
-STAGES: tuple[str, ...] = ("experiments", "plots", "writeup", "compile", "review")
+Stage = Literal["experiments", "ablations", "plots", "writeup", "compile", "review"]
+STAGES: tuple[str, ...] = ("experiments", "ablations", "plots", "writeup", "compile", "review")
 VerdictStatus = Literal["ok", "failed", "degenerate", "misreported", "tampered", "timeout", "interrupted"]
 Evaluation = Literal["evaluated", "self-reported"]  # metrics from the template's [evaluate] step, or the run's own
 Phase = Literal["smoke", "full", "plot", "latex", "chktex"]

@@ -28,7 +28,7 @@ from . import executors, runner, sandbox
 from . import seeds as seeds_mod
 from .context import Context
 from .errors import PrepareFailed, UnsafePath
-from .events import BaselineRecorded, Feedback, Prepared, RunAggregated, RunFinished, RunStarted
+from .events import BaselineRecorded, Feedback, NodeCreated, Prepared, RunAggregated, RunFinished, RunStarted
 from .feedback import failure_summary
 from .feedback import for_run as feedback_for
 from .paths import changed_files, tree_hashes
@@ -661,13 +661,17 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
         # every reader of the run's folder (plots, tables, the paper) sees the evaluated metrics
         ws.path(out.relative_to(ws.root) / m.results_file).write_text(json.dumps(info, indent=2) + "\n")
     base = baseline(ctx)
-    verdict = validate(info, m, baseline=base.metrics, previous=previous_ok(ctx, run), smoke=smoke, load_error=err)
+    # an ablation (the best node less one change, made by the orchestrator) that equals the baseline or the run
+    # before is a finding, not a run that did nothing: it is judged on everything else
+    ablation = any(n.kind == "ablation" for n in ctx.journal.of(NodeCreated, run=run))
+    verdict = validate(info, m, baseline=None if ablation else base.metrics,
+                       previous=None if ablation else previous_ok(ctx, run), smoke=smoke, load_error=err)
     verdict.eval_wall_s = eval_wall
     if lies:
         verdict.reasons[:0] = lies
         verdict.kinds[:0] = ["misreported"] * len(lies)
         verdict.status = "misreported"
-    prev = None if smoke or info is None else _previous_result(ctx, run)
+    prev = None if smoke or info is None or ablation else _previous_result(ctx, run)
     files = code_files(m)
     if prev is not None and files and not ws.diff(prev.commit, ws.head(), *files).strip():
         verdict.reasons.append(code_unchanged(files, prev.run))

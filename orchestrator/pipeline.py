@@ -260,7 +260,8 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         idea=loaded.idea.model_dump(), idea_path=str(loaded.path), template=template.manifest.name,
         template_root=str(template.root), limits=limits.model_dump(), agent=agent,
         scripted=bool(transcript and transcript.scripted), python=python, isolation=isolation,
-        executor=opts.executor or {}, options={"stages": stages, **search.options(), "vision_model": vision_model},
+        executor=opts.executor or {}, options={"stages": stages, "stages_asked": opts.stages, **search.options(),
+                                              "vision_model": vision_model},
     ), files=files)
     log(f"workspace: {ws.root}")
     ctx = Context(
@@ -270,6 +271,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
         executor=build_executor(opts.executor, local_slots=local_slots(template.manifest, limits)),
         strategy=search.strategy, objective=search.objective, search=search.settings,
         vision_model=vision_model,
+        stages_asked=opts.stages,
     )
     tex = preflight_for(stages)  # TeX is checked now, not discovered at the compile stage
     if tex is not None and not tex[0]:
@@ -336,6 +338,7 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
                                                                        limits)),
         strategy=search.strategy, objective=search.objective, search=search.settings,
         vision_model=vision_model,
+        stages_asked=opts.stages or head.options.get("stages_asked"),
     )
     done = {e.stage for e in ws.journal.of(StageFinished)}
     asked = opts.stages or head.options.get("stages")  # the run's own --stages unless resume names others
@@ -349,7 +352,7 @@ def reopen(root: Path, opts: RunOptions, *, log=print) -> tuple[Context, list[st
 
 def execute(ctx: Context, stages: list[str]) -> None:
     """Run each stage that has not finished yet, in order, recording its start and its end."""
-    from .stages import REGISTRY
+    from .stages import REGISTRY, Skipped
 
     conv = Conversations(ctx)
     j = ctx.journal
@@ -359,4 +362,6 @@ def execute(ctx: Context, stages: list[str]) -> None:
         if not j.last(StageStarted, stage=name):
             j.append(StageStarted(stage=name))
         summary = REGISTRY[name](ctx, conv)
-        j.append(StageFinished(stage=name, status="done", summary=summary or "", commit=ctx.ws.commit(f"stage {name}: done")))
+        status = "skipped" if isinstance(summary, Skipped) else "done"
+        j.append(StageFinished(stage=name, status=status, summary=str(summary or ""),
+                               commit=ctx.ws.commit(f"stage {name}: {status}")))

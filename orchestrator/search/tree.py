@@ -96,7 +96,7 @@ def build_tree(model: WorkspaceModel, objective: Objective | None) -> SearchTree
     if objective is not None:
         base = model.baseline
         tree.baseline_score = objective.score(base.metrics) if base is not None else None
-    linear = not model.nodes
+    linear = all(n.kind == "ablation" for n in model.nodes.values())  # ablations alone: still a linear search
     for run in model.run_list():
         made = model.nodes.get(run.run)
         if made is None and not linear:

@@ -1,0 +1,100 @@
+"""The ablations stage on the tiny template: each change on the best path taken out in turn, each variant its own
+run with the right code, recorded and marked, resumed without rerunning; a change that no longer comes out is
+recorded as not applicable; the paper's results.tex holds the path and ablation tables as macros."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import blk, events, exp, make_idea, only_workspace, run_cli
+
+from orchestrator.workspace import Workspace
+
+LR_UP = exp(1, 1, "Raise the learning rate.\n\n" + blk("LR = 0.05", "LR = 0.1"))
+STEPS_UP = exp(2, 1, "More steps.\n\n" + blk("STEPS = 20", "STEPS = 40"))
+DONE_3 = exp(3, 1, 'Done.\n\n```json\n{"orchestrate": "done", "reason": "two results"}\n```\n')
+
+
+def _run(tmp_path: Path, lines: list[dict], stages: str = "experiments,ablations") -> Path:
+    idea = make_idea(tmp_path, lines, max_runs=3)
+    assert run_cli("run", idea, "--sandbox", tmp_path / "sb", "--stages", stages) == 0
+    return only_workspace(tmp_path / "sb")
+
+
+def _show(ws: Path, commit: str, rel: str = "experiment.py") -> str:
+    return Workspace(ws).git("show", f"{commit}:{rel}")
+
+
+def _ablation_nodes(ws: Path) -> dict[int, dict]:
+    return {e["run"]: e for e in events(ws, "node_created") if e["kind"] == "ablation"}
+
+
+def test_one_run_per_change_with_the_right_code_recorded_and_marked(tmp_path):
+    ws = _run(tmp_path, [LR_UP, STEPS_UP, DONE_3])
+    nodes = _ablation_nodes(ws)
+    assert sorted((n["run"], n["parent"], n["ablates"]) for n in nodes.values()) == [(4, 2, 1), (5, 2, 2)]
+    recorded = {e["run"]: e for e in events(ws, "run_recorded")}
+    assert recorded[4]["status"] == recorded[5]["status"] == "ok", recorded
+    full = {e["run"]: e for e in events(ws, "run_started") if e["phase"] == "full"}
+    without_lr = _show(ws, full[4]["commit"])
+    assert "LR = 0.05" in without_lr and "STEPS = 40" in without_lr  # run 2 less run 1's change
+    without_steps = _show(ws, full[5]["commit"])
+    assert "LR = 0.1" in without_steps and "STEPS = 20" in without_steps  # run 2 less its own change
+    # run 5's code is run 1's, so are its metrics: a finding, not a degenerate run
+    assert recorded[5]["metrics"]["eval.error"] == recorded[1]["metrics"]["eval.error"]
+    assert recorded[4]["metrics"]["eval.error"] != recorded[2]["metrics"]["eval.error"]
+    assert json.loads((ws / "run_4" / "final_info.json").read_text())["config"] == {"lr": 0.05, "steps": 40, "smoke": False}
+    notes = (ws / "notes.txt").read_text()
+    assert "## Run 4 (ablation, not a search result: run 2 without the change of run 1): OK" in notes
+    assert "experiment.py" in (ws / "experiment.py").name and "LR = 0.1" in (ws / "experiment.py").read_text()
+    assert "STEPS = 40" in (ws / "experiment.py").read_text()  # the tree ends at the best node's code
+    done = next(e for e in events(ws, "stage_finished") if e["stage"] == "ablations")
+    assert done["status"] == "done" and done["summary"] == "2 ablation(s) of run 2: 2 result(s)"
+
+
+def test_resume_neither_loses_nor_reruns_a_finished_ablation(tmp_path):
+    ws = _run(tmp_path, [LR_UP, STEPS_UP, DONE_3])
+    journal = ws / ".orchestrate" / "journal.jsonl"
+    rows = journal.read_text().splitlines(keepends=True)
+    # cut the journal as a kill -9 would have, just after the second ablation's node was made
+    cut = next(i for i, r in enumerate(rows) if json.loads(r)["type"] == "node_created" and json.loads(r)["run"] == 5)
+    journal.write_text("".join(rows[:cut + 1]))
+    before = [e for e in events(ws, "run_started") if e["run"] == 4]
+    assert run_cli("resume", ws, "--stages", "experiments,ablations") == 0
+    assert [e for e in events(ws, "run_started") if e["run"] == 4] == before  # the finished one is not run again
+    assert sorted(_ablation_nodes(ws)) == [4, 5]  # the second keeps its number
+    assert [e["status"] for e in events(ws, "run_recorded") if e["run"] == 5] == ["ok"]
+    assert len([e for e in events(ws, "run_started") if e["run"] == 5 and e["phase"] == "full"]) == 1
+    assert run_cli("resume", ws, "--stages", "experiments,ablations") == 0  # finished: nothing again
+    assert len([e for e in events(ws, "run_recorded") if e["run"] in (4, 5)]) == 2
+
+
+def test_a_change_that_no_longer_comes_out_is_recorded_not_applicable(tmp_path):
+    lr_again = exp(2, 1, "Even higher.\n\n" + blk("LR = 0.1", "LR = 0.2"))
+    ws = _run(tmp_path, [LR_UP, lr_again, DONE_3])
+    nodes = _ablation_nodes(ws)
+    assert sorted((n["run"], n["ablates"]) for n in nodes.values()) == [(4, 1), (5, 2)]
+    recorded = {e["run"]: e for e in events(ws, "run_recorded")}
+    assert recorded[4]["status"] == "failed" and recorded[4]["attempts"] == 0
+    assert recorded[4]["reasons"][0].startswith("not applicable: the change of run 1 does not come out of run 2's code")
+    assert not [e for e in events(ws, "run_started") if e["run"] == 4]  # nothing ran for it
+    assert recorded[5]["status"] == "ok"
+    assert "LR = 0.1" in _show(ws, next(e for e in events(ws, "run_started") if e["run"] == 5)["commit"])
+    assert "NOT APPLICABLE" in (ws / "notes.txt").read_text()
+    done = next(e for e in events(ws, "stage_finished") if e["stage"] == "ablations")
+    assert done["summary"] == "2 ablation(s) of run 2: 1 result(s), 1 not applicable"
+
+
+def test_skipped_in_one_line_for_a_linear_run_not_asked_for_it(tmp_path):
+    ws = _run(tmp_path, [LR_UP, STEPS_UP, DONE_3], stages="experiments")
+    ctx_stages = [e["stage"] for e in events(ws, "stage_finished")]
+    assert ctx_stages == ["experiments"]
+    from orchestrator.pipeline import RunOptions, reopen
+    from orchestrator.stages import ablations
+
+    ctx, _ = reopen(ws, RunOptions())
+    try:
+        assert ablations.run_stage(ctx, None) == "skipped: the linear strategy (ask for it with --stages ...,ablations)"
+    finally:
+        ctx.ws.unlock()
