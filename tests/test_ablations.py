@@ -98,3 +98,41 @@ def test_skipped_in_one_line_for_a_linear_run_not_asked_for_it(tmp_path):
         assert ablations.run_stage(ctx, None) == "skipped: the linear strategy (ask for it with --stages ...,ablations)"
     finally:
         ctx.ws.unlock()
+
+
+def test_results_tex_has_the_path_and_ablation_tables_as_macros(tmp_path):
+    from orchestrator.paper import integrity
+    from orchestrator.paper import results_tex as paper_results
+    from orchestrator.paper import tex as texmod
+
+    ws_root = _run(tmp_path, [LR_UP, STEPS_UP, DONE_3])
+    ws = Workspace(ws_root)
+    text, ok, bad = paper_results.generate(ws, [])
+    assert {r.run: (r.kind, r.parent, r.ablates) for r in ok if r.is_ablation} == {4: ("ablation", 2, 1), 5: ("ablation", 2, 2)}
+    table = text[text.index("\\newcommand{\\resultstable}"):text.index("\\newcommand{\\searchpathtable}")]
+    assert "Run 2" in table and "Run 4" not in table and "Run 5" not in table  # ablations are not search results
+    path = text[text.index("\\newcommand{\\searchpathtable}"):text.index("\\newcommand{\\ablationtable}")]
+    assert "1 & Run 1 & draft from the template & \\result{run1}{eval.error} & \\stepdiff{run1}{eval.error}" in path
+    assert "2 & Run 2 & improve from step 1 & \\result{run2}{eval.error} & \\stepdiff{run2}{eval.error}" in path
+    abl = text[text.index("\\newcommand{\\ablationtable}"):]
+    assert "none (the best node) & Run 2 & \\result{run2}{eval.error}" in abl
+    assert "step 1 (draft) & Run 4 & \\result{run4}{eval.error} & \\stepdiff{run4}{eval.error}" in abl
+    assert "step 2 (improve) & Run 5 & \\result{run5}{eval.error} & \\stepdiff{run5}{eval.error}" in abl
+    steps = texmod.setresults(text, "stepdiff")
+    rec = {e["run"]: e["metrics"] for e in events(ws_root, "run_recorded")}
+    d = rec[4]["eval.error"] - rec[2]["eval.error"]  # one seed: the signed difference from the best node
+    assert abs(float(texmod.plain_value(steps[("run4", "eval.error")])) - d) <= 1e-3 * abs(d)
+    assert ("run1", "eval.error") in steps and ("run2", "eval.error") in steps
+    # the integrity check reads every number of the tables from the macros, and still flags a typed one
+    paper = "\\begin{document}\n\\searchpathtable\n\\ablationtable\nWithout it the error is 0.123456.\n\\end{document}\n"
+    tables = path + abl
+    rendered = texmod.source_text(paper.replace("\\searchpathtable\n\\ablationtable", _body(tables)), text)
+    rep = integrity.check(integrity.PaperInputs(text=rendered, runs=ok, failed=bad, results_tex=text))
+    unmatched = [f for f in rep.findings if f.kind == "unmatched-number"]
+    assert [f.message.split()[0] for f in unmatched] == ["0.123456"], unmatched
+    assert rep.numbers_matched >= 6
+
+
+def _body(tables: str) -> str:
+    """The rows of the generated tables, as the paper typesets them (the \\newcommand wrappers off)."""
+    return "\n".join(ln for ln in tables.splitlines() if "&" in ln)

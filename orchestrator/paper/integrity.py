@@ -228,7 +228,7 @@ def _macro_numbers(results_tex: str | None) -> list[tuple[float, str]]:
     """Every number results.tex prints (a mean, its ± half-width, a difference's interval): generated
     from validated runs, so the text may show them."""
     out = []
-    for macro in ("result", "change", "diff"):
+    for macro in ("result", "change", "diff", "stepdiff"):
         for (run, key), v in texmod.setresults(results_tex or "", macro).items():
             out += [(n.value, f"{run} {key}") for n in extract_numbers(texmod.plain_value(v))]
     return out
@@ -258,7 +258,7 @@ def _check_source(p: PaperInputs, rep: IntegrityReport) -> None:
                 if not _figure_exists(target, roots):
                     f.append(Finding(kind="missing-figure", where=f"results.tex:{line}",
                                      message=f"figure {target!r} is placed but no such file exists"))
-        defined = {m: texmod.setresults(p.results_tex, m) for m in ("result", "change", "diff")}
+        defined = {m: texmod.setresults(p.results_tex, m) for m in ("result", "change", "diff", "stepdiff")}
         failed = {r.label: r.status for r in p.failed}
         for run, key, line, macro in texmod.result_uses(tex):
             if (run, key) in defined[macro]:
@@ -319,6 +319,7 @@ class ClaimInputs:
     goals: Mapping[str, str] = field(default_factory=dict)  # metric -> "max" | "min" (the manifest's [goals])
     key_metrics: Sequence[str] = ()  # bound by name as well as by macro
     baseline: str = "run0"
+    references: Mapping[str, str] = field(default_factory=dict)  # run -> what its \stepdiff compares it with
 
 
 def seeds_of(runs: list[RunData]) -> dict[str, dict[str, list[float]]]:
@@ -359,7 +360,7 @@ _LINE = re.compile("\x01(\\d+)\x02")
 class _Mention:
     run: str
     pos: int
-    implied_baseline: bool = False  # \diff and \change compare against the baseline
+    implied: str | None = None  # compared with: \diff and \change the baseline, \stepdiff its reference
 
 
 def check_claims(p: PaperInputs, rep: IntegrityReport) -> None:
@@ -431,7 +432,7 @@ def _claim_text(p: PaperInputs) -> tuple[str, list[tuple[str, str, str]], str]:
             macros.append((m.group(1), m.group(2).strip(), m.group(3).strip()))
             return f" \x03{len(macros) - 1}\x04 "
 
-        src = re.sub(r"\\(result|change|diff)\{([^}]*)\}\{([^}]*)\}", _tok, src)
+        src = re.sub(r"\\(result|change|diff|stepdiff)\{([^}]*)\}\{([^}]*)\}", _tok, src)
         src = re.sub(r"\\setcaption\{[^}]*\}", "\n\n", src)  # a figure's caption is prose too (to_text drops it)
         return texmod.to_text(src, {}), macros, "paper.tex"
     text = _references_cut(p.text or "")
@@ -542,7 +543,8 @@ def _mentions(clause: str, metric: str, macros: list[tuple[str, str, str]], c: C
     out: list[_Mention] = []
     for m in _TOKEN.finditer(clause):
         macro, run, _key = macros[int(m.group(1))]
-        out.append(_Mention(run, m.start(), implied_baseline=macro != "result"))
+        implied = None if macro == "result" else c.references.get(run) if macro == "stepdiff" else c.baseline
+        out.append(_Mention(run, m.start(), implied=implied))
     plain = _TOKEN.sub(lambda m: " " * len(m.group(0)), clause)
     for m in _RUN_NAME.finditer(plain):
         out.append(_Mention(c.baseline if m.group(2) else f"run{m.group(1)}", m.start()))
@@ -563,8 +565,8 @@ def _roles(clause: str, mentions: list[_Mention], baseline: str) -> tuple[list[s
         if mn.run in subjects or mn.run in refs:
             continue
         (refs if _REFERENCE.search(plain[max(0, mn.pos - 40):mn.pos]) else subjects).append(mn.run)
-        if mn.implied_baseline and baseline not in subjects and baseline not in refs and mn.run != baseline:
-            refs.append(baseline)
+        if mn.implied and mn.implied not in subjects and mn.implied not in refs and mn.run != mn.implied:
+            refs.append(mn.implied)
     return subjects, refs
 
 

@@ -20,9 +20,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .. import stats
+from ..objective import Objective
 from ..paths import readable, writable
 from ..readmodel import WorkspaceModel
 from ..results import flatten
+from ..search.tree import build_tree
 from . import tex as texmod
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -39,6 +41,13 @@ class RunData(BaseModel):
     baseline: bool = False
     seeds: dict[str, list[float]] = Field(default_factory=dict)  # metric -> one value per ok seed ({}: values is one seed)
     self_reported: list[str] = Field(default_factory=list)  # metrics the sealed evaluator did not compute
+    kind: str = ""  # its search node's kind: draft, improve, debug or ablation ("" for the baseline)
+    parent: int | None = None  # the node it was made from (0: the template; an ablation's: the best node)
+    ablates: int | None = None  # an ablation: the node whose change it takes out of the best node
+
+    @property
+    def is_ablation(self) -> bool:
+        return self.kind == "ablation"
 
     @property
     def label(self) -> str:
@@ -127,7 +136,19 @@ def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
             if data_ is not None:
                 values = _numeric(flatten(data_))
         bad.append(RunData(run=run, status=rec.status if rec.status != "ok" else "failed", values=values))
+    tree = build_tree(model, None)  # structure only: each run's node kind, parent and what an ablation takes out
+    for r in [*ok, *bad]:
+        node = tree.nodes.get(r.run)
+        if node is not None and not r.baseline:
+            r.kind, r.parent, r.ablates = node.kind, node.parent, node.ablates
     return ok, bad
+
+
+def references_of(runs: list[RunData]) -> dict[str, str]:
+    """Run label -> the label of the run its \\stepdiff is taken against: an ablation's best node, a search
+    node's parent when that is a result (run0, the baseline, for a draft)."""
+    have = {r.run for r in runs}
+    return {r.label: f"run{r.parent}" for r in runs if not r.baseline and r.parent is not None and r.parent in have}
 
 
 def format_value(v: float) -> str:
@@ -177,7 +198,8 @@ def provenance(runs: list[RunData], evaluator: bool) -> str:
 
 
 def results_tex(runs: list[RunData], key_metrics: list[str], figures: list[str], *, source: str = "",
-                aspects: dict[str, float] | None = None, evaluator: bool = False) -> str:
+                aspects: dict[str, float] | None = None, evaluator: bool = False,
+                search: SearchPaper | None = None) -> str:
     """The generated file the paper inputs. Deterministic: the same runs give the same bytes."""
     example = key_metrics[0] if key_metrics else "metric"
     n_seeds = sorted({r.n_seeds for r in runs})
@@ -211,7 +233,8 @@ def results_tex(runs: list[RunData], key_metrics: list[str], figures: list[str],
     over = (f"{n_seeds[0]} seeds per run" if len(n_seeds) == 1 else  # a run with fewer ok seeds (min_ok) says so
             ", ".join(f"{r.n_seeds} seed{'s' if r.n_seeds != 1 else ''} for {r.title.lower()}" for r in runs))
     seeds_note = "one seed per run" if n_seeds == [1] else f"mean \\(\\pm\\) the half-width of its 95\\% t interval over {over}"
-    out += _table(runs, keys, seeds_note)
+    out += _table([r for r in runs if not r.is_ablation], keys, seeds_note)
+    out += search_tables(runs, keys, seeds, search)
     out += _figures(figures, aspects or {})
     return "\n".join(out) + "\n"
 
@@ -263,6 +286,154 @@ def _table(runs: list[RunData], keys: list[str], seeds_note: str = "") -> list[s
     ]
 
 
+class PathStep(BaseModel):
+    """One node on the path that led to the best node: what kind of step made it, from which node, its verdict."""
+
+    run: int
+    kind: str
+    parent: int
+    status: str
+    plan: str = ""  # the agent's plan (for the writeup prompt: never typeset, it is the agent's words)
+
+
+class AblationRow(BaseModel):
+    """One ablation of the best node: the run that takes node `ablates`'s change out, and its verdict."""
+
+    run: int
+    ablates: int
+    status: str
+    applicable: bool = True
+    reason: str = ""
+
+
+class SearchPaper(BaseModel):
+    """What the paper gets from the tree: the best node, the path that led there and its ablations, all
+    scored by one metric (the objective's; without an objective, the first key metric)."""
+
+    best: int
+    metric: str
+    goal: str | None = None
+    objective: str = ""  # Objective.describe(), "" when none is declared
+    path: list[PathStep] = Field(default_factory=list)
+    ablations: list[AblationRow] = Field(default_factory=list)
+
+
+def search_paper(model: WorkspaceModel, objective: Objective | None, key_metrics: list[str]) -> SearchPaper | None:
+    """The search's part of the paper, or None for a workspace that has neither tree nodes nor ablations (a
+    linear run's paper stays as it was) or no best node."""
+    if not model.nodes:
+        return None
+    tree = build_tree(model, objective)
+    best = tree.best()
+    metric = objective.metric if objective is not None else (key_metrics[0] if key_metrics else None)
+    if best is None or metric is None:
+        return None
+    path = [PathStep(run=n.node, kind=n.kind, parent=n.parent, status=n.status, plan=n.plan) for n in tree.path_to(best.node)]
+    rows = [AblationRow(run=n.node, ablates=n.ablates, status=n.status, applicable=not n.reasons[:1] or
+                        not n.reasons[0].startswith("not applicable"), reason=(n.reasons or [""])[0])
+            for n in tree.ablations() if n.parent == best.node and n.ablates is not None]
+    return SearchPaper(best=best.node, metric=metric, goal=objective.goal if objective is not None else None,
+                       objective=objective.describe() if objective is not None else "", path=path, ablations=rows)
+
+
+def step_macros(seeds: stats.Seeds, references: dict[str, str], keys: list[str]) -> list[str]:
+    """A \\setstepdiff for each key of every run that has a reference (references_of): the difference of its
+    mean from the reference's with the 95% Welch interval, as \\setdiff prints it against the baseline."""
+    out = []
+    for run in sorted(references):
+        ref = references[run]
+        if run not in seeds or ref not in seeds or not _SAFE_KEY.match(run):
+            continue
+        for key in keys:
+            d = stats.against(seeds, run, ref, key) if _SAFE_KEY.match(key) else None
+            if d is not None and d.diff is not None:
+                out.append(f"\\setstepdiff{{{run}}}{{{key}}}{{{texmod.latex_number(stats.format_difference(d))}}}")
+    return out
+
+
+def search_tables(runs: list[RunData], keys: list[str], seeds: dict[str, dict[str, list[float]]],
+                  search: SearchPaper | None) -> list[str]:
+    """\\setstepdiff lines, \\searchpathtable (label tab:path) and \\ablationtable (label tab:ablations);
+    both empty without a search (the paper template places them after the results table)."""
+    if search is None:
+        return ["\\newcommand{\\searchpathtable}{}", "\\newcommand{\\ablationtable}{}", ""]
+    m = search.metric
+    have = {r.run: r for r in runs}
+    refs = references_of(runs)
+    out = ["% Each search step's and ablation's difference from the run it was made from (a step: its parent node;",
+           "% an ablation: the best node), with its 95% Welch interval: \\stepdiff{<run>}{<metric>}"]
+    out += step_macros(seeds, refs, [*keys, *([m] if m not in keys else [])])
+    out.append("")
+    goal = {"max": ", higher is better", "min": ", lower is better"}.get(search.goal or "", "")
+    name = f"\\texttt{{{escape_tt(m)}}}"
+
+    def value(run: int) -> str:
+        r = have.get(run)
+        return f"\\result{{run{run}}}{{{m}}}" if r is not None and m in r.values else "--"
+
+    def step(run: int) -> str:
+        return f"\\stepdiff{{run{run}}}{{{m}}}" if f"run{run}" in refs and m in have[run].values else "--"
+
+    rows = []
+    step_of = {p.run: i for i, p in enumerate(search.path, 1)}
+    for i, p in enumerate(search.path, 1):
+        made = "the template" if p.parent == 0 else f"step {step_of.get(p.parent, '?')}"
+        verdict = value(p.run) if p.run in have else f"not a result ({escape_tt(p.status)})"
+        rows.append(f"{i} & Run {p.run} & {escape_tt(p.kind)} from {made} & {verdict} & {step(p.run)} \\\\")
+    best_step = len(search.path)
+    out += [
+        "\\newcommand{\\searchpathtable}{%",
+        "\\begin{table}[t]",
+        "\\centering\\small",
+        f"\\caption{{The path of the search to its best node, run {search.best}"
+        + (f" (objective: {escape_tt(search.objective)})" if search.objective else "")
+        + f": each step, the kind of step that made it, {name}{goal} over its seeds, and its difference from the step "
+          "before (from the baseline for the first) with its 95\\% Welch interval. \\resultsprovenance}",
+        "\\label{tab:path}",
+        "\\begin{tabular}{rllrr}",
+        "\\toprule",
+        f"Step & Node & Kind & {name} & $\\Delta$ vs.\\ previous \\\\",
+        "\\midrule",
+        *rows,
+        "\\bottomrule",
+        "\\end{tabular}",
+        "\\end{table}}",
+        "",
+    ]
+    if not search.ablations:
+        return [*out, "\\newcommand{\\ablationtable}{}", ""]
+    arows = [f"none (the best node) & Run {search.best} & {value(search.best)} & -- \\\\"]
+    for a in search.ablations:
+        what = f"step {step_of.get(a.ablates, '?')} ({escape_tt(next((p.kind for p in search.path if p.run == a.ablates), ''))})"
+        if not a.applicable:
+            arows.append(f"{what} & -- & not applicable & -- \\\\")
+        elif a.run in have:
+            arows.append(f"{what} & Run {a.run} & {value(a.run)} & {step(a.run)} \\\\")
+        else:
+            arows.append(f"{what} & -- & not a result ({escape_tt(a.status)}) & -- \\\\")
+    out += [
+        "\\newcommand{\\ablationtable}{%",
+        "\\begin{table}[t]",
+        "\\centering\\small",
+        f"\\caption{{Ablations of the best node, run {search.best} (step {best_step} of Table~\\ref{{tab:path}}): each "
+        "change on its path taken out of its code in turn, each variant run as its own run over its seeds; "
+        f"{name}{goal}, and the difference from run {search.best} with its 95\\% Welch interval. A change that no "
+        "longer comes out of the best node's code (a later step rewrote its lines) is not applicable. "
+        "Ablation runs are not search results. \\resultsprovenance}",
+        "\\label{tab:ablations}",
+        "\\begin{tabular}{llrr}",
+        "\\toprule",
+        f"Change taken out & Run & {name} & $\\Delta$ vs.\\ run {search.best} \\\\",
+        "\\midrule",
+        *arows,
+        "\\bottomrule",
+        "\\end{tabular}",
+        "\\end{table}}",
+        "",
+    ]
+    return out
+
+
 def _figures(figures: list[str], aspects: dict[str, float]) -> list[str]:
     out = ["\\newcommand{\\resultfigures}{%"]
     for rel in figures:
@@ -295,12 +466,13 @@ def _aspects(root: Path, figures: list[str]) -> dict[str, float]:
     return out
 
 
-def generate(ws, figures: list[str]) -> tuple[str, list[RunData], list[RunData]]:
+def generate(ws, figures: list[str], objective: Objective | None = None) -> tuple[str, list[RunData], list[RunData]]:
     """Write latex/results.tex in the workspace; returns (its text, result runs, non-result runs)."""
     ok, bad = collect_runs(ws)
     runs = ", ".join(r.label for r in ok if not r.baseline) or "none"
+    search = search_paper(WorkspaceModel.build(ws.journal.events), objective, ws.manifest.key_metrics)
     text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures), evaluator=has_evaluator(ws),
-                       source=f"the journal's metrics of runs recorded ok: {runs}; run0 = baseline")
+                       source=f"the journal's metrics of runs recorded ok: {runs}; run0 = baseline", search=search)
     (ws.root / "latex").mkdir(parents=True, exist_ok=True)
     writable(ws.root, "latex/results.tex").write_text(text)
     return text, ok, bad

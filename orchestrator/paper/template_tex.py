@@ -14,7 +14,7 @@ from .tex import PLACEHOLDER
 
 TEMPLATE_TEX = "latex/template.tex"
 RESULTS_PACKAGE = "orchestrate-results"
-TABLE_AND_FIGURES = "\n\\resultstable\n\\resultfigures\n"  # placed after the results section's placeholder
+TABLE_AND_FIGURES = "\n\\resultstable\n\\searchpathtable\n\\ablationtable\n\\resultfigures\n"  # after the results placeholder
 # (marker, heading when the template lacks the section, words that name it in a heading), in paper order
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("introduction", "Introduction", ("intro",)),

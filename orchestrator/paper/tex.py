@@ -19,10 +19,10 @@ PLACEHOLDER = "(to be written)"
 _COMMENT = re.compile(r"(?<!\\)%.*$")
 _CITE = re.compile(r"\\(?:no)?cite[a-zA-Z]*\*?(?:\[[^\]]*\]){0,2}\{([^}]*)\}")
 _GRAPHICS = re.compile(r"\\includegraphics\*?(?:\[[^\]]*\])?\{([^}]*)\}")
-_RESULT = re.compile(r"\\(result|change|diff)\{([^}]*)\}\{([^}]*)\}")
+_RESULT = re.compile(r"\\(result|change|diff|stepdiff)\{([^}]*)\}\{([^}]*)\}")
 _SECTION = re.compile(r"\\section\*?\{([^}]*)\}")
 _BIBKEY = re.compile(r"@\s*([A-Za-z]+)\s*[{(]\s*([^,\s]+)\s*,")
-_SETRESULT = re.compile(r"\\set(result|change|diff)\{([^}]*)\}\{([^}]*)\}\{(.*)\}\s*$")
+_SETRESULT = re.compile(r"\\set(result|change|diff|stepdiff)\{([^}]*)\}\{([^}]*)\}\{(.*)\}\s*$")
 
 
 @dataclass
@@ -61,7 +61,7 @@ def graphics(tex: str) -> list[tuple[str, int]]:
 
 
 def result_uses(tex: str) -> list[tuple[str, str, int, str]]:
-    """(run, metric, line, macro) for every \\result, \\change and \\diff in the source."""
+    """(run, metric, line, macro) for every \\result, \\change, \\diff and \\stepdiff in the source."""
     clean = strip_comments(tex)
     return [(m.group(2).strip(), m.group(3).strip(), _line_of(clean, m.start()), m.group(1)) for m in _RESULT.finditer(clean)]
 
@@ -106,7 +106,8 @@ def placeholders(tex: str) -> list[tuple[str, int]]:
 
 
 def setresults(results_tex: str, macro: str = "result") -> dict[tuple[str, str], str]:
-    """(run, metric) -> the LaTeX value results.tex sets, for \\result (or "change": \\change, "diff": \\diff)."""
+    """(run, metric) -> the LaTeX value results.tex sets, for \\result (or "change": \\change, "diff": \\diff,
+    "stepdiff": \\stepdiff)."""
     out = {}
     for ln in results_tex.splitlines():
         m = _SETRESULT.match(ln.strip())
@@ -121,14 +122,14 @@ _DROP_ARG = ("label", "ref", "eqref", "autoref", "cref", "Cref", "pageref", "inc
 
 
 def to_text(tex: str, values: dict[tuple[str, str], str], changes: dict[tuple[str, str], str] | None = None,
-            diffs: dict[tuple[str, str], str] | None = None) -> str:
+            diffs: dict[tuple[str, str], str] | None = None, steps: dict[tuple[str, str], str] | None = None) -> str:
     """A plain-text rendering of LaTeX prose: \\result macros replaced by their values, citations and
     references by placeholders, other commands dropped, their text arguments kept."""
     s = strip_comments(tex)
     s = re.sub(r"\\begin\{document\}", "", s)
 
     def _value(m: re.Match) -> str:
-        table = {"result": values, "change": changes or {}, "diff": diffs or {}}[m.group(1)]
+        table = {"result": values, "change": changes or {}, "diff": diffs or {}, "stepdiff": steps or {}}[m.group(1)]
         v = table.get((m.group(2).strip(), m.group(3).strip()))
         if v is None:
             return "??"
@@ -148,7 +149,7 @@ def to_text(tex: str, values: dict[tuple[str, str], str], changes: dict[tuple[st
 def source_text(tex: str, results_tex: str | None) -> str:
     """The paper as text when there is no PDF: the source with results.tex's values put in."""
     return to_text(tex, setresults(results_tex or ""), setresults(results_tex or "", "change"),
-                   setresults(results_tex or "", "diff"))
+                   setresults(results_tex or "", "diff"), setresults(results_tex or "", "stepdiff"))
 
 
 def plain_value(latex_value: str) -> str:

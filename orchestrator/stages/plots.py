@@ -183,7 +183,10 @@ def execute_plot(ctx: Context, attempt: int) -> tuple[RunFinished, list[FigureCh
 
 
 def _first_prompt(ctx: Context, script: str) -> str:
+    from ..events import NodeCreated
+
     m = ctx.manifest
+    ablations = {n.run: n for n in ctx.journal.of(NodeCreated) if n.kind == "ablation"}
     runs = []
     for d in result_runs(ctx):
         n = int(d.name[4:])
@@ -194,13 +197,16 @@ def _first_prompt(ctx: Context, script: str) -> str:
         from ..results import flatten
 
         flat = flatten(info)
-        runs.append({"dir": d.name, "title": "baseline" if n == 0 else f"run {n}",
+        a = ablations.get(n)
+        title = (f"ablation of run {a.parent}: run {a.parent} without the change of run {a.ablates} (not a search result)"
+                 if a is not None else "baseline" if n == 0 else f"run {n}")
+        runs.append({"dir": d.name, "title": title,
                      "metrics": ", ".join(f"{k} {fmt(flat[k])}" for k in m.key_metrics if k in flat)})
     return prompts.render(
         "plots_first", idea=ctx.idea, script=script, runs=runs, results_file=m.results_file,
         command=m.plot_command, timeout_s=ctx.limits.plot_timeout_s, max_attempts=ctx.limits.max_plot_attempts,
         figures=m.figures, key_metrics=m.key_metrics, labels=labels_mode(ctx, script),
-        run_dirs=[d.name for d in result_runs(ctx)],
+        run_dirs=[d.name for d in result_runs(ctx)], ablations=bool(ablations),
     )
 
 

@@ -59,7 +59,8 @@ def workspace_inputs(ws, idea=None) -> tuple[integrity.PaperInputs, str]:
     key_metrics, goals = _manifest_metrics(ws)
     deltas = [float(v) for v in paper_results.changes(ok, key_metrics).values()] + [stats.CONFIDENCE * 100]
     bib = root / "latex" / "references.bib"
-    claims = integrity.ClaimInputs(seeds=integrity.seeds_of(ok), goals=goals, key_metrics=key_metrics, baseline="run0")
+    claims = integrity.ClaimInputs(seeds=integrity.seeds_of(ok), goals=goals, key_metrics=key_metrics, baseline="run0",
+                                   references=paper_results.references_of(ok))
     return integrity.PaperInputs(
         text=text, tex=tex, tex_dir=root / "latex", results_tex=results_tex,
         bib=texmod.read(bib) if bib.exists() else None, runs=ok, failed=bad,

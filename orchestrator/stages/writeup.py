@@ -25,7 +25,9 @@ from ..paper import results_tex as paper_results
 from ..paper import template_tex
 from ..paper import tex as texmod
 from ..paths import writable
+from ..readmodel import WorkspaceModel
 from . import stage
+from .ablations import objective_of
 
 STAGE = "writeup"
 LATEX_TEMPLATE = Path(__file__).resolve().parents[2] / "latex"
@@ -95,6 +97,20 @@ def good_figures(ctx: Context) -> list[str]:
             if check_image(p).ok]
 
 
+def search_context(search: paper_results.SearchPaper, ok_runs: list[paper_results.RunData]) -> dict:
+    """The search's part of the writeup prompt: the best node, each step on its path (kind, plan, its macros)
+    and each ablation, by run label; plans are the agent's own words, given to it, never typeset."""
+    have = {r.run for r in ok_runs}
+    step_of = {p.run: i for i, p in enumerate(search.path, 1)}
+    steps = [{"step": i, "label": f"run{p.run}", "kind": p.kind, "plan": " ".join(p.plan.split())[:300],
+              "made_from": "the template" if p.parent == 0 else f"step {step_of.get(p.parent, '?')} (run{p.parent})",
+              "result": p.run in have, "status": p.status} for i, p in enumerate(search.path, 1)]
+    ablations = [{"label": f"run{a.run}", "step": step_of.get(a.ablates), "ablates": f"run{a.ablates}",
+                  "result": a.run in have, "applicable": a.applicable, "status": a.status} for a in search.ablations]
+    return {"best": f"run{search.best}", "metric": search.metric, "objective": search.objective, "steps": steps,
+            "ablations": ablations}
+
+
 def _placeholder_left(ctx: Context, marker: str, step: str) -> bool:
     tex = (ctx.ws.root / PAPER).read_text()
     if step == "title":
@@ -108,7 +124,9 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     j, ws = ctx.journal, ctx.ws
     latex = prepare_latex(ctx)
     figures = good_figures(ctx)
-    _text, ok_runs, bad_runs = paper_results.generate(ws, figures)
+    objective = objective_of(ctx)
+    _text, ok_runs, bad_runs = paper_results.generate(ws, figures, objective)
+    search = paper_results.search_paper(WorkspaceModel.build(j.events), objective, ctx.manifest.key_metrics)
     j.append(Artifact(stage=STAGE, kind="results-tex", path="latex/results.tex",
                       detail=f"{sum(1 for r in ok_runs if not r.baseline)} validated run(s), {len(figures)} figure(s)"))
     bib_path = latex / "references.bib"
@@ -121,7 +139,9 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
                           detail=f"added: {', '.join(added)}" if added else "unchanged"))
     ws.commit("writeup: latex template, results.tex from validated runs, bibliography")
     context = prompts.render(
-        "writeup_context", idea=ctx.idea, runs=[r.label for r in ok_runs], framing=template_prompt(ctx.ws),
+        "writeup_context", idea=ctx.idea, runs=[r.label for r in ok_runs if not r.is_ablation],
+        framing=template_prompt(ctx.ws), ablation_runs=[r.label for r in ok_runs if r.is_ablation],
+        search=search_context(search, ok_runs) if search is not None else None,
         not_results=[f"run {r.run}: {r.status}" for r in bad_runs],
         figures=[paper_results.figure_name(f) for f in figures],
         bib=texmod.bib_entries(bib_path.read_text()),
