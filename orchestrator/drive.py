@@ -7,7 +7,7 @@ import sys
 
 from .context import Context
 from .errors import BudgetExceeded
-from .events import Message, RunRecorded
+from .events import Message, NodeCreated, RunRecorded
 from .pipeline import execute
 from .progress import Progress
 
@@ -39,7 +39,10 @@ def drive(ctx: Context, stages: list[str], *, verbosity: int = 0) -> int:
         ctx.ws.unlock()
         raise
     ctx.ws.unlock()
-    recs = ctx.journal.of(RunRecorded)
+    ablation = {n.run for n in ctx.journal.of(NodeCreated) if n.kind == "ablation"}  # not search results
+    recs = [r for r in ctx.journal.of(RunRecorded) if r.run not in ablation]
+    abl = [r for r in ctx.journal.of(RunRecorded) if r.run in ablation]
     ok = sum(1 for r in recs if r.status == "ok")
-    print(f"done: {ok} of {len(recs)} run(s) are results; workspace: {ctx.ws.root}")
+    extra = f", {sum(1 for r in abl if r.status == 'ok')} of {len(abl)} ablation(s) are results" if abl else ""
+    print(f"done: {ok} of {len(recs)} run(s) are results{extra}; workspace: {ctx.ws.root}")
     return 0

@@ -5,9 +5,11 @@ recorded as not applicable; the paper's results.tex holds the path and ablation 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-from conftest import blk, events, exp, make_idea, only_workspace, run_cli
+import pytest
+from conftest import FIXTURES, blk, cli_subprocess, events, exp, make_idea, only_workspace, run_cli
 
 from orchestrator.workspace import Workspace
 
@@ -136,3 +138,29 @@ def test_results_tex_has_the_path_and_ablation_tables_as_macros(tmp_path):
 def _body(tables: str) -> str:
     """The rows of the generated tables, as the paper typesets them (the \\newcommand wrappers off)."""
     return "\n".join(ln for ln in tables.splitlines() if "&" in ln)
+
+
+HAVE_TEX = all(shutil.which(t) for t in ("latexmk", "pdflatex", "bibtex"))
+
+
+@pytest.mark.skipif(not HAVE_TEX, reason="latexmk/pdflatex/bibtex not installed")
+def test_the_scripted_paper_with_ablations_compiles_and_its_integrity_check_is_clean(tmp_path):
+    """The paper transcript (two changes), the ablations before the plots: the writeup transcript still fits,
+    the paper compiles with the path and ablation tables, and the review finds no number without a run."""
+    env = {"HOME": str(tmp_path / "home"), "ORCHESTRATE_HOME": str(tmp_path / "orch"), "ORCHESTRATE_MODEL": ""}
+    proc = cli_subprocess("run", FIXTURES / "paper_idea.json", "--sandbox", tmp_path / "sb", "--stages",
+                          "experiments,ablations,plots,writeup,compile,review", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 of 2 run(s) are results, 2 of 2 ablation(s) are results" in proc.stdout
+    ws = only_workspace(tmp_path / "sb")
+    assert (ws / "paper.pdf").read_bytes()[:5] == b"%PDF-"
+    plots = next(e for e in events(ws, "exchange") if e["stage"] == "plots")
+    assert "run_4/final_info.json — ablation of run 2: run 2 without the change of run 1 (not a search result)" in plots["prompt"]
+    context = next(e for e in events(ws, "exchange") if e["stage"] == "writeup")["prompt"]
+    assert "The best node is run2" in context and "- step 1: run1, draft from the template" in context
+    assert "- run4: without the change of step 1 (run1)" in context
+    review = json.loads((ws / "review.json").read_text())
+    kinds = [f["kind"] for f in review["integrity"]["findings"] if f.get("severity", "error") == "error"]
+    assert not [k for k in kinds if k in ("unmatched-number", "undefined-result", "failed-run-number")], kinds
+    text = (ws / "latex" / "results.tex").read_text()
+    assert "\\label{tab:ablations}" in text and "\\result{run4}{eval.error}" in text

@@ -318,7 +318,8 @@ class SearchPaper(BaseModel):
     ablations: list[AblationRow] = Field(default_factory=list)
 
 
-def search_paper(model: WorkspaceModel, objective: Objective | None, key_metrics: list[str]) -> SearchPaper | None:
+def search_paper(model: WorkspaceModel, objective: Objective | None, key_metrics: list[str],
+                 goals: dict[str, str] | None = None) -> SearchPaper | None:
     """The search's part of the paper, or None for a workspace that has neither tree nodes nor ablations (a
     linear run's paper stays as it was) or no best node."""
     if not model.nodes:
@@ -332,7 +333,7 @@ def search_paper(model: WorkspaceModel, objective: Objective | None, key_metrics
     rows = [AblationRow(run=n.node, ablates=n.ablates, status=n.status, applicable=not n.reasons[:1] or
                         not n.reasons[0].startswith("not applicable"), reason=(n.reasons or [""])[0])
             for n in tree.ablations() if n.parent == best.node and n.ablates is not None]
-    return SearchPaper(best=best.node, metric=metric, goal=objective.goal if objective is not None else None,
+    return SearchPaper(best=best.node, metric=metric, goal=objective.goal if objective is not None else (goals or {}).get(metric),
                        objective=objective.describe() if objective is not None else "", path=path, ablations=rows)
 
 
@@ -470,7 +471,7 @@ def generate(ws, figures: list[str], objective: Objective | None = None) -> tupl
     """Write latex/results.tex in the workspace; returns (its text, result runs, non-result runs)."""
     ok, bad = collect_runs(ws)
     runs = ", ".join(r.label for r in ok if not r.baseline) or "none"
-    search = search_paper(WorkspaceModel.build(ws.journal.events), objective, ws.manifest.key_metrics)
+    search = search_paper(WorkspaceModel.build(ws.journal.events), objective, ws.manifest.key_metrics, dict(ws.manifest.goals))
     text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures), evaluator=has_evaluator(ws),
                        source=f"the journal's metrics of runs recorded ok: {runs}; run0 = baseline", search=search)
     (ws.root / "latex").mkdir(parents=True, exist_ok=True)

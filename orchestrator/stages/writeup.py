@@ -126,7 +126,8 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     figures = good_figures(ctx)
     objective = objective_of(ctx)
     _text, ok_runs, bad_runs = paper_results.generate(ws, figures, objective)
-    search = paper_results.search_paper(WorkspaceModel.build(j.events), objective, ctx.manifest.key_metrics)
+    search = paper_results.search_paper(WorkspaceModel.build(j.events), objective, ctx.manifest.key_metrics,
+                                        dict(ctx.manifest.goals))
     j.append(Artifact(stage=STAGE, kind="results-tex", path="latex/results.tex",
                       detail=f"{sum(1 for r in ok_runs if not r.baseline)} validated run(s), {len(figures)} figure(s)"))
     bib_path = latex / "references.bib"
