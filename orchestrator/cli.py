@@ -28,8 +28,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-usd", type=positive_float, metavar="X",
                    help="stop before the model call that would spend more than X dollars (default: no limit)")
     p.add_argument("--stages", type=name_list, metavar="LIST",
-                   help="comma-separated, of experiments,plots,writeup,compile,review (default: every stage; "
-                   "resume: the run's own)")
+                   help="comma-separated, of experiments,ablations,plots,writeup,compile,review (default: every "
+                   "stage, ablations only for --strategy tree; resume: the run's own)")
     p.add_argument("--max-nodes", type=positive_int, metavar="N",
                    help="with --strategy tree: nodes the search makes (default: the idea's search, else --max-runs)")
     p.add_argument("--vision-model", metavar="MODEL",
