@@ -164,3 +164,21 @@ def test_the_scripted_paper_with_ablations_compiles_and_its_integrity_check_is_c
     assert not [k for k in kinds if k in ("unmatched-number", "undefined-result", "failed-run-number")], kinds
     text = (ws / "latex" / "results.tex").read_text()
     assert "\\label{tab:ablations}" in text and "\\result{run4}{eval.error}" in text
+
+
+def test_a_claim_written_with_stepdiff_is_held_to_its_reference_not_the_baseline():
+    from orchestrator.paper.integrity import ClaimInputs, PaperInputs, check
+
+    seeds = {"run0": {"eval.error": [0.36, 0.37, 0.35]}, "run2": {"eval.error": [0.0004, 0.0005, 0.0003]},
+             "run4": {"eval.error": [0.044, 0.045, 0.043]}}
+
+    def kinds(sentence: str, references: dict[str, str]) -> list[str]:
+        tex = f"\\begin{{document}}\n{sentence}\n\\end{{document}}\n"
+        claims = ClaimInputs(seeds=seeds, goals={"eval.error": "min"}, key_metrics=["eval.error"], references=references)
+        return [f.kind for f in check(PaperInputs(tex=tex, claims=claims)).findings if f.kind.startswith("claim-")]
+
+    higher = "Without the first change the error is higher (\\stepdiff{run4}{eval.error})."
+    assert kinds(higher, {"run4": "run2"}) == []  # run 4 against run 2, the node it ablates: higher, significant
+    assert kinds(higher, {}) == ["claim-wrong-direction"]  # with no reference known it falls back to the baseline's
+    lower = "Without the first change the error is lower (\\stepdiff{run4}{eval.error})."
+    assert kinds(lower, {"run4": "run2"}) == ["claim-wrong-direction"]
