@@ -182,3 +182,27 @@ def test_a_claim_written_with_stepdiff_is_held_to_its_reference_not_the_baseline
     assert kinds(higher, {}) == ["claim-wrong-direction"]  # with no reference known it falls back to the baseline's
     lower = "Without the first change the error is lower (\\stepdiff{run4}{eval.error})."
     assert kinds(lower, {"run4": "run2"}) == ["claim-wrong-direction"]
+
+
+def test_the_tree_strategy_ablates_its_best_path_by_default(tmp_path):
+    """The tiny tree transcript (drafts 1 and 2, 2 fails, 3 debugs it, 4 improves 1, 5 improves 4): the best node
+    5's path is 1 -> 4 -> 5; node 1's change (LR 0.05 -> 0.1) no longer comes out (node 5 rewrote that line)."""
+    from orchestrator.pipeline import RunOptions, execute, reopen
+
+    assert run_cli("run", FIXTURES / "tiny_tree_idea.json", "--sandbox", tmp_path / "sb", "--stages", "experiments") == 0
+    ws = only_workspace(tmp_path / "sb")
+    ctx, _ = reopen(ws, RunOptions())
+    try:
+        assert ctx.strategy == "tree" and ctx.stages_asked == ["experiments"]
+        execute(ctx, ["ablations"])  # not asked for by name: the tree strategy runs it
+    finally:
+        ctx.ws.unlock()
+    nodes = _ablation_nodes(ws)
+    assert sorted((n["run"], n["parent"], n["ablates"]) for n in nodes.values()) == [(6, 5, 1), (7, 5, 4), (8, 5, 5)]
+    recorded = {e["run"]: e for e in events(ws, "run_recorded")}
+    assert recorded[6]["attempts"] == 0 and recorded[6]["reasons"][0].startswith("not applicable")
+    full = {e["run"]: e for e in events(ws, "run_started") if e["phase"] == "full"}
+    without_steps = _show(ws, full[7]["commit"])
+    assert "LR = 0.2" in without_steps and "STEPS = 20" in without_steps
+    assert _show(ws, full[8]["commit"]) == _show(ws, recorded[4]["commit"])  # node 5 less its own change: node 4's code
+    assert recorded[7]["status"] == recorded[8]["status"] == "ok"

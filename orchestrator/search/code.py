@@ -1,9 +1,10 @@
-"""A node's code in the working tree: the experiment's code files of a commit put in place, a node's change
-(its code diff against the code it started from), and that change taken back out (reverse-applied).
+"""A node's change (its code diff against the code it started from), and that change taken back out of
+another node's code (reverse-applied): what the ablations stage makes its variants with. Putting a commit's
+code in the working tree is search.engine.checkout_code.
 
 Only the manifest's code files (results.code_files: the editable files that are the experiment's code, not
-the notes or the plot script) move: notes.txt keeps every run's section, plot.py the plots stage's edits.
-Git runs as everywhere else (workspace.git: no hooks, no config but ours)."""
+the notes or the plot script) are diffed. Git runs as everywhere else (workspace.git: no hooks, no config
+but ours)."""
 
 from __future__ import annotations
 
@@ -14,20 +15,6 @@ from ..results import code_files
 
 def files_of(ctx: Context) -> list[str]:
     return code_files(ctx.manifest)
-
-
-def checkout_code(ctx: Context, commit: str, files: list[str] | None = None) -> None:
-    """Put the code files of `commit` in the working tree (a code file `commit` lacks is removed)."""
-    ws = ctx.ws
-    files = files if files is not None else files_of(ctx)
-    if not files:
-        return
-    there = [f for f in ws.git("ls-tree", "-r", "--name-only", commit, "--", *files).splitlines() if f]
-    here = [f for f in ws.git("ls-files", "--", *files).splitlines() if f]
-    for gone in sorted(set(here) - set(there)):
-        ws.git("rm", "-q", "-f", "--", gone)
-    if there:
-        ws.git("checkout", commit, "--", *there)
 
 
 def change_of(ctx: Context, base: str, commit: str) -> str:

@@ -25,8 +25,9 @@ from ..conversation import Conversations
 from ..events import Message, NodeCreated, RunRecorded
 from ..notes import append_section, run_section, run_stats
 from ..objective import Objective
-from ..readmodel import WorkspaceModel, workspace_created
-from ..search.code import change_of, checkout_code, reverse_apply
+from ..readmodel import WorkspaceModel
+from ..search.code import change_of, reverse_apply
+from ..search.engine import checkout_code, template_commit
 from ..search.tree import ROOT, SearchTree, TreeNode, build_tree
 from . import Skipped, stage
 
@@ -34,11 +35,9 @@ STAGE = "ablations"
 
 
 def objective_of(ctx: Context) -> Objective | None:
-    """The search objective: the idea's, else the template's [objective]; None when neither declares one."""
-    raw = getattr(ctx.idea, "objective", None)
-    if raw is not None:
-        return raw if isinstance(raw, Objective) else Objective.model_validate(raw)
-    return ctx.manifest.objective
+    """The objective the best node is chosen by: the search's (a tree workspace records it), else the idea's,
+    else the template's [objective]; None when none is declared (the best node is then the last result)."""
+    return ctx.objective or ctx.idea.objective or ctx.manifest.objective
 
 
 def tree_of(ctx: Context) -> SearchTree:
@@ -47,16 +46,9 @@ def tree_of(ctx: Context) -> SearchTree:
 
 def _wanted(ctx: Context) -> str | None:
     """None when the stage should run, else why it is skipped."""
-    head = workspace_created(ctx.journal.events, ctx.ws.root)
-    strategy = head.options.get("strategy", "linear")
-    if strategy == "tree" or STAGE in (ctx.stages_asked or []):
+    if ctx.strategy == "tree" or STAGE in (ctx.stages_asked or []):
         return None
-    return f"skipped: the {strategy} strategy (ask for it with --stages ...,{STAGE})"
-
-
-def template_commit(ctx: Context) -> str:
-    """The workspace's first commit: the template's code, the parent of every draft."""
-    return ctx.ws.git("rev-list", "--max-parents=0", "HEAD").split()[0]
+    return f"skipped: the {ctx.strategy} strategy (ask for it with --stages ...,{STAGE})"
 
 
 def base_of(ctx: Context, tree: SearchTree, node: TreeNode) -> str | None:
