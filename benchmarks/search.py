@@ -177,6 +177,7 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
     ctx, stages = start(idea, opts, log=lambda s: None)
     agent = StandInAgent(seed, lambda: (ctx.ws.root / "experiment.py").read_text())
     ctx.transcript = agent  # type: ignore[assignment]  # the transcript protocol: next(stage, run, attempt, step)
+    _warm()
     t0, cpu0 = time.perf_counter(), _cpu()
     try:
         execute(ctx, stages)
@@ -206,6 +207,16 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _warm() -> None:
+    """Import aider and litellm before the clock starts: seconds once per process (more on a loaded machine),
+    not a cost of any node, and the first strategy measured would pay it for the others."""
+    from orchestrator.agents import hermetic
+
+    hermetic.prepare()
+    import aider.coders  # noqa: F401
+    import litellm  # noqa: F401
 
 
 def _cpu() -> tuple[float, float]:
