@@ -19,7 +19,7 @@ from .errors import InputError, TemplateError, TranscriptError
 from .events import STAGES, Exchange, Message, StageFinished, StageStarted
 from .executors.factory import build_executor
 from .latex import preflight_for
-from .pyenv import experiment_python
+from .pyenv import experiment_python, require_imports
 from .readmodel import WorkspaceModel, workspace_created
 from .search.options import SearchSetup, recorded_search, resolve_search
 from .seeds import local_slots
@@ -245,6 +245,7 @@ def start(idea_path: Path, opts: RunOptions, *, log=print) -> tuple[Context, lis
     isolation = sandbox_mod.resolve(limits.isolation)
     files = {}
     if adopt.is_ai_scientist(template.root):  # its baseline made (or found cached), its manifest into the workspace
+        require_imports(template, python, isolation=isolation, work=cache / "check")  # before the baseline runs
         template = adopt.adopted_template(template.root, python, cache=cache, isolation=isolation, log=log)
         template_problem(template)
         limits, opts.limit_sources = _limits_and_sources(template, loaded.idea, opts)

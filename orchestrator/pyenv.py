@@ -204,14 +204,23 @@ def check_environment(template: Template, cache: Path, *, override: str | None =
         resolvable(template, req)
         return (f"environment: not built yet; the {len(req.text.split())} package(s) its imports name are on the "
                 f"index ({', '.join(req.text.split())}); built once at the first run, or pass --python")
-    bad = import_problems(template, python, isolation=resolve(isolation), work=cache / "check")
+    require_imports(template, python, isolation=resolve(isolation), work=cache / "check")
+    return f"environment: {python} imports all {len(mods)} module(s) the template imports"
+
+
+def require_imports(template: Template, python: str, *, isolation: str, work: Path) -> None:
+    """InputError (one line, exit 2) naming every third-party module the template imports that does not import
+    with `python`, each with its file, line and error: what `check` says, and what an adopted run says before
+    its baseline runs."""
+    from . import imports
+
+    bad = import_problems(template, python, isolation=isolation, work=work)
     if bad:
         where = {i.module: i.where() for i in reversed(imports.third_party(template.root))}
         listed = "; ".join(f"{m} ({where.get(m, '?')}: {why})" for m, why in bad.items())
         raise InputError(template.root, f"{len(bad)} module(s) the template imports do not import with {python}: "
                                         f"{listed}: pass --python with an environment that has them, or add a "
                                         f"requirements.txt to the template")
-    return f"environment: {python} imports all {len(mods)} module(s) the template imports"
 
 
 def _probe_failed(rec) -> str:

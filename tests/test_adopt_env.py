@@ -158,6 +158,11 @@ def test_check_all_with_python_imports_every_module(tmp_path, capsys):
     assert ("1 module(s) the template imports do not import with" in line and "npeet_is_not_here.entropy_estimators "
             "(experiment.py:3: ModuleNotFoundError: No module named 'npeet_is_not_here')" in line)
     assert "--python" in line
+    _scripted(bad)  # run says the same before its baseline runs
+    assert run_cli("run", bad / "ideas.json", "--idea", "momentum", "--python", sys.executable,
+                   "--sandbox", tmp_path / "sandbox") == 2
+    assert _one_error_line(capsys) == line
+    assert not (tmp_path / "orch_home" / "baselines").exists() and not list((tmp_path / "sandbox").iterdir())
     assert run_cli("check", bad / "ideas.json", "--all", "--python", str(tmp_path / "nopython")) == 2
     assert "not a working Python" in _one_error_line(capsys)
 
