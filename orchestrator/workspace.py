@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import WorkspaceError
 from .journal import Journal
-from .paths import safe_path
+from .paths import UnsafePath, safe_path
 from .runner import tool
 from .spec import LoadedIdea
 from .template import MANIFEST, Template, load_template
@@ -156,9 +156,11 @@ class Workspace:
             return
         self.git("rm", "-q", "--cached", "--", *big)
         ignore = self.root / ".gitignore"
-        if ignore.is_symlink():
+        try:
+            text = safe_path(self.root, ".gitignore").read_text() if ignore.is_file() else ""
+        except UnsafePath:  # a link a run left (to a host file): replaced, never written through
             ignore.unlink()
-        text = ignore.read_text() if ignore.is_file() else ""
+            text = GITIGNORE
         lines = [_ignore_pattern(rel) for rel in big]
         ignore.write_text(text.rstrip("\n") + f"\n# over {COMMIT_FILE_CAP_MB} MB: kept out of the history\n"
                           + "\n".join(lines) + "\n")

@@ -89,7 +89,13 @@ def test_adopted_run_notes_arrays_and_a_time_smoke(slow_folder, tmp_path, monkey
     monkeypatch.setattr(workspace_mod, "COMMIT_FILE_CAP_MB", 1)
     (ws / "run_1" / "huge [1].npy").write_bytes(bytes(2 * 1024 * 1024))
     (ws / "run_1" / "small.pkl").write_bytes(bytes(1024))
+    host = tmp_path / "host_gitignore"  # a link a run left to a file outside: replaced, never written through
+    host.write_text("host\n")
+    (ws / ".gitignore").unlink()
+    (ws / ".gitignore").symlink_to(host)
     workspace_mod.Workspace(ws).commit("test: a large array")
+    assert host.read_text() == "host\n" and not (ws / ".gitignore").is_symlink()
+    assert "/run_1/huge\\ \\[1\\].npy" in (ws / ".gitignore").read_text().splitlines()
     tracked = set(_git(ws, "ls-files").splitlines())
     assert "run_1/small.pkl" in tracked and "run_1/huge [1].npy" not in tracked
     assert (ws / "run_1" / "huge [1].npy").stat().st_size == 2 * 1024 * 1024
