@@ -135,14 +135,16 @@ class Workspace:
     def commit(self, message: str) -> str:
         """Commit everything (ignored files aside; a new file over COMMIT_FILE_CAP_MB is ignored from now on);
         returns the commit id (HEAD when nothing changed)."""
-        self.git("add", "-A")
         self._leave_out_large()
+        self.git("add", "-A")
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD").strip()
 
     def _leave_out_large(self) -> None:
-        """Unstage every staged file over the cap and ignore it (kept on disk: a resume's clean leaves it)."""
-        names = self.git("diff", "--cached", "--name-only", "-z", "--diff-filter=AM").split("\0")
+        """Ignore every new or changed file over the cap before it is added (kept on disk: a resume's clean leaves
+        it; never hashed into the repository), and untrack one that was tracked while smaller."""
+        names = self.git("ls-files", "-z", "--others", "--exclude-standard").split("\0")
+        names += self.git("ls-files", "-z", "--modified").split("\0")
         cap = COMMIT_FILE_CAP_MB * 1024 * 1024
         big = []
         for rel in filter(None, names):
@@ -154,7 +156,9 @@ class Workspace:
                 big.append(rel)
         if not big:
             return
-        self.git("rm", "-q", "--cached", "--", *big)
+        tracked = [rel for rel in big if self.git("--literal-pathspecs", "ls-files", "--", rel).strip()]
+        if tracked:
+            self.git("--literal-pathspecs", "rm", "-q", "--cached", "--", *tracked)
         ignore = self.root / ".gitignore"
         try:
             text = safe_path(self.root, ".gitignore").read_text() if ignore.is_file() else ""
@@ -164,7 +168,6 @@ class Workspace:
         lines = [_ignore_pattern(rel) for rel in big]
         ignore.write_text(text.rstrip("\n") + f"\n# over {COMMIT_FILE_CAP_MB} MB: kept out of the history\n"
                           + "\n".join(lines) + "\n")
-        self.git("add", "--", ".gitignore")
 
     def last_recorded_commit(self) -> str:
         """The newest commit the journal vouches for: where a resume puts the tree back."""

@@ -89,6 +89,7 @@ def test_adopted_run_notes_arrays_and_a_time_smoke(slow_folder, tmp_path, monkey
     monkeypatch.setattr(workspace_mod, "COMMIT_FILE_CAP_MB", 1)
     (ws / "run_1" / "huge [1].npy").write_bytes(bytes(2 * 1024 * 1024))
     (ws / "run_1" / "small.pkl").write_bytes(bytes(1024))
+    (ws / "run_1" / "all_results.pkl").write_bytes(bytes(3 * 1024 * 1024))  # tracked while small, now over the cap
     host = tmp_path / "host_gitignore"  # a link a run left to a file outside: replaced, never written through
     host.write_text("host\n")
     (ws / ".gitignore").unlink()
@@ -97,7 +98,9 @@ def test_adopted_run_notes_arrays_and_a_time_smoke(slow_folder, tmp_path, monkey
     assert host.read_text() == "host\n" and not (ws / ".gitignore").is_symlink()
     assert "/run_1/huge\\ \\[1\\].npy" in (ws / ".gitignore").read_text().splitlines()
     tracked = set(_git(ws, "ls-files").splitlines())
-    assert "run_1/small.pkl" in tracked and "run_1/huge [1].npy" not in tracked
+    assert "run_1/small.pkl" in tracked and not {"run_1/huge [1].npy", "run_1/all_results.pkl"} & tracked
+    blob = _git(ws, "hash-object", "run_1/huge [1].npy").strip()  # never hashed into the repository
+    assert subprocess.run(["git", "cat-file", "-e", blob], cwd=ws).returncode != 0
     assert (ws / "run_1" / "huge [1].npy").stat().st_size == 2 * 1024 * 1024
     assert _git(ws, "status", "--porcelain") == ""  # ignored, not left untracked for a resume to clean away
     # replay the idea from the ideas file whose entry names the transcript
