@@ -332,3 +332,29 @@ def test_hsae_tree_transcript_applies_node_by_node_to_its_parents_code():
     assert not parse_blocks(nodes[4]["response"]) and '"orchestrate": "done"' in nodes[4]["response"]
     # the later stages' lines follow, as in the linear transcript
     assert [r["stage"] for r in rows[1:]][5:] == [r["stage"] for r in rows[1:] if r["stage"] != "experiments"]
+
+
+def test_sae_tree_search_end_to_end(tmp_path):
+    """The sae template under --strategy tree with its tree transcript's first three nodes, at a small size
+    (one seed, shortened SAE training): a draft, a draft whose smoke run crashes, and its debug node, each
+    evaluated by the template's sealed evaluator and scored by its objective."""
+    from test_sae_template import sae_python
+
+    py = sae_python()
+    idea = json.loads((ROOT / "ideas" / "hsae.json").read_text())
+    idea.update(template=str(ROOT / "templates" / "sae"), tree_transcript=str(ROOT / "ideas" / idea["tree_transcript"]),
+                seeds={"count": 1}, template_config={"sae_steps": 200, "syn_steps": 300},
+                search={"seed": 0, "drafts": 2, "max_nodes": 3}, limits={"isolation": "none"})
+    idea.pop("transcript")
+    path = tmp_path / "hsae.json"
+    path.write_text(json.dumps(idea))
+    assert run_cli("run", path, "--strategy", "tree", "--python", py, "--sandbox", tmp_path / "sb") == 0
+    ws = only_workspace(tmp_path / "sb")
+    assert _shape(ws) == [(1, 0, "draft", "ok"), (2, 0, "draft", "failed"), (3, 2, "debug", "ok")]
+    recs = {e["run"]: e for e in events(ws, "run_recorded")}
+    assert "size of tensor" in " ".join(recs[2]["reasons"])
+    for n in (1, 3):
+        assert recs[n]["evaluation"] == "evaluated" and 0.05 <= recs[n]["metrics"]["core.explained_variance"] <= 1
+    prompts = {e["run"]: e["prompt"] for e in events(ws, "exchange")}
+    assert "debugs node 2" in prompts[3] and "RuntimeError" in prompts[3]
+    assert "max core.explained_variance subject to core.l0 <= 30" in prompts[1]
