@@ -358,3 +358,29 @@ def test_sae_tree_search_end_to_end(tmp_path):
     prompts = {e["run"]: e["prompt"] for e in events(ws, "exchange")}
     assert "debugs node 2" in prompts[3] and "RuntimeError" in prompts[3]
     assert "max core.explained_variance subject to core.l0 <= 30" in prompts[1]
+
+
+def test_live_tree_search_stops_at_its_budget_and_resume_finishes_it(tmp_path, server, monkeypatch, capsys):
+    """Real aider against the loopback server under --strategy tree: the budget stops the search before the
+    call that would pass it, a resume with more budget grows the rest of the same tree, nothing asked twice."""
+    from fake_openai import Canned
+
+    model = "openai/test-model"
+    meta = tmp_path / "models.json"
+    meta.write_text(json.dumps({model: {"input_cost_per_token": 1e-5, "output_cost_per_token": 2e-5,
+                                        "max_input_tokens": 100000, "litellm_provider": "openai", "mode": "chat"}}))
+    monkeypatch.setenv("ORCHESTRATE_MODEL_METADATA", str(meta))
+    replies = [json.loads(ln)["response"] for ln in (FIXTURES / "tiny_tree.transcript.jsonl").read_text().splitlines()[1:]]
+    server.replies = [Canned(r) for r in replies]
+    idea = _idea(tmp_path)
+    data = json.loads(idea.read_text())
+    data.pop("tree_transcript")
+    idea.write_text(json.dumps(data))
+    rc = run_cli("run", idea, "--model", model, "--sandbox", tmp_path / "sb", "--budget-usd", "0.06")
+    assert rc == 4 and "budget" in capsys.readouterr().err
+    ws = only_workspace(tmp_path / "sb")
+    asked = len(server.requests)
+    assert 0 < asked < 5 and len(events(ws, "exchange")) == asked
+    assert run_cli("resume", ws, "--budget-usd", "5") == 0
+    assert _shape(ws) == TREE and len(server.requests) == 5
+    assert all(not e["scripted"] and e["model"] == model for e in events(ws, "exchange"))
