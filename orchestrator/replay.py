@@ -162,6 +162,8 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
         search = recorded_search(workspace_created(src_ws.journal.events, source).options)
         opts.strategy, opts.search = search.strategy, search.settings if search.strategy == "tree" else None
         recorded_nodes = WorkspaceModel.build(src_ws.journal.events).nodes
+    elif _is_tree_transcript(Path(idea_file), Path(source)):  # the idea's tree_transcript: a tree search
+        opts.strategy = "tree"
     ctx, stages = start(idea_file, opts, log=lambda s: print(s, flush=True))
     if Path(source).is_dir():  # the same held-out evaluation data as the recorded runs had
         Workspace(Path(source)).copy_eval_seed_to(ctx.ws)
@@ -178,7 +180,8 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
         report.deltas += per_seed.deltas
         report.divergences += per_seed.divergences
     report.workspace = str(ctx.ws.root)
-    report.divergences += tree_divergences(recorded_nodes, WorkspaceModel.build(ctx.journal.events).nodes)
+    if Path(source).is_dir():
+        report.divergences += tree_divergences(recorded_nodes, WorkspaceModel.build(ctx.journal.events).nodes)
     if divergence:
         report.divergences.insert(0, f"a response no longer applies: {divergence}")
     # an edit that applied when recorded and fails now is a divergence even if the run recovers
@@ -193,6 +196,15 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
     if report.divergences:
         return 1
     return rc
+
+
+def _is_tree_transcript(idea_file: Path, transcript: Path) -> bool:
+    """Whether `transcript` is the one the idea names for --strategy tree."""
+    try:
+        name = json.loads(idea_file.read_text()).get("tree_transcript")
+    except (OSError, ValueError, AttributeError):
+        return False  # start() reads the idea again and names its problem
+    return isinstance(name, str) and (idea_file.parent / name).resolve() == transcript.resolve()
 
 
 def tree_divergences(recorded: dict[int, NodeCreated], replayed: dict[int, NodeCreated]) -> list[str]:

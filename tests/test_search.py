@@ -384,3 +384,14 @@ def test_live_tree_search_stops_at_its_budget_and_resume_finishes_it(tmp_path, s
     assert run_cli("resume", ws, "--budget-usd", "5") == 0
     assert _shape(ws) == TREE and len(server.requests) == 5
     assert all(not e["scripted"] and e["model"] == model for e in events(ws, "exchange"))
+
+
+def test_replay_of_a_tree_transcript_grows_its_tree(tmp_path):
+    """The transcript an idea names as its tree_transcript replays as a tree search, the idea's strategy aside."""
+    idea = _idea(tmp_path)
+    data = json.loads(idea.read_text())
+    data.pop("strategy")
+    idea.write_text(json.dumps(data))
+    tr = FIXTURES / "tiny_tree.transcript.jsonl"
+    assert run_cli("replay", tr, "--idea-file", idea, "--sandbox", tmp_path / "r") == 0
+    _check_tree(only_workspace(tmp_path / "r"))
