@@ -76,9 +76,9 @@ def has_vision(model: str | None) -> bool:
 
 
 def transcript_has_vision(ctx) -> bool:
-    """Whether the run's transcript (from where it stands now) holds vision entries."""
+    """Whether the run's transcript holds vision entries (it was recorded, or written, with a vision reviewer)."""
     t = ctx.transcript
-    return t is not None and any(line.step == STEP for line in t.t.lines[t.pos:])
+    return t is not None and any(line.step == STEP for line in t.t.lines)
 
 
 def vision_model_of(ctx) -> tuple[str | None, str]:

@@ -394,3 +394,22 @@ def test_a_vision_model_that_refuses_the_images_is_skipped_not_fatal(tmp_path, s
     summary = next(e for e in events(ws, "stage_finished") if e["stage"] == "plots")["summary"]
     assert "vision review skipped: the vision model failed (bad_request)" in summary
     assert (ws / "fig_panels.png").is_file()  # the figures that passed the checks stand
+
+
+def test_a_fix_that_breaks_the_plot_is_undone_and_the_figures_that_passed_stay(tmp_path, tiny_copy):
+    from conftest import blk, events, only_workspace, run_cli
+
+    broken = "Fill the panel.\n\n" + blk("RIGHT = False", "RIGHT = False\nraise SystemExit('broken')", "plot.py")
+    lines = [{"stage": "plots", "attempt": 1, "step": "edit", "response": "Plots both."},
+             {"stage": "plots", "step": "notes", "response": NOTES},
+             {"stage": "plots", "attempt": 1, "step": "vision", "response": LOOKED},
+             {"stage": "plots", "attempt": 2, "step": "vision-fix", "response": broken}]
+    assert run_cli("run", _idea(tmp_path, tiny_copy, lines), "--sandbox", tmp_path / "sb", "--stages", "plots") == 0
+    ws = only_workspace(tmp_path / "sb")
+    plots = [e for e in events(ws, "run_finished") if e["phase"] == "plot"]
+    assert [p["status"] for p in plots] == ["ok", "failed"]
+    assert "SystemExit" not in (ws / "plot.py").read_text()
+    for f in ("fig_panels.png", "fig_nolabel.png"):
+        assert (ws / f).read_bytes() == _git_show(ws, plots[0]["commit"], f)
+    summary = next(e for e in events(ws, "stage_finished") if e["stage"] == "plots")["summary"]
+    assert summary.startswith("2 figure(s)") and "the fix broke the plot and was undone" in summary
