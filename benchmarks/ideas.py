@@ -62,7 +62,8 @@ def storm(retry_after: str) -> None:
     replies = [line.response for line in load_transcript(TRANSCRIPT).lines]
     answers = {r.query: [work(p.title, p.year or 2024, p.abstract, p.doi) for p in r.papers]
                for r in load_recorded(LITERATURE).values()}
-    print(f"novelty check under 429s (Retry-After {retry_after} s; at most 8 tries a query, 60 s of backing off in all):")
+    after = f"Retry-After {retry_after} s" if retry_after else "no Retry-After: 1 s doubling to 20 s"
+    print(f"novelty check under 429s ({after}; at most 8 tries a query, 60 s of backing off in all):")
     for label, n429 in (("no storm", 0), ("a burst of 5 429s", 5), ("a storm that never ends", -1)):
         with tempfile.TemporaryDirectory() as d:
             os.environ["ORCHESTRATE_HOME"] = f"{d}/home"
