@@ -12,6 +12,7 @@ from .events import (
     EditApplied,
     Event,
     Exchange,
+    FiguresReviewed,
     Message,
     RunAggregated,
     RunFinished,
@@ -93,6 +94,9 @@ def describe(e: Event) -> str | None:
         return f"  run {e.run} attempt {e.attempt}: {e.status} over its seeds ({len(e.seeds_ok)} of {n} ok){why}"
     if isinstance(e, RunRecorded):
         return f"run {e.run}: {e.status.upper()} after {e.attempts} attempt(s)"
+    if isinstance(e, FiguresReviewed) and e.round:
+        found = "".join(f", {f.get('figure')} {f.get('kind')}" for f in e.findings[:4])
+        return f"  vision review round {e.round}: {e.skipped or f'{len(e.findings)} finding(s){found}'}"
     if isinstance(e, Message):
         return f"{e.level}: {e.text}" if e.level != "info" else e.text
     return None

@@ -413,3 +413,12 @@ def test_a_fix_that_breaks_the_plot_is_undone_and_the_figures_that_passed_stay(t
         assert (ws / f).read_bytes() == _git_show(ws, plots[0]["commit"], f)
     summary = next(e for e in events(ws, "stage_finished") if e["stage"] == "plots")["summary"]
     assert summary.startswith("2 figure(s)") and "the fix broke the plot and was undone" in summary
+
+
+def test_a_round_reads_as_one_progress_line():
+    from orchestrator.events import FiguresReviewed
+    from orchestrator.formatting import describe
+
+    seen = FiguresReviewed(stage="plots", round=1, findings=[{"figure": "fig_panels.png", "kind": "empty-panel"}])
+    assert describe(seen) == "  vision review round 1: 1 finding(s), fig_panels.png empty-panel"
+    assert describe(FiguresReviewed(stage="plots", round=0, skipped="no vision model")) is None  # said as a message
