@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import prompts, vision
 from ..context import Context
 from ..conversation import Conversations
-from ..events import BaselineRecorded, FiguresReviewed, Message, RunFinished, RunRecorded
+from ..events import BaselineRecorded, FiguresReviewed, Message, NodeCreated, RunFinished, RunRecorded
 from ..figures import FigureCheck
 from ..notes import fmt
 from ..paths import readable
@@ -47,9 +47,11 @@ def numbers(ctx: Context) -> str:
         b = base[-1]
         rows.append("run_0 (baseline): " + ", ".join(f"{k} {fmt(b.metrics[k])}" for k in keys if k in b.metrics))
     last: dict[int, RunRecorded] = {r.run: r for r in ctx.journal.of(RunRecorded)}
+    ablations = {n.run for n in ctx.journal.of(NodeCreated) if n.kind == "ablation"}
     for n, r in sorted(last.items()):
         if r.status == "ok" and n != 0:
-            rows.append(f"run_{n}: " + ", ".join(f"{k} {fmt(r.metrics[k])}" for k in keys if k in r.metrics))
+            rows.append(f"run_{n}{' (ablation)' if n in ablations else ''}: "
+                        + ", ".join(f"{k} {fmt(r.metrics[k])}" for k in keys if k in r.metrics))
     return "\n".join(rows)
 
 
