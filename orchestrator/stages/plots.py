@@ -56,8 +56,8 @@ def labels_mode(ctx: Context, script: str) -> bool:
     roots = ctx.ws.git("rev-list", "--max-parents=0", "HEAD", check=False).split()
     if not roots:
         return False
-    shipped = ctx.ws.git("show", f"{roots[-1]}:{script}", check=False)
-    return read_labels(shipped).found and not read_labels(shipped).problem
+    shipped = read_labels(ctx.ws.git("show", f"{roots[-1]}:{script}", check=False))
+    return shipped.found and not shipped.problem
 
 
 def check_labels(ctx: Context, script: str) -> tuple[Labels, list[str]]:
