@@ -374,9 +374,11 @@ class SlurmExecutor:
         signal_name = (value or {}).get("job_signal")
         limit = self.time_limit_min(timeout_s)
         if state == "COMPLETED" and signal_name == "USR2":
-            # our own handler ended the run on Slurm's warning: near the time limit, or preempted earlier
+            # our own handler ended the run on Slurm's warning: near the time limit, or preempted earlier.
+            # Slurm's event resolution may send the warning up to 60 s before it is due (sbatch --signal), so
+            # only a warning more than that early is taken for a preemption (a 1-minute job's is never)
             elapsed = float((value or {}).get("job_elapsed_s") or 0)
-            state = "TIMEOUT" if elapsed >= limit * 60 - signal_delay_s(limit) - 30 else "PREEMPTED"
+            state = "TIMEOUT" if elapsed >= limit * 60 - signal_delay_s(limit) - 60 else "PREEMPTED"
         elif state == "COMPLETED" and signal_name == "TERM":
             state = "CANCELLED"
         kw = {"state": state, "nodes": nodes, "t0": t0, "code": code, "value": value}
