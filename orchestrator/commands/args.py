@@ -50,26 +50,24 @@ def synopsis(parser: argparse.ArgumentParser, width: int = 100) -> str:
     return "\n".join(out) + "\n"
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
+def _whole(text: str, least: int) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {v}")
+    if v < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more, not {v}")
     return v
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    return _whole(text, 1)
 
 
 def count(text: str) -> int:
     """An integer >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {v}")
-    return v
+    return _whole(text, 0)
 
 
 def _finite(text: str) -> float:
