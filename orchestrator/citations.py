@@ -29,8 +29,8 @@ from .env import citation_backend
 from .paper.tex import bib_keys
 
 
-class Paper(BaseModel):
-    """One paper a citation search found, enough for a BibTeX entry."""
+class Bibliographic(BaseModel):
+    """What names a paper: enough for a BibTeX entry (a search's Paper, the novelty check's Reference)."""
 
     title: str
     authors: list[str] = Field(default_factory=list)
@@ -38,6 +38,11 @@ class Paper(BaseModel):
     venue: str = ""
     doi: str | None = None
     url: str | None = None
+
+
+class Paper(Bibliographic):
+    """One paper a citation search found, enough for a BibTeX entry."""
+
     abstract: str = ""  # what the novelty check reads (OpenAlex: rebuilt from its inverted index)
 
     def key(self) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..agents.chat import json_blocks
-from ..citations import Paper
+from ..citations import Bibliographic, Paper
 from ..spec import SLUG
 
 DONE = "I am done"
@@ -59,23 +59,17 @@ def parse_idea(text: str) -> tuple[IdeaDraft | None, str]:
     return None, f"the json block is not an idea ({problem})"
 
 
-class Reference(BaseModel):
-    """A paper the novelty check found: a candidate reference for the idea's paper (citations.Paper's fields)."""
+class Reference(Bibliographic):
+    """A paper the novelty check found: a candidate reference for the idea's paper, with its BibTeX entry."""
 
-    title: str
-    authors: list[str] = Field(default_factory=list)
-    year: int | None = None
-    venue: str = ""
-    doi: str | None = None
-    url: str | None = None
     bibtex: str = ""
 
     @classmethod
     def of(cls, p: Paper) -> Reference:
-        return cls(title=p.title, authors=p.authors, year=p.year, venue=p.venue, doi=p.doi, url=p.url, bibtex=p.bibtex())
+        return cls(**p.model_dump(include=set(Bibliographic.model_fields)), bibtex=p.bibtex())
 
     def paper(self) -> Paper:
-        return Paper(title=self.title, authors=self.authors, year=self.year, venue=self.venue, doi=self.doi, url=self.url)
+        return Paper(**self.model_dump(include=set(Bibliographic.model_fields)))
 
 
 class Novelty(BaseModel):
