@@ -4,13 +4,14 @@ scores a run with it: `score` is the metric, `feasible` whether every constraint
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .values import finite
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
@@ -33,9 +34,8 @@ class Constraint(BaseModel):
         return cls(key=m.group(1), op=m.group(2), value=float(m.group(3)))
 
     def holds(self, metrics: Mapping[str, Any]) -> bool:
-        v = metrics.get(self.key)
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
-            and _OPS[self.op](float(v), self.value)
+        v = finite(metrics.get(self.key))
+        return v is not None and _OPS[self.op](v, self.value)
 
     def __str__(self) -> str:
         return f"{self.key} {self.op} {self.value:g}"
@@ -63,10 +63,7 @@ class Objective(BaseModel):
 
     def score(self, metrics: Mapping[str, Any]) -> float | None:
         """The metric's value in flattened metrics, None when absent or not a finite number."""
-        v = metrics.get(self.metric)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            return None
-        return float(v)
+        return finite(metrics.get(self.metric))
 
     def feasible(self, metrics: Mapping[str, Any]) -> bool:
         return all(c.holds(metrics) for c in self.constraints)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from . import stats
 from .results import flatten
 from .settings import Limits
 from .template import Manifest
+from .values import finite
 
 SEEDS_FILE = "seeds.json"
 
@@ -62,8 +62,7 @@ def local_slots(manifest: Manifest, limits: Limits, cores: int | None = None) ->
 
 
 def _numbers(flat: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in flat.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    return {k: x for k, v in flat.items() if (x := finite(v)) is not None}
 
 
 def seed_values(per_seed: list[dict[str, Any]]) -> dict[str, list[float]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import stat
 import statistics
@@ -30,6 +29,7 @@ from typing import Any
 from ..errors import InputError, OrchestratorError
 from ..events import RunFinished, RunStarted, _Event
 from ..readmodel import RunView, WorkspaceModel, workspace_created
+from ..values import finite
 from ..workspace import Workspace
 
 MISSING = "MLflow is not installed: pip install 'orchestrator[mlflow]' (or: pip install 'mlflow>=3.1,<4')"
@@ -75,10 +75,11 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
     """Metrics MLflow can hold: finite numbers, under names it accepts."""
     out: dict[str, float] = {}
     for k, v in metrics.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        x = finite(v)
+        if x is None:
             continue
         name = "".join(c if c.isalnum() or c in "_-. /" else "_" for c in str(k))[:250]
-        out[name] = float(v)
+        out[name] = x
     return out
 
 
