@@ -20,6 +20,7 @@ from .events import (
     StageFinished,
     StageStarted,
 )
+from .readmodel import NOT_APPLICABLE, NOT_APPLICABLE_REASON, not_applicable
 
 
 def fmt_num(v: Any, *, digits: int = 4, missing: str = "n/a") -> str:
@@ -93,6 +94,9 @@ def describe(e: Event) -> str | None:
         why = f" — {e.reasons[0]}" if e.reasons and e.status != "ok" else ""
         return f"  run {e.run} attempt {e.attempt}: {e.status} over its seeds ({len(e.seeds_ok)} of {n} ok){why}"
     if isinstance(e, RunRecorded):
+        if not_applicable(e):  # an ablation whose change no longer comes out: nothing ran, not a failure
+            why = e.reasons[0].removeprefix(NOT_APPLICABLE_REASON).strip()
+            return f"run {e.run}: {NOT_APPLICABLE.upper()}, nothing was run: {why}"
         return f"run {e.run}: {e.status.upper()} after {e.attempts} attempt(s)"
     if isinstance(e, FiguresReviewed) and e.round:
         found = "".join(f", {f.get('figure')} {f.get('kind')}" for f in e.findings[:4])

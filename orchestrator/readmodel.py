@@ -31,6 +31,17 @@ from .events import (
 
 EXPERIMENT_PHASES = ("smoke", "full")  # the phases of a numbered run; plot, latex and chktex belong to stages
 STAGE_OF_PHASE = {"plot": "plots", "latex": "compile", "chktex": "compile"}
+NOT_APPLICABLE = "not applicable"  # how every view shows an ablation whose change no longer comes out
+NOT_APPLICABLE_REASON = "not applicable:"  # how the ablations stage starts such a run's reason
+
+
+def not_applicable(rec: RunRecorded | None) -> bool:
+    """An ablation whose change no longer reverse-applies to the best node's code: the ablations stage records it
+    as RunRecorded(status="failed", attempts=0) with a reason starting "not applicable:" and runs nothing. It is
+    not a failure: views show it as NOT_APPLICABLE and no failure count includes it (the journal keeps "failed",
+    so journals written before this rule read the same)."""
+    return (rec is not None and rec.status == "failed" and rec.attempts == 0 and bool(rec.reasons)
+            and rec.reasons[0].startswith(NOT_APPLICABLE_REASON))
 
 
 def workspace_created(events: list[Event], where: Path | str) -> WorkspaceCreated:
@@ -160,7 +171,7 @@ class RunView:
     @property
     def status(self) -> str:
         if self.recorded is not None:
-            return self.recorded.status
+            return NOT_APPLICABLE if not_applicable(self.recorded) else self.recorded.status
         if self.attempts and self.attempts[-1].verdict == "done":
             return "not run"  # the agent ended the stage before this run
         return "unfinished"

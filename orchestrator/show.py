@@ -24,8 +24,11 @@ STYLE = {
     "ok": "bold green", "degenerate": "bold yellow", "failed": "bold red", "tampered": "bold magenta",
     "timeout": "bold red", "interrupted": "bold cyan", "unfinished": "cyan", "no edit": "yellow",
     "done": "blue", "not run": "dim", "running": "cyan", "not started": "dim", "skipped": "dim",
-    "finished": "bold green", "imported": "bold blue",
+    "finished": "bold green", "imported": "bold blue", "not applicable": "dim",
 }
+ABLATION_STYLE = "magenta"
+ABLATIONS_NOTE = ("Ablation runs are the best node with one change of its path taken out, made by the orchestrator "
+                  "(no agent): not search results, never counted as results or failures of the search.")
 
 
 def verdict(status: str) -> Text:
@@ -58,9 +61,13 @@ def header(tl: Timeline) -> Panel:
 
 def runs_table(tl: Timeline) -> Table:
     """Every run and attempt with its verdict, reason, time, exit code, diff size and tokens."""
-    t = Table(title="Runs", title_justify="left", show_lines=False, expand=False)
+    ablations = {a.run.run: a for a in tl.ablations}
+    t = Table(title="Runs", title_justify="left", show_lines=False, expand=False,
+              caption=ABLATIONS_NOTE if ablations else None, caption_justify="left")
     with_tokens = any(a.tokens for r in tl.runs for a in r.attempts)  # a scripted transcript has none
     t.add_column("run", justify="right")
+    if ablations:
+        t.add_column("what", overflow="fold", max_width=30)
     t.add_column("att", justify="right")
     t.add_column("verdict", no_wrap=True)
     t.add_column("reason", overflow="fold", max_width=60, ratio=1)
@@ -70,19 +77,28 @@ def runs_table(tl: Timeline) -> Table:
     if with_tokens:
         t.add_column("tokens", justify="right")
 
-    def row(*cells, end: bool) -> None:
-        t.add_row(*(cells if with_tokens else cells[:-1]), end_section=end)
+    def row(*cells, end: bool, what: Text | None = None) -> None:
+        cells = cells if with_tokens else cells[:-1]
+        if ablations:  # what the run is: the search's, or which change an ablation takes out of which node
+            cells = (cells[0], what or "", *cells[1:])
+        t.add_row(*cells, end_section=end)
 
     for r in tl.runs:
         last = len(r.attempts) - 1
+        ab = ablations.get(r.run)
+        node = tl.model.nodes.get(r.run)
+        what = (Text(ab.label, style=ABLATION_STYLE) if ab is not None
+                else Text("search" + (f": {node.kind}" if node is not None else ""), style="dim"))
         for i, a in enumerate(r.attempts):
             row(str(r.run) if i == 0 else "", str(a.attempt), verdict(a.verdict), Text(a.reason),
                 fmt_wall(a.wall_s) if a.phases and not tl.imported else "-",
                 "-" if a.exit_code is None else str(a.exit_code), f"+{a.added} -{a.removed}" if a.edits else "-",
-                fmt_tokens(a.tokens) if a.tokens else "-", end=(i == last))
+                fmt_tokens(a.tokens) if a.tokens else "-", end=(i == last), what=what if i == 0 else None)
         if not r.attempts:
-            row(str(r.run), "-", verdict(r.status), Text("; ".join(r.reasons)), "-", "-", "-", "-", end=True)
+            row(str(r.run), "-", verdict(r.status), Text("; ".join(r.reasons)), "-", "-", "-", "-", end=True, what=what)
         t.rows[-1].end_section = True
+        if not r.attempts and ab is not None:
+            continue  # an ablation that was not applicable: nothing ran, its one row says so
         if len(r.attempts) == 1 and r.attempts[0].verdict == r.status:
             continue  # one attempt whose verdict is the run's: its row says it all
         summary = Text.assemble(("→ ", "dim"), verdict(r.status))
@@ -109,7 +125,8 @@ def metrics_table(tl: Timeline) -> Table | Text:
     results = tl.results
     if not rows or not results:
         return Text("No run is a result: no metrics to compare with the baseline.", style="yellow")
-    t = Table(title="Key metrics (results only) vs baseline: mean ± 95% CI half-width over seeds; "
+    what = "search results only, ablations apart" if tl.ablations else "results only"
+    t = Table(title=f"Key metrics ({what}) vs baseline: mean ± 95% CI half-width over seeds; "
                     "Δ: difference from the baseline [95% Welch interval]; * evaluated, † self-reported",
               title_justify="left", caption=tl.evaluation_note, caption_justify="left")
     t.add_column("metric")
@@ -127,14 +144,51 @@ def metrics_table(tl: Timeline) -> Table | Text:
 
 def stat_cell(row: MetricRow, run: int) -> str:
     """"0.913 ± 0.012 * (Δ +0.006 [-0.002, 0.014])": the run's value with its interval, its source marker
-    (* evaluated, † self-reported) and, for a run, its difference from the baseline."""
+    (* evaluated, † self-reported) and, for a run other than the row's reference (the baseline, or the best
+    node for its ablations), its difference from the reference."""
     if run not in row.seeds:
         v = row.baseline if run == 0 else row.values.get(run)
         return fmt_num(v)
     mark = "*" if row.evaluation.get(run) == "evaluated" else "†"
-    d = row.diff_text(run) if run else ""
-    rel = delta(row.values.get(run), row.baseline) if run else ""
+    other = run not in (0, row.reference)
+    d = row.diff_text(run) if other else ""
+    rel = delta(row.values.get(run), row.reference_value()) if other else ""
     return f"{row.text(run)}{mark}" + (f" (Δ {d}" + (f", {rel}" if rel else "") + ")" if d else "")
+
+
+def _against_cell(row: MetricRow, run: int) -> str:
+    """stat_cell, with the relative change from the row's reference where the journal has no seeds of the run."""
+    if run in row.seeds:
+        return stat_cell(row, run)
+    rel = delta(row.values.get(run), row.reference_value())
+    return fmt_num(row.values.get(run)) + (f" ({rel})" if rel else "")
+
+
+def ablations_tables(tl: Timeline) -> list[Table]:
+    """For each ablated node (the best node): each change on its path taken out in turn, the run that made it, its
+    verdict and its key metrics against that node, in the words of the paper's ablation table."""
+    out = []
+    for of, abls in tl.ablation_groups():
+        rows = tl.ablation_rows(of)
+        t = Table(title=f"Ablations of run {of} (the best node): not search results", title_justify="left",
+                  title_style=ABLATION_STYLE, caption_justify="left",
+                  caption=f"Each change on the path to run {of} taken out of its code in turn, each variant its own run; "
+                          f"Δ: the difference from run {of} [95% Welch interval]; * evaluated, † self-reported. A change "
+                          "that no longer comes out of the best node's code (a later step rewrote its lines) is not "
+                          "applicable: nothing was run for it.")
+        t.add_column("change taken out")
+        t.add_column("run", justify="right")
+        t.add_column("verdict", no_wrap=True)
+        for row in rows:
+            t.add_column(row.key, justify="right")
+        best = tl.run(of)
+        t.add_row(Text("none (the best node)"), str(of), verdict(best.status if best else "unfinished"),
+                  *(stat_cell(row, of) for row in rows), end_section=True)
+        for a in abls:
+            cells = [_against_cell(row, a.run.run) if a.run.is_result else "--" for row in rows]
+            t.add_row(Text(a.change), str(a.run.run), verdict(a.status), *cells)
+        out.append(t)
+    return out
 
 
 def stages_table(tl: Timeline) -> Table:
@@ -173,8 +227,11 @@ def totals(tl: Timeline) -> Text:
     """One line of totals: runs, attempts, time, tokens and cost."""
     c = tl.counts
     parts = ", ".join(f"{n} {s}" for s, n in sorted(c.items())) or "no runs"
+    abl = ""
+    if tl.ablations:
+        abl = f", {len(tl.ablations)} ablation(s) (" + ", ".join(f"{n} {s}" for s, n in sorted(tl.ablation_counts.items())) + ")"
     return Text.assemble(
-        ("Totals: ", "bold"), f"{len(tl.runs)} run(s) ({parts}), {tl.attempts} attempt(s); ",
+        ("Totals: ", "bold"), f"{len(tl.search_runs)} run(s) ({parts}){abl}, {tl.attempts} attempt(s); ",
         f"wall {fmt_wall(tl.wall_s)} (experiments {fmt_wall(tl.run_wall_s)}); ",
         f"tokens {tl.prompt_tokens:,} in / {tl.completion_tokens:,} out; ", (f"cost ${tl.cost_usd:.4f}", "bold"),
     )
@@ -228,6 +285,7 @@ def overview(tl: Timeline) -> Group:
     if best is not None:
         parts.append(Text(best))
     parts.append(metrics_table(tl))
+    parts.extend(ablations_tables(tl))
     parts.append(stages_table(tl))
     msgs = messages_view(tl)
     if msgs is not None:
@@ -240,7 +298,12 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
     """`orchestrate show WORKSPACE --run N`: the run's diff, its logs' tails and its results."""
     parts: list[RenderableType] = []
     title = Text.assemble((f"Run {run.run}: ", "bold"), verdict(run.status))
-    if run.recorded is not None:
+    ablation = next((a for a in tl.ablations if a.run.run == run.run), None)
+    if ablation is not None:
+        title.append(f" — {ablation.label}, not a search result", style=ABLATION_STYLE)
+    if ablation is not None and not ablation.applicable:
+        title.append(": nothing was run")
+    elif run.recorded is not None:
         title.append(f" after {run.recorded.attempts} attempt(s)")
         if run.recorded.status == "ok":
             title.append(f", metrics {run.recorded.evaluation}")
@@ -248,7 +311,10 @@ def run_detail(tl: Timeline, run: RunView, ws: Workspace | None = None, *, tail:
         title.append(f"  code {run.code_commit[:10]}", style="dim")
     parts.append(Panel(title))
     node = tl.model.nodes.get(run.run)
-    if node is not None:
+    if ablation is not None:
+        parts.append(Text.assemble(("ablation ", "dim"), f"run {ablation.of}'s code without the change of {ablation.change}",
+                                   (" (made by the orchestrator, no agent)", "dim")))
+    elif node is not None:
         parts.append(Text.assemble(("node ", "dim"), f"{node.kind}" + (f" of node {node.ablates}" if node.ablates else ""),
                                    (" from ", "dim"), "the template" if node.parent == 0 else f"node {node.parent}"))
         if node.plan.strip():

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .events import STAGES, Artifact, ExchangeFailed, Message, WorkspaceCreated
+from .events import STAGES, Artifact, ExchangeFailed, Message, NodeCreated, WorkspaceCreated
 from .formatting import delta, fmt_num
 from .objective import Objective
 from .paths import readable
-from .readmodel import RunView, StageView, WorkspaceModel
+from .readmodel import NOT_APPLICABLE, RunView, StageView, WorkspaceModel
 from .results import flatten
+from .search.tree import build_tree
 from .template import BASELINE_RUN
 from .workspace import Workspace
 
@@ -35,6 +36,7 @@ class MetricRow:
     values: dict[int, float | None]  # run -> mean (results only)
     seeds: dict[int, list[float]] = field(default_factory=dict)  # run (0: baseline) -> one value per ok seed
     evaluation: dict[int, str] = field(default_factory=dict)  # run (0: baseline) -> evaluated / self-reported
+    reference: int = 0  # the run each difference is taken against (0: the baseline; an ablation's: the best node)
 
     def summary(self, run: int) -> stats.Summary:
         return stats.summarize(self.seeds.get(run, []))
@@ -44,14 +46,17 @@ class MetricRow:
         return stats.format_summary(self.summary(run))
 
     def diff(self, run: int) -> stats.Difference | None:
-        """The run against the baseline (Welch), or None when either lacks the metric."""
-        a, b = self.seeds.get(run), self.seeds.get(0)
+        """The run against the reference run (the baseline unless set; Welch), or None when either lacks the metric."""
+        a, b = self.seeds.get(run), self.seeds.get(self.reference)
         return stats.compare(a, b) if a and b else None
 
     def diff_text(self, run: int) -> str:
-        """"+0.006 [-0.002, 0.014]" against the baseline, "" when there is no baseline value."""
+        """"+0.006 [-0.002, 0.014]" against the reference, "" when there is no reference value."""
         d = self.diff(run)
         return stats.format_difference(d) if d is not None else ""
+
+    def reference_value(self) -> float | None:
+        return self.baseline if self.reference == 0 else self.values.get(self.reference)
 
 
 @dataclass
@@ -65,6 +70,37 @@ class RunMetric:
     value: str | None
     diff: str
     source: str
+
+
+@dataclass
+class AblationView:
+    """One ablation run: the best node `of` less the change of node `ablates` (the `step`-th on the path to `of`,
+    as the paper's \\ablationtable numbers it), made by the orchestrator, never a search result."""
+
+    run: RunView
+    of: int
+    ablates: int
+    step: int | None  # None: `ablates` is not on the path to `of` (a journal the views cannot place)
+    kind: str  # the kind of step that made node `ablates` (draft, improve, debug; "" when unknown)
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def applicable(self) -> bool:
+        return self.status != NOT_APPLICABLE
+
+    @property
+    def change(self) -> str:
+        """The change taken out, as the paper's table names it: "step 1 (draft, run 1)"."""
+        step = f"step {self.step}" if self.step is not None else "the change"
+        return f"{step} ({self.kind + ', ' if self.kind else ''}run {self.ablates})"
+
+    @property
+    def label(self) -> str:
+        """"ablation of run 5: without the change of step 1 (draft, run 1)"."""
+        return f"ablation of run {self.of}: without the change of {self.change}"
 
 
 @dataclass
@@ -106,21 +142,60 @@ class Timeline:
         """Run number n, or None."""
         return next((r for r in self.runs if r.run == n), None)
 
+    def ablation_node(self, run: int) -> NodeCreated | None:
+        """The run's NodeCreated when it is an ablation (the best node less one change), else None."""
+        node = self.model.nodes.get(run)
+        return node if node is not None and node.kind == "ablation" else None
+
+    @property
+    def search_runs(self) -> list[RunView]:
+        """The runs of the search (the experiments stage's), ablations aside."""
+        return [r for r in self.runs if self.ablation_node(r.run) is None]
+
     @property
     def results(self) -> list[RunView]:
-        return [r for r in self.runs if r.is_result]
+        """The search's results: ablation runs are never search results, whatever their verdict."""
+        return [r for r in self.search_runs if r.is_result]
 
     @property
     def tried(self) -> list[RunView]:
-        """Runs that were attempted: not the run number the agent ended the stage at."""
-        return [r for r in self.runs if r.status != "not run"]
+        """Search runs that were attempted: not the run number the agent ended the stage at."""
+        return [r for r in self.search_runs if r.status != "not run"]
 
     @property
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
+        """The search's runs by status (ablations are counted apart: ablation_counts)."""
+        return _count(self.search_runs)
+
+    @property
+    def ablations(self) -> list[AblationView]:
+        """Every ablation run, by number, with the step of the path it takes out."""
+        if not any(self.ablation_node(r.run) for r in self.runs):
+            return []
+        tree = build_tree(self.model, None)  # structure only: each node's parent and kind
+        out = []
         for r in self.runs:
-            out[r.status] = out.get(r.status, 0) + 1
+            node = self.ablation_node(r.run)
+            if node is None or node.ablates is None:
+                continue
+            path = [n.node for n in tree.path_to(node.parent)]
+            made = tree.nodes.get(node.ablates)
+            out.append(AblationView(run=r, of=node.parent, ablates=node.ablates,
+                                    step=path.index(node.ablates) + 1 if node.ablates in path else None,
+                                    kind=made.kind if made is not None else ""))
         return out
+
+    @property
+    def ablation_counts(self) -> dict[str, int]:
+        """The ablation runs by status (ok, not applicable, failed ...)."""
+        return _count([a.run for a in self.ablations])
+
+    def ablation_groups(self) -> list[tuple[int, list[AblationView]]]:
+        """(the best node, its ablations) for each node that was ablated, by node."""
+        groups: dict[int, list[AblationView]] = {}
+        for a in self.ablations:
+            groups.setdefault(a.of, []).append(a)
+        return sorted(groups.items())
 
     @property
     def attempts(self) -> int:
@@ -148,25 +223,34 @@ class Timeline:
         """Time spent running experiments (all phases, all attempts); None for an import."""
         return None if self.imported else sum(r.wall_s for r in self.runs)
 
-    def metric_rows(self) -> list[MetricRow]:
-        """Key metrics: the baseline's and each result's (runs that are not results have none)."""
+    def metric_rows(self, runs: list[RunView] | None = None, reference: int = 0) -> list[MetricRow]:
+        """Key metrics: the baseline's and each of `runs`' (default: the search's results; runs that are not
+        results have none), each difference taken against run `reference` (0: the baseline)."""
+        runs = [r for r in (self.results if runs is None else runs) if r.is_result]
         keys = list(self.key_metrics)
         if not keys:
             seen: list[str] = []
-            for r in self.results:
+            for r in self.results or runs:
                 seen += [k for k in r.metrics if k not in seen]
             keys = seen[:8]
         rows = []
         for k in keys:
-            seeds = {n: self.seed_values(n).get(k, []) for n in [0, *(r.run for r in self.results)]}
+            seeds = {n: self.seed_values(n).get(k, []) for n in [0, *(r.run for r in runs)]}
             seeds = {n: v for n, v in seeds.items() if v}
             if 0 not in seeds and _num(self.baseline.get(k)) is not None:  # a journal from before BaselineRecorded
                 seeds[0] = [float(self.baseline[k])]
             values = {r.run: stats.summarize(seeds[r.run]).mean if r.run in seeds else _num(r.metrics.get(k))
-                      for r in self.results}
+                      for r in runs}
             rows.append(MetricRow(key=k, baseline=_num(self.baseline.get(k)), values=values, seeds=seeds,
-                                  evaluation={n: self.model.key_evaluation(n, k) for n in seeds}))
+                                  evaluation={n: self.model.key_evaluation(n, k) for n in seeds}, reference=reference))
         return rows
+
+    def ablation_rows(self, of: int) -> list[MetricRow]:
+        """Key metrics of node `of` and of its ablations that are results, each ablation against node `of`."""
+        best = self.run(of)
+        runs = [best] if best is not None else []
+        runs += [a.run for a in self.ablations if a.of == of]
+        return self.metric_rows(runs, reference=of)
 
     def run_metrics(self, run: RunView) -> list[RunMetric]:
         """Every metric of one run (key metrics first) against the baseline, over seeds where the journal has them."""
@@ -218,6 +302,13 @@ class Timeline:
             if r.run < run and r.code_commit:
                 return r.code_commit
         return None
+
+
+def _count(runs: list[RunView]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in runs:
+        out[r.status] = out.get(r.status, 0) + 1
+    return out
 
 
 def _num(v: Any) -> float | None:

@@ -258,6 +258,7 @@ def diff_lines(diff: str) -> list[tuple[str, str]]:
 
 
 def _runs(tl: Timeline, ws: Workspace, opts: Options) -> list[dict[str, Any]]:
+    ablations = {a.run.run: a for a in tl.ablations}
     out = []
     for r in tl.runs:
         attempts = []
@@ -278,6 +279,7 @@ def _runs(tl: Timeline, ws: Workspace, opts: Options) -> list[dict[str, Any]]:
             attempts.append({"a": a, "phases": phases})
         diff = run_diff(tl, r, ws)
         out.append({"r": r, "attempts": attempts, "diff": diff_lines(diff), "metrics": r.metrics,
+                    "ablation": ablations.get(r.run),
                     "rows": tl.run_metrics(r) if r.metrics else [], "node": tl.model.nodes.get(r.run),
                     "diff_base": diff_base(tl, r), "diff_what": "the code" if r.run in tl.model.nodes
                     else "experiment.py"})
@@ -299,7 +301,9 @@ def context(ws: Workspace, out: Path, opts: Options | None = None) -> dict[str, 
         "runs": _runs(tl, ws, opts),
         "search": search_view(tl),
         "best_mark": BEST,
-        "strip": charts.run_strip([(r.run, r.status, len(r.attempts)) for r in tl.runs]),
+        "strip": charts.run_strip([(r.run, r.status, len(r.attempts)) for r in tl.search_runs]),
+        "ablation_groups": [{"of": of, "best": tl.run(of), "ablations": abls, "rows": tl.ablation_rows(of)}
+                            for of, abls in tl.ablation_groups()],
         "metric_rows": rows,
         "metric_charts": metric_charts,
         "figures": collect_figures(tl, out_dir),

@@ -25,7 +25,7 @@ from ..conversation import Conversations
 from ..events import Message, NodeCreated, RunRecorded
 from ..notes import append_section, run_section, run_stats
 from ..objective import Objective
-from ..readmodel import WorkspaceModel
+from ..readmodel import NOT_APPLICABLE, NOT_APPLICABLE_REASON, WorkspaceModel, not_applicable
 from ..search.code import change_of, reverse_apply
 from ..search.engine import checkout_code, template_commit
 from ..search.tree import ROOT, SearchTree, TreeNode, build_tree
@@ -84,7 +84,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         return Skipped(f"skipped: the path to run {best.node} changes no code")
     j = ctx.journal
     done = {(n.parent, n.ablates): n.run for n in j.of(NodeCreated) if n.kind == "ablation"}
-    made, results, not_applicable = 0, 0, 0
+    made, results, inapplicable = 0, 0, 0
     for node, patch in changes:
         run = done.get((best.node, node.node))
         if run is None:
@@ -95,10 +95,10 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         rec = j.last(RunRecorded, run=run) or _ablate(ctx, run, best, node, patch)
         made += 1
         results += rec.status == "ok"
-        not_applicable += rec.attempts == 0
+        inapplicable += not_applicable(rec)
     checkout_code(ctx, best.commit)  # the tree ends with the best node's code, as the later stages describe it
     ctx.ws.commit(f"ablations: the code back at run {best.node}'s")
-    na = f", {not_applicable} not applicable" if not_applicable else ""
+    na = f", {inapplicable} {NOT_APPLICABLE}" if inapplicable else ""
     return f"{made} ablation(s) of run {best.node}: {results} result(s){na}"
 
 
@@ -112,7 +112,7 @@ def _ablate(ctx: Context, run: int, best: TreeNode, node: TreeNode, patch: str) 
     problem = reverse_apply(ctx, patch, f"run_{run}")
     if problem is not None:
         checkout_code(ctx, best.commit)
-        reasons = [f"not applicable: the change of run {node.node} does not come out of run {best.node}'s code "
+        reasons = [f"{NOT_APPLICABLE_REASON} the change of run {node.node} does not come out of run {best.node}'s code "
                    f"({problem})"]
         j.append(Message(level="warning", stage=STAGE, text=f"ablation run {run}: {reasons[0]}"))
         return _record(ctx, run, best, node, "failed", 0, reasons, {}, {})
@@ -133,13 +133,18 @@ def _record(ctx: Context, run: int, best: TreeNode, node: TreeNode, status: str,
     rec = RunRecorded(run=run, status=status, attempts=attempts, reasons=[] if status == "ok" else reasons,
                       metrics=metrics if status == "ok" else {}, evaluation=evaluation)
     if "notes.txt" in ctx.manifest.editable:
+        applicable = not not_applicable(rec)
         section = run_section(rec.model_copy(update={"commit": ctx.ws.head()}), [], ctx.manifest.key_metrics, baseline,
                               1, run_stats(j.events, run))
         lines = section.splitlines()
         lines[0] = (f"## Run {run} (ablation, not a search result: {_label(best.node, node.node)}): "
-                    f"{status.upper() if attempts else 'NOT APPLICABLE'}")
-        lines = [f"What changed: the change of run {node.node} taken out of run {best.node}'s code (no agent)"
-                 if ln.startswith("What changed:") else ln for ln in lines if not ln.startswith("Attempts:")]
+                    f"{status.upper() if applicable else NOT_APPLICABLE.upper()}")
+        replace = {"What changed:": f"What changed: the change of run {node.node} taken out of run {best.node}'s code "
+                                    "(no agent)"}
+        if not applicable:
+            replace["Not a result;"] = "Not applicable, not a failure: nothing was run for it. Why:"
+        lines = [next((new for old, new in replace.items() if ln.startswith(old)), ln)
+                 for ln in lines if not ln.startswith("Attempts:")]
         section = "\n".join(lines) + "\n"
         problem = append_section(ctx.ws.root, "notes.txt", section)
         if problem:
