@@ -83,9 +83,42 @@ def test_a_change_that_no_longer_comes_out_is_recorded_not_applicable(tmp_path):
     assert not [e for e in events(ws, "run_started") if e["run"] == 4]  # nothing ran for it
     assert recorded[5]["status"] == "ok"
     assert "LR = 0.1" in _show(ws, next(e for e in events(ws, "run_started") if e["run"] == 5)["commit"])
-    assert "NOT APPLICABLE" in (ws / "notes.txt").read_text()
+    notes = (ws / "notes.txt").read_text()
+    assert "## Run 4 (ablation, not a search result: run 2 without the change of run 1): NOT APPLICABLE" in notes
+    assert "Not applicable, not a failure: nothing was run for it." in notes
     done = next(e for e in events(ws, "stage_finished") if e["stage"] == "ablations")
     assert done["summary"] == "2 ablation(s) of run 2: 1 result(s), 1 not applicable"
+    _views_read_it_as_not_applicable(ws, tmp_path)
+
+
+def _views_read_it_as_not_applicable(ws: Path, tmp_path: Path) -> None:
+    """show and report over the real workspace: run 4 reads as not applicable (never failed), run 5's numbers are
+    against the best node 2 in the ablations table, and neither is a search result."""
+    from test_search_views import text_of
+
+    from orchestrator import stats
+    from orchestrator.report import render
+    from orchestrator.show import overview
+    from orchestrator.timeline import build
+
+    tl = build(ws)
+    assert [r.run for r in tl.results] == [1, 2] and "failed" not in tl.counts
+    assert tl.ablation_counts == {"not applicable": 1, "ok": 1}
+    text = text_of(overview(tl), width=220)
+    abl = text[text.index("Ablations of run 2 (the best node): not search results"):]
+    (row4,) = [ln for ln in abl.splitlines() if "step 1 (draft, run 1)" in ln]
+    assert "not applicable" in row4 and "--" in row4
+    (row5,) = [ln for ln in abl.splitlines() if "step 2 (improve, run 2)" in ln]
+    rec = {e["run"]: e["metrics"] for e in events(ws, "run_recorded")}
+    against_2 = stats.format_difference(stats.compare([rec[5]["eval.error"]], [rec[2]["eval.error"]]))
+    against_0 = stats.format_difference(stats.compare([rec[5]["eval.error"]], tl.seed_values(0)["eval.error"]))
+    assert against_2 != against_0 and f"(Δ {against_2}, " in row5, row5  # against the best node, not the baseline
+    metrics = text[text.index("Key metrics (search results only, ablations apart)"):text.index("Ablations of run 2")]
+    assert "run 2" in metrics and "run 4" not in metrics and "run 5" not in metrics
+    assert "2 ablation(s) (1 not applicable, 1 ok)" in text and "failed" not in text.split("Totals:")[1]
+    html = render(ws, tmp_path / "r.html")
+    run4 = html[html.index('<details class="run" id="run-4"'):html.index('<details class="run" id="run-5"')]
+    assert '<span class="badge s-not-applicable">not applicable</span>' in run4 and "s-failed" not in run4
 
 
 def test_skipped_in_one_line_for_a_linear_run_not_asked_for_it(tmp_path):

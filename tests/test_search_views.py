@@ -286,3 +286,86 @@ def test_show_and_report_on_a_real_tree_search(searched, tmp_path):
     parent = kinds[4][1]
     assert f"against node {parent} (its parent)" in improve and '<span class="add">+STEPS = 40</span>' in improve
     assert "+LR = 0.1" not in improve  # node 1's change is its parent's code, not node 4's
+
+
+NOT_APPLICABLE_6 = "not applicable: the change of run 1 does not come out of run 4's code (patch does not apply)"
+
+
+def ablated_events():
+    """tree_events with its ablation finished as the ablations stage records them: node 6 (node 1's change taken out
+    of the best node 4) no longer comes out, recorded failed with nothing run; node 7 (node 4's own change out) ok."""
+    return (*tree_events(),
+            RunRecorded(run=6, status="failed", attempts=0, reasons=[NOT_APPLICABLE_6]),
+            NodeCreated(run=7, parent=4, kind="ablation", ablates=4),
+            RunRecorded(run=7, status="ok", attempts=1, metrics={"m": 2.5, "l0": 7}))
+
+
+def _table(text: str, title: str) -> str:
+    """The lines of the rich table titled `title`, up to the next blank-bordered end."""
+    start = text.index(title)
+    end = text.index("└", start)
+    return text[start:text.index("\n", end)]
+
+
+def test_show_keeps_ablations_apart_from_the_search(tmp_path):
+    tl = build(journal_workspace(tmp_path / "ws", *ablated_events()))
+    assert [r.run for r in tl.results] == [1, 4, 5] and [r.run for r in tl.search_runs] == [1, 2, 3, 4, 5]
+    assert tl.counts == {"ok": 3, "failed": 1, "degenerate": 1}  # neither ablation counts, as a result or a failure
+    assert tl.ablation_counts == {"not applicable": 1, "ok": 1}
+    assert [(a.run.run, a.of, a.step, a.change) for a in tl.ablations] == [
+        (6, 4, 1, "step 1 (draft, run 1)"), (7, 4, 2, "step 2 (improve, run 4)")]
+    text = text_of(overview(tl), width=200)
+    metrics = _table(text, "Key metrics (search results only, ablations apart)")
+    assert "run 4" in metrics and "run 5" in metrics and "run 6" not in metrics and "run 7" not in metrics
+    abl = _table(text, "Ablations of run 4 (the best node): not search results")
+    assert re.search(r"none \(the best node\)\s+│\s+4 │ ok\s+│\s+3 │\s+9 │", abl), abl
+    assert re.search(r"step 1 \(draft, run 1\)\s+│\s+6 │ not applicable │\s+-- │\s+-- │", abl), abl
+    assert re.search(r"step 2 \(improve, run 4\)\s+│\s+7 │ ok\s+│ 2\.5 \(-16\.7%\) │ 7 \(-22\.2%\) │", abl), abl
+    runs = _table(text, "Runs")
+    (row6,) = [ln for ln in runs.splitlines() if re.match(r"│\s+6 │", ln)]
+    assert "ablation of run 4: without the" in row6 and "not applicable" in row6 and "failed" not in row6
+    assert "search: draft" in runs
+    assert "failed" not in _line(text, "6 ablation") and "not applicable  the change of run 1" in _line(text, "6 ablation")
+    assert "Totals: 5 run(s) (1 degenerate, 1 failed, 3 ok), 2 ablation(s) (1 not applicable, 1 ok)" in text
+    detail = text_of(run_detail(tl, tl.run(6)), width=200)
+    assert "Run 6: not applicable — ablation of run 4: without the change of step 1 (draft, run 1), not a search result: " \
+           "nothing was run" in detail
+    assert "failed" not in detail and "after 0 attempt" not in detail
+
+
+def test_the_live_line_of_a_change_that_no_longer_comes_out():
+    from orchestrator.formatting import describe
+
+    line = describe(RunRecorded(run=6, status="failed", attempts=0, reasons=[NOT_APPLICABLE_6]))
+    assert line == "run 6: NOT APPLICABLE, nothing was run: the change of run 1 does not come out of run 4's code " \
+                   "(patch does not apply)"
+    # a run that ran and failed with any reason stays a failure: the rule needs nothing run (attempts 0)
+    assert describe(RunRecorded(run=2, status="failed", attempts=1, reasons=[NOT_APPLICABLE_6])).startswith("run 2: FAILED")
+
+
+def test_report_keeps_ablations_apart_from_the_search(tmp_path):
+    html = report(journal_workspace(tmp_path / "ws", *ablated_events()), tmp_path / "r.html")
+    assert_self_contained(html)
+    assert '<div class="k">Results</div><div class="v">3 of 5 runs</div>' in html
+    assert '<div class="k">Ablations</div><div class="v">1 of 2 results</div>' in html
+    summary = html[html.index('id="summary"'):html.index('id="tree"')]
+    search, ablations = summary[summary.index("Search runs:"):].split('id="ablation-counts"')
+    assert "s-failed" in search and "not applicable" not in search
+    assert '<span class="badge s-not-applicable">not applicable</span> 1' in ablations and "s-failed" not in ablations
+    assert "<title>run 6" not in summary and "<title>run 7" not in summary  # the strip draws the search's runs
+    metrics = html[html.index('id="metrics"'):html.index('id="ablations"')]
+    assert re.findall(r'<a href="#run-(\d+)">run \d+</a>', metrics) == ["1", "4", "5"]
+    abl = html[html.index('id="ablations"'):html.index('id="plots"')]
+    assert "Ablations of <a href=\"#run-4\">run 4</a> (the best node)" in abl and "not search results" in abl
+    rows = re.findall(r'<tr class="ablation"><th scope="row">([^<]+)</th><td><a href="#run-(\d+)">.*?'
+                      r'<span class="badge s-([a-z-]+)">', abl)
+    assert rows == [("step 1 (draft, run 1)", "6", "not-applicable"), ("step 2 (improve, run 4)", "7", "ok")]
+    assert '2.5 <span class="muted">(-16.7%)</span>' in abl
+    table = html[html.index('aria-label="Attempts table"'):html.index('id="expand-all"')]
+    assert 'class="s-ablation">ablation of run 4: without the change of step 1 (draft, run 1)</span>' in table
+    assert '<span class="muted">search: improve</span>' in table
+    run6 = html[html.index('<details class="run" id="run-6"'):html.index('<details class="run" id="run-7"')]
+    assert '<span class="badge s-not-applicable">not applicable</span>' in run6 and "nothing was run" in run6
+    assert "s-failed" not in run6 and "not a search result" in run6
+    node6 = re.search(r'<a class="(tnode[^"]*)" href="#run-6"', html)
+    assert node6 and "v-not-applicable" in node6.group(1)
