@@ -199,7 +199,8 @@ class Timeline:
 
     @property
     def attempts(self) -> int:
-        return sum(len(r.attempts) for r in self.runs)
+        """The search's attempts (an ablation's one execution, or none, is not an attempt of the agent's)."""
+        return sum(len(r.attempts) for r in self.search_runs)
 
     @property
     def prompt_tokens(self) -> int:

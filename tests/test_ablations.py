@@ -104,6 +104,7 @@ def _views_read_it_as_not_applicable(ws: Path, tmp_path: Path) -> None:
     tl = build(ws)
     assert [r.run for r in tl.results] == [1, 2] and "failed" not in tl.counts
     assert tl.ablation_counts == {"not applicable": 1, "ok": 1}
+    assert tl.run(5).attempts and tl.attempts == sum(len(r.attempts) for r in tl.runs if r.run not in (4, 5))
     text = text_of(overview(tl), width=220)
     abl = text[text.index("Ablations of run 2 (the best node): not search results"):]
     (row4,) = [ln for ln in abl.splitlines() if "step 1 (draft, run 1)" in ln]
