@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the idea's, else linear)")
     p.add_argument("--search-time", type=positive_float, dest="search_time_s", metavar="S",
                    help="with --strategy tree: no new node after S seconds of nodes (default: no limit)")
+    p.add_argument("--parallel-nodes", type=count, metavar="N",
+                   help="with --strategy tree: nodes whose full runs go on while the agent drafts the next "
+                   "(default: the idea's search.parallel, else its parallel_runs when above 1, else 0)")
     _run_args(p)
 
     p = sub.add_parser("resume", help="continue a workspace after a crash or Ctrl-C",
@@ -112,6 +115,7 @@ def _opts(args: argparse.Namespace):
         max_attempts=getattr(args, "max_attempts", None), budget_usd=getattr(args, "budget_usd", None),
         seeds=getattr(args, "seeds", None), strategy=getattr(args, "strategy", None),
         max_nodes=getattr(args, "max_nodes", None), search_time_s=getattr(args, "search_time_s", None),
+        parallel_nodes=getattr(args, "parallel_nodes", None),
         stages=getattr(args, "stages", None),
         sandbox=getattr(args, "sandbox", Path("sandbox")), isolation=getattr(args, "isolation", None),
         full_timeout_s=getattr(args, "full_timeout_s", None), smoke_timeout_s=getattr(args, "smoke_timeout_s", None),

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -92,6 +93,62 @@ def workspace_spec(ctx: Context, argv: list[str], *, log_dir: Path, timeout_s: f
     return RunSpec(argv=argv, cwd=ws.root, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=ctx.limits,
                    isolation=ctx.isolation, read_only=sandbox_read_only(ctx, writing=writing), hidden=[ws.state],
                    rebind=[ws.root / sandbox.HOME_DIR], watch_dir=ws.root, key=key, out_dir=out_dir)
+
+
+NODES = "nodes"  # under .orchestrate/: each tree node's own folder while its full run is in flight
+_RUN_FOLDER = re.compile(r"run_\d+")
+
+
+def node_folder(ctx: Context, run: int) -> Path:
+    """Where a tree node's full run works while the tree moves on: `.orchestrate/nodes/run_<n>/<workspace>`
+    (named after the workspace, as executors name jobs after their cwd), its home beside it."""
+    return ctx.ws.state / NODES / f"run_{run}" / ctx.ws.root.name
+
+
+def make_node_folder(ctx: Context, run: int, commit: str) -> Path:
+    """A fresh folder holding the files of `commit` (the node's code: no run folder) and the protected files
+    from the pristine copy, read-only (bwrap binds them read-only as well)."""
+    ws = ctx.ws
+    cwd = node_folder(ctx, run)
+    remove_node_folder(ctx, run)
+    cwd.parent.mkdir(parents=True)
+    ws.export(commit, cwd, skip=_run_output)
+    for rel in ws.protected_hashes():
+        dst = cwd / rel
+        if dst.exists() or dst.is_symlink():
+            _remove(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ws.state / "pristine" / rel, dst)
+        dst.chmod(0o444)
+    (cwd.parent / "home").mkdir()
+    return cwd
+
+
+def _run_output(rel: str) -> bool:
+    """A path under a run folder (`run_3/...`, `.smoke/...`): what a node's own folder never starts with."""
+    top = rel.split("/", 1)[0]
+    return top == SMOKE_DIR or bool(_RUN_FOLDER.fullmatch(top))
+
+
+def remove_node_folder(ctx: Context, run: int) -> None:
+    base = node_folder(ctx, run).parent
+    if base.exists() or base.is_symlink():
+        if base.is_dir() and not base.is_symlink():
+            _set_writable(base, True)
+        _remove(base)
+
+
+def node_spec(ctx: Context, argv: list[str], *, cwd: Path, log_dir: Path, timeout_s: float, key: str,
+              env: dict[str, str], out_dir: str) -> RunSpec:
+    """A run in a tree node's own folder: that folder and its home are all it may write; its protected files
+    and the data cache are read-only, and nothing of the workspace (its record, its yardstick, earlier runs,
+    the orchestrator's state) is bound under bwrap."""
+    home = cwd.parent / "home"
+    env = {**env, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "MPLCONFIGDIR": str(home / ".mpl")}
+    protected = [cwd / rel for rel in ctx.ws.protected_hashes() if (cwd / rel).exists()]
+    return RunSpec(argv=argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=ctx.limits,
+                   isolation=ctx.isolation, writable=[home], read_only=[*protected, data_dir(ctx)],
+                   watch_dir=cwd.parent, key=key, out_dir=out_dir)
 
 
 def _sealed_cwd(ctx: Context, name: str) -> tuple[Path, Path]:
@@ -288,15 +345,35 @@ def out_dir_for(run: int, attempt: int, phase: str) -> str:
     return f"run_{run}" if phase == "full" else f"{SMOKE_DIR}/run_{run}_attempt_{attempt}"
 
 
+def compared_run(ctx: Context, run: int) -> int | None:
+    """The run whose results `run`'s must differ from ("the previous run's"): for a tree node, its nearest
+    ancestor that is a result (its parent, when that is one; a draft has none); else the last result before it."""
+    j = ctx.journal
+    results = {a.run for a in j.of(RunAggregated, status="ok")}
+    results |= {f.run for f in j.of(RunFinished, phase="full", status="ok") if f.seed is None}  # from before seeds
+    made = {n.run: n for n in j.of(NodeCreated) if n.kind != "ablation"}
+    if run in made:
+        node, seen = made[run].parent, {run}
+        while node in made and node not in seen:
+            if node in results:
+                return node
+            seen.add(node)
+            node = made[node].parent
+        return None
+    earlier = [r for r in results if r < run]
+    return max(earlier) if earlier else None
+
+
 def previous_ok(ctx: Context, run: int) -> dict[str, Any] | None:
-    """The validated metrics (from the journal: over its seeds) of the last full run before `run` that was a result."""
-    for agg in reversed(ctx.journal.of(RunAggregated, status="ok")):
-        if agg.run < run:
-            return agg.metrics
-    for fin in reversed(ctx.journal.of(RunFinished, phase="full", status="ok")):
-        if fin.run < run and fin.seed is None:  # a journal from before seeds
-            return fin.metrics
-    return None
+    """The validated metrics (from the journal: over its seeds) of the run `run` is compared with (compared_run)."""
+    prev = compared_run(ctx, run)
+    if prev is None:
+        return None
+    agg = ctx.journal.last(RunAggregated, run=prev, status="ok")
+    if agg is not None:
+        return agg.metrics
+    fin = next((f for f in reversed(ctx.journal.of(RunFinished, run=prev, phase="full", status="ok")) if f.seed is None), None)
+    return fin.metrics if fin is not None else None
 
 
 def recorded_outputs(journal) -> dict[str, dict[str, str]]:
@@ -329,13 +406,15 @@ class _Pending:
     rel: str
     log_dir: Path
     spec: RunSpec
+    root: Path | None = None  # the folder `rel` is in (None: the workspace; else a tree node's own folder)
+    commit: str | None = None  # the code it runs, when not the workspace's HEAD (a tree node's)
     handle: Any = None
     record: runner.RunRecord | None = None
     fresh: bool = False  # its folder was made empty before any seed started (siblings bind it read-only)
 
 
 def _prepare_seed(ctx: Context, run: int, attempt: int, phase: str, seed: int | None, rel: str, *,
-                  writing: str | None, siblings: list[str]) -> _Pending:
+                  writing: str | None, siblings: list[str], folder: Path | None = None) -> _Pending:
     ws, m = ctx.ws, ctx.manifest
     smoke = phase == "smoke"
     log_dir = ws.attempt_dir(run, attempt) / (phase if seed is None or len(siblings) == 0 else f"{phase}_seed_{seed}")
@@ -348,10 +427,13 @@ def _prepare_seed(ctx: Context, run: int, attempt: int, phase: str, seed: int | 
         argv += shlex.split(m.smoke.args)
     key = f"run_{run}/attempt_{attempt}/{phase}" + (f"/seed_{seed}" if siblings else "")
     timeout = ctx.limits.smoke_timeout_s if smoke else ctx.limits.full_timeout_s
-    spec = workspace_spec(ctx, argv, log_dir=log_dir, timeout_s=timeout, key=key, writing=writing, env=env, out_dir=rel)
+    if folder is None:
+        spec = workspace_spec(ctx, argv, log_dir=log_dir, timeout_s=timeout, key=key, writing=writing, env=env, out_dir=rel)
+    else:
+        spec = node_spec(ctx, argv, cwd=folder, log_dir=log_dir, timeout_s=timeout, key=key, env=env, out_dir=rel)
     # a seed reads its siblings' folders, never writes them (under bwrap; they exist before the binds)
-    spec.read_only += [ws.root / other for other in siblings]
-    return _Pending(run, attempt, phase, seed, rel, log_dir, spec)
+    spec.read_only += [(folder or ws.root) / other for other in siblings]
+    return _Pending(run, attempt, phase, seed, rel, log_dir, spec, root=folder)
 
 
 def _submit(ctx: Context, p: _Pending) -> None:
@@ -361,13 +443,13 @@ def _submit(ctx: Context, p: _Pending) -> None:
     p.handle = ctx.executor.attach(p.spec, started.job_id) if started is not None and started.job_id else None
     if p.handle is not None:
         return  # resumed: its job may still run; never submit twice
-    out = ws.root / p.rel
+    out = (p.root or ws.root) / p.rel
     if (out.exists() or out.is_symlink()) and not p.fresh:
         _remove(out)
     if p.log_dir.exists():
         shutil.rmtree(p.log_dir)
     p.handle = ctx.executor.submit(p.spec)
-    j.append(RunStarted(run=p.run, attempt=p.attempt, phase=p.phase, out_dir=p.rel, commit=ws.head(),
+    j.append(RunStarted(run=p.run, attempt=p.attempt, phase=p.phase, out_dir=p.rel, commit=p.commit or ws.head(),
                         job_id=p.handle.job_id, seed=p.seed))
 
 
@@ -381,29 +463,46 @@ def _run_all(ctx: Context, pending: list[_Pending], *, run_dir: str | None) -> N
             and not p.is_relative_to(ws.root / ".git") and not (inside is not None and p.is_relative_to(inside))]
     # the orchestrator writes its state during the run; under bwrap the binds make them read-only
     with read_only_files(keep if ctx.isolation != "bwrap" else []):
-        try:
-            for p in pending:
-                _submit(ctx, p)
-            for p in pending:
-                p.record = ctx.executor.wait(p.handle)
-        except BaseException:  # Ctrl-C, SIGTERM: every seed's local run ends with us (a Slurm job is re-attached)
-            for p in pending:
-                if p.handle is not None:
-                    p.handle.stop.set()
-            for p in pending:
-                if p.handle is not None and p.handle.future is not None:
-                    with contextlib.suppress(BaseException):
-                        p.handle.future.result(timeout=30)
-            raise
+        _submit_all(ctx, pending)
+        _wait_all(ctx, pending)
 
 
-def _judged(ctx: Context, p: _Pending, git_before) -> RunFinished:
+def _submit_all(ctx: Context, pending: list[_Pending]) -> None:
+    try:
+        for p in pending:
+            _submit(ctx, p)
+    except BaseException:
+        _stop_all(pending)
+        raise
+
+
+def _wait_all(ctx: Context, pending: list[_Pending]) -> None:
+    try:
+        for p in pending:
+            p.record = ctx.executor.wait(p.handle)
+    except BaseException:  # Ctrl-C, SIGTERM: every seed's local run ends with us (a Slurm job is re-attached)
+        _stop_all(pending)
+        raise
+
+
+def _stop_all(pending: list[_Pending]) -> None:
+    for p in pending:
+        if p.handle is not None:
+            p.handle.stop.set()
+    for p in pending:
+        if p.handle is not None and p.handle.future is not None:
+            with contextlib.suppress(BaseException):
+                p.handle.future.result(timeout=30)
+
+
+def _judged(ctx: Context, p: _Pending, git_before, folder: Path | None = None) -> RunFinished:
     ws, j = ctx.ws, ctx.journal
     record = p.record
     assert record is not None
     out = ws.root / p.rel
-    verdict, status, evaluation = judge(ctx, record, out, run=p.run, smoke=p.phase == "smoke", git_before=git_before)
-    feedback = feedback_for(record.stdout_path, record.stderr_path, workdir=ws.root)
+    verdict, status, evaluation = judge(ctx, record, out, run=p.run, smoke=p.phase == "smoke", git_before=git_before,
+                                        folder=folder)
+    feedback = feedback_for(record.stdout_path, record.stderr_path, workdir=folder or ws.root)
     named_exception(verdict, feedback)
     if status == "ok":
         feedback = Feedback()
@@ -447,44 +546,112 @@ def _seed_done(ctx: Context, run: int, attempt: int, seed: int, single: bool) ->
     return done
 
 
+@dataclass
+class FullRun:
+    """A full run's seeds, submitted or about to be, and not yet judged (execute_full lands it at once; a tree
+    node's lands while the tree has moved on: land_full)."""
+
+    run: int
+    attempt: int
+    run_dir: str
+    pending: list[_Pending]
+    git_before: dict[str, bytes | None] | None
+    folder: Path | None = None  # the tree node's own folder (None: the workspace)
+
+    def finished(self) -> bool:
+        """Every seed's process has ended (a local run's; a Slurm job's end is known by waiting for it)."""
+        return all(p.handle is not None and p.handle.future is not None and p.handle.future.done() for p in self.pending)
+
+    def stop(self) -> None:
+        _stop_all(self.pending)
+
+
 def execute_full(ctx: Context, run: int, attempt: int) -> tuple[RunAggregated, list[RunFinished]]:
     """Every seed of a full run (submitted together, then judged one by one), and the run's verdict over
     them: ok when at least min_ok seeds are ok and none tampered. A resumed orchestrator runs only the
     seeds whose verdict is not in the journal. Returns (the aggregate, each seed's verdict)."""
+    return land_full(ctx, submit_full(ctx, run, attempt))
+
+
+def submit_full(ctx: Context, run: int, attempt: int, *, code: str | None = None) -> FullRun:
+    """The full run's seeds whose verdict is not in the journal, made ready in the workspace (`code` None:
+    land_full submits and waits for them), or, for a tree node whose run goes on while the agent drafts the
+    next, submitted now in the node's own folder, made from commit `code` (a Slurm job still running is
+    re-attached, in the folder it has)."""
     j, ws = ctx.journal, ctx.ws
     plan = seed_plan(ctx)
     run_dir = out_dir_for(run, attempt, "full")
     single = plan.count == 1
+    if j.last(RunAggregated, run=run, attempt=attempt) is not None:
+        return FullRun(run, attempt, run_dir, [], None)
+    rels = {s: plan.out_dir(run_dir, s) for s in plan.values}
+    missing = [s for s in plan.values if _seed_done(ctx, run, attempt, s, single) is None]
+    folder = node_folder(ctx, run) if code is not None else None
+    if missing and folder is not None:
+        started = [j.last(RunStarted, run=run, attempt=attempt, phase="full", seed=s) for s in missing]
+        live = [st for st in started if st is not None and st.job_id]
+        if not live or not folder.is_dir():  # nothing to re-attach to: the node's code afresh
+            make_node_folder(ctx, run, code)
+    root = folder or ws.root
+    if missing and not single:
+        if (root / run_dir).is_symlink() or ((root / run_dir).exists() and not (root / run_dir).is_dir()):
+            _remove(root / run_dir)
+        for s in plan.values:
+            if s in missing:
+                d = root / rels[s]
+                if d.exists() or d.is_symlink():
+                    _remove(d)
+            (root / rels[s]).mkdir(parents=True, exist_ok=True)
+    pending = [_prepare_seed(ctx, run, attempt, "full", s, rels[s], writing=run_dir,
+                             siblings=[rels[t] for t in plan.values if t != s] if not single else [], folder=folder)
+               for s in missing]
+    for p in pending:
+        p.fresh = not single
+        p.commit = code
+    full = FullRun(run, attempt, run_dir, pending, ws.git_snapshot(refs=folder is None) if pending else None, folder)
+    if folder is not None:
+        _submit_all(ctx, pending)
+    return full
+
+
+def land_full(ctx: Context, full: FullRun) -> tuple[RunAggregated, list[RunFinished]]:
+    """Wait for a full run's seeds, bring a tree node's run folder back into the workspace, judge every seed
+    and the run over them (a journal that has the verdict returns it)."""
+    j = ctx.journal
+    plan = seed_plan(ctx)
+    run, attempt, run_dir = full.run, full.attempt, full.run_dir
+    single = plan.count == 1
     done = j.last(RunAggregated, run=run, attempt=attempt)
     if done is not None:
         return done, [f for s in plan.values if (f := _seed_done(ctx, run, attempt, s, single)) is not None]
-    rels = {s: plan.out_dir(run_dir, s) for s in plan.values}
-    missing = [s for s in plan.values if _seed_done(ctx, run, attempt, s, single) is None]
-    if missing:
-        if not single:
-            if (ws.root / run_dir).is_symlink() or ((ws.root / run_dir).exists() and not (ws.root / run_dir).is_dir()):
-                _remove(ws.root / run_dir)
-            for s in plan.values:
-                if s in missing:
-                    d = ws.root / rels[s]
-                    if d.exists() or d.is_symlink():
-                        _remove(d)
-                (ws.root / rels[s]).mkdir(parents=True, exist_ok=True)
-        pending = [_prepare_seed(ctx, run, attempt, "full", s, rels[s], writing=run_dir,
-                                 siblings=[rels[t] for t in plan.values if t != s] if not single else [])
-                   for s in missing]
-        for p in pending:
-            p.fresh = not single
-        git_before = ws.git_snapshot()
-        _run_all(ctx, pending, run_dir=run_dir)
-        for p in pending:
-            _judged(ctx, p, git_before)
+    if full.pending:
+        if full.folder is None:
+            _run_all(ctx, full.pending, run_dir=run_dir)
+        else:
+            _wait_all(ctx, full.pending)
+            _bring_back(ctx, full)
+        for p in full.pending:
+            _judged(ctx, p, full.git_before, folder=full.folder)
     fins = [f for s in plan.values if (f := _seed_done(ctx, run, attempt, s, single)) is not None]
-    return _aggregate(ctx, run, attempt, plan, fins, run_dir), fins
+    agg = _aggregate(ctx, run, attempt, plan, fins, run_dir, only=full.folder is not None)
+    if full.folder is not None:
+        remove_node_folder(ctx, run)
+    return agg, fins
+
+
+def _bring_back(ctx: Context, full: FullRun) -> None:
+    """A tree node's run folder, from its own folder into the workspace (a link or a file in its place brings
+    nothing back: each seed's verdict then says its results are missing)."""
+    assert full.folder is not None
+    src, dst = full.folder / full.run_dir, ctx.ws.root / full.run_dir
+    if dst.exists() or dst.is_symlink():
+        _remove(dst)
+    if src.is_dir() and not src.is_symlink():
+        os.replace(src, dst)  # one file system: the node's folder is under the workspace's .orchestrate/
 
 
 def _aggregate(ctx: Context, run: int, attempt: int, plan: SeedPlan, fins: list[RunFinished],
-               run_dir: str) -> RunAggregated:
+               run_dir: str, *, only: bool = False) -> RunAggregated:
     ws, m = ctx.ws, ctx.manifest
     ok = [f for f in fins if f.status == "ok"]
     bad = [f for f in fins if f.status != "ok"]
@@ -520,7 +687,8 @@ def _aggregate(ctx: Context, run: int, attempt: int, plan: SeedPlan, fins: list[
             (out / seeds_mod.SEEDS_FILE).write_text(json.dumps(seeds_mod.seeds_table([ok[0].metrics]), indent=1) + "\n")
         outputs = keep_record(ctx, run_dir)
         commit = ws.commit(f"run {run} attempt {attempt}: full run is a result"
-                           + (f" ({len(ok)} of {plan.count} seeds)" if plan.count > 1 else ""))
+                           + (f" ({len(ok)} of {plan.count} seeds)" if plan.count > 1 else ""),
+                           paths=[run_dir] if only else None)
     elif out.exists() or out.is_symlink():  # keep what it wrote, out of the next attempt's way
         dest = ws.attempt_dir(run, attempt) / "out"
         if dest.exists():
@@ -576,17 +744,20 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def tampering(ctx: Context, git_before: dict[str, bytes | None] | None) -> list[str]:
-    """What a run changed that no run may change, each put back where it can be: protected files, the
-    workspace's git configuration and hooks, recorded runs' files, the data cache."""
+def tampering(ctx: Context, git_before: dict[str, bytes | None] | None, folder: Path | None = None) -> list[str]:
+    """What a run changed that no run may change, each put back where it can be: protected files (the
+    workspace's, and those in a tree node's own folder), the workspace's git configuration and hooks,
+    recorded runs' files, the data cache."""
     ws = ctx.ws
     found = []
     changed = ws.changed_protected()
     if changed:
         ws.restore_protected(changed)
         found.append(f"protected file {', '.join(changed)} was changed during the run; it has been restored")
+    if folder is not None and (inside := ws.changed_protected(folder)):
+        found.append(f"protected file {', '.join(inside)} was changed in the node's own folder during the run")
     if git_before is not None:
-        git = ws.restore_git(git_before)
+        git = ws.restore_git(git_before, refs=folder is None)
         if git:
             found.append(f".git/{', .git/'.join(git[:3])} {'was' if len(git) == 1 else 'were'} changed during the run "
                          f"(git configuration, hooks or history are the orchestrator's); restored")
@@ -630,11 +801,11 @@ def process_verdict(record: runner.RunRecord, *, timeout_s: float) -> Verdict | 
 
 
 def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke: bool,
-          git_before: dict[str, bytes | None] | None = None) -> tuple[Verdict, str, str]:
+          git_before: dict[str, bytes | None] | None = None, folder: Path | None = None) -> tuple[Verdict, str, str]:
     """Tampering first (a changed yardstick voids everything), then the process, then the evaluator and
     the results. Returns (verdict, status, evaluation)."""
     ws, m = ctx.ws, ctx.manifest
-    tampered = tampering(ctx, git_before)
+    tampered = tampering(ctx, git_before, folder)
     if tampered:
         return Verdict(status="tampered", reasons=[f"{r} and the run rejected" for r in tampered]), "tampered", "self-reported"
     if smoke and m.smoke.mode == "time" and record.timed_out:
@@ -673,7 +844,7 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
         verdict.status = "misreported"
     prev = None if smoke or info is None or ablation else _previous_result(ctx, run)
     files = code_files(m)
-    if prev is not None and files and not ws.diff(prev.commit, ws.head(), *files).strip():
+    if prev is not None and files and not ws.diff(prev.commit, _code_commit(ctx, run), *files).strip():
         verdict.reasons.append(code_unchanged(files, prev.run))
         verdict.kinds.append("code-unchanged")
         if verdict.status == "ok":
@@ -682,12 +853,18 @@ def judge(ctx: Context, record: runner.RunRecord, out: Path, *, run: int, smoke:
 
 
 def _previous_result(ctx: Context, run: int) -> RunStarted | None:
-    """The start (with its code commit) of the last full run before `run` that was a result."""
+    """The start (with its code commit) of the full run that was a result of the run `run` is compared with."""
     j = ctx.journal
-    results = [(a.run, a.attempt) for a in j.of(RunAggregated, status="ok")]
-    results += [(f.run, f.attempt) for f in j.of(RunFinished, phase="full", status="ok") if f.seed is None]
-    for r, a in sorted(results, reverse=True):
-        if r < run:
-            started = j.last(RunStarted, run=r, attempt=a, phase="full")
-            return started if started is not None and started.commit else None
-    return None
+    prev = compared_run(ctx, run)
+    if prev is None:
+        return None
+    results = [a.attempt for a in j.of(RunAggregated, run=prev, status="ok")]
+    results += [f.attempt for f in j.of(RunFinished, run=prev, phase="full", status="ok") if f.seed is None]
+    started = j.last(RunStarted, run=prev, attempt=max(results), phase="full") if results else None
+    return started if started is not None and started.commit else None
+
+
+def _code_commit(ctx: Context, run: int) -> str:
+    """The code `run`'s full run ran: its start's commit (a tree node's, while HEAD may have moved on)."""
+    started = ctx.journal.last(RunStarted, run=run, phase="full")
+    return started.commit if started is not None and started.commit else ctx.ws.head()

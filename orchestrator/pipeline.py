@@ -54,6 +54,7 @@ class RunOptions:
     strategy: str | None = None  # --strategy linear|tree (None: the idea's, else linear)
     max_nodes: int | None = None  # --max-nodes N: a tree search's nodes (None: the idea's search, else max_runs)
     search_time_s: float | None = None  # --search-time S: a tree search makes no new node after S seconds of nodes
+    parallel_nodes: int | None = None  # --parallel-nodes N: a tree node's full runs in flight while the next is drafted
     search: SearchSettings | None = None  # a replay: the recorded search settings
     search_setup: SearchSetup | None = None  # set by prepare: the strategy, objective and settings resolved
     vision_model: str | None = None  # --vision-model: reviews figures and page images (else the config's, else model)
@@ -207,7 +208,8 @@ def prepare(idea_path: Path, opts: RunOptions) -> tuple:
     limits, sources = _limits_and_sources(template, loaded.idea, opts)
     opts.limit_sources = sources
     opts.search_setup = resolve_search(template, loaded.idea, idea_path, limits, strategy=opts.strategy,
-                                       max_nodes=opts.max_nodes, wall_s=opts.search_time_s, recorded=opts.search)
+                                       max_nodes=opts.max_nodes, wall_s=opts.search_time_s, recorded=opts.search,
+                                       parallel=opts.parallel_nodes)
     if opts.search_setup.strategy == "tree" and not opts.transcript and loaded.tree_transcript_path:
         loaded = loaded.model_copy(update={"transcript_path": loaded.tree_transcript_path})
     model = None if opts.transcript else configured_model(opts)

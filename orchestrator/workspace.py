@@ -105,12 +105,13 @@ class Workspace:
     def protected_hashes(self) -> dict[str, str]:
         return json.loads((self.state / "protected.json").read_text())
 
-    def changed_protected(self) -> list[str]:
-        """Protected files whose content differs from when the workspace was made."""
+    def changed_protected(self, root: Path | None = None) -> list[str]:
+        """Protected files whose content differs from when the workspace was made (in the workspace, or in
+        `root`: a tree node's own folder)."""
         changed = []
         for rel, digest in self.protected_hashes().items():
-            p = self.root / rel
-            if not p.is_file() or sha256(p) != digest:
+            p = (root or self.root) / rel
+            if (root is not None and p.is_symlink()) or not p.is_file() or sha256(p) != digest:
                 changed.append(rel)
         return changed
 
@@ -132,13 +133,41 @@ class Workspace:
             raise WorkspaceError(self.root, f"git {' '.join(args[:2])} failed: {res.stderr.strip()[:200]}")
         return res.stdout
 
-    def commit(self, message: str) -> str:
-        """Commit everything (ignored files aside; a new file over COMMIT_FILE_CAP_MB is ignored from now on);
-        returns the commit id (HEAD when nothing changed)."""
+    def commit(self, message: str, paths: list[str] | None = None) -> str:
+        """Commit everything (ignored files aside; a new file over COMMIT_FILE_CAP_MB is ignored from now on), or
+        only `paths` (a node's run folder and notes landing while the tree holds another node's code: the rest of
+        the tree stays as it is, uncommitted); returns the commit id (HEAD when nothing changed)."""
         self._leave_out_large()
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
+        if paths is None:
+            self.git("add", "-A")
+            self.git("commit", "-q", "--allow-empty", "-m", message)
+        else:
+            wanted = [p for p in paths if (self.root / p).exists() or self.git("ls-files", "--", p).strip()]
+            if wanted:
+                self.git("--literal-pathspecs", "add", "-A", "--", *wanted)
+            self.git("--literal-pathspecs", "commit", "-q", "--allow-empty", "-m", message,
+                     *(["--only", "--", *wanted] if wanted else []))
         return self.git("rev-parse", "HEAD").strip()
+
+    def export(self, commit: str, dest: Path, *, skip=None) -> list[str]:
+        """Write the files of `commit` (but those `skip(path)` names) into the new folder `dest`, through an index
+        of their own (the workspace's index and tree are not touched); returns the paths written."""
+        dest.mkdir(parents=True)
+        env = {**_git_env(), "GIT_INDEX_FILE": str(dest.parent / f".{dest.name}.index")}
+        try:
+            for args, text in ((("read-tree", commit), None), (("ls-files", "-z"), None)):
+                res = tool(git_argv(*args), cwd=self.root, env=env, input_text=text)
+                if res.exit_code != 0:
+                    raise WorkspaceError(self.root, f"git {args[0]} {commit[:12]} failed: {res.stderr.strip()[:300]}")
+            names = [n for n in res.stdout.split("\0") if n and not (skip and skip(n))]
+            if names:
+                res = tool(git_argv("checkout-index", "-z", "--stdin", f"--prefix={dest}/"), cwd=self.root, env=env,
+                           input_text="\0".join(names))
+                if res.exit_code != 0:
+                    raise WorkspaceError(self.root, f"git checkout-index into {dest} failed: {res.stderr.strip()[:300]}")
+        finally:
+            Path(env["GIT_INDEX_FILE"]).unlink(missing_ok=True)
+        return names
 
     def _leave_out_large(self) -> None:
         """Ignore every new or changed file over the cap before it is added (kept on disk: a resume's clean leaves
@@ -188,14 +217,15 @@ class Workspace:
     def diff(self, a: str, b: str, *paths: str) -> str:
         return self.git("diff", "--no-color", "--no-ext-diff", "--no-textconv", a, b, "--", *paths, check=False)
 
-    def git_snapshot(self) -> dict[str, bytes | None]:
+    def git_snapshot(self, *, refs: bool = True) -> dict[str, bytes | None]:
         """What a run must not change in `.git` (config, hooks, refs): file -> content (None: `.git` is not
-        a plain folder any more)."""
+        a plain folder any more). `refs=False` leaves the branch heads out: a node's full run in its own folder
+        lasts while the orchestrator commits other nodes (it never sees `.git` under bwrap)."""
         git = self.root / ".git"
         if git.is_symlink() or not git.is_dir():
             return {".git": None}
         out: dict[str, bytes | None] = {}
-        for rel in GIT_WATCHED:
+        for rel in GIT_WATCHED if refs else tuple(w for w in GIT_WATCHED if w != "refs/heads"):
             p = git / rel
             if p.is_symlink() or (p.exists() and not p.is_dir()):
                 out[rel] = b"link:" + os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
@@ -206,9 +236,9 @@ class Workspace:
                         out[str(f.relative_to(git))] = (b"link:" + os.readlink(f).encode()) if f.is_symlink() else f.read_bytes()
         return out
 
-    def restore_git(self, before: dict[str, bytes | None]) -> list[str]:
+    def restore_git(self, before: dict[str, bytes | None], *, refs: bool = True) -> list[str]:
         """Put `.git`'s watched files back as `before`; returns what had changed (empty: nothing)."""
-        after = self.git_snapshot()
+        after = self.git_snapshot(refs=refs)
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         if not changed or before.get(".git", b"") is None:
             return changed

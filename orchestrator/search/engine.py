@@ -7,9 +7,20 @@ its full run over the template's seeds go through the same execution path as the
 (execution.py: sandbox, evaluator, validation), and `RunRecorded` gives its verdict and its code's commit.
 A failed node is not retried in place: the policy may debug it as a child with its feedback in the prompt.
 
+Nodes in flight (`search.parallel`, `--parallel-nodes`, default the run's parallel_runs when above 1, else 0):
+once a node's smoke run passes, its full run is submitted in the node's own folder (execution.submit_full: a
+copy of the node's code commit under `.orchestrate/nodes/`, with nothing else of the workspace bound under
+bwrap) and the agent drafts the next node in the workspace while it runs; the executor's slots bound how many
+processes run at once. A node's full run lands (waited for, its run folder brought back, judged, recorded,
+committed alone: the working tree keeps the node being drafted) before a node that could see it is chosen. What
+a new node sees is fixed, not timed: the newest `parallel` nodes that passed their smoke run are hidden from the
+policy and the prompt (treated as still running), whether or not they have landed, and every older node has
+landed. So a resume and a replay grow the same tree, and `parallel` 0 is the one-after-another search.
+
 Limits: `max_nodes` (default: the run's max_runs), `wall_s` (the nodes' own time, from each node's creation
-to its verdict, summed from the journal, so a pause between a crash and its resume is not counted), and the
-model budget (BudgetExceeded, as for every stage).
+to its verdict, as a union of those spans from the journal, so nodes in flight together count once and a
+pause between a crash and its resume is not counted), and the model budget (BudgetExceeded, as for every
+stage: the nodes in flight land first).
 
 Resume: every step is memoised in the journal (NodeCreated, the exchange, the runs' verdicts), so a resumed
 search re-walks nodes 1..n, skips those with a verdict, and finishes the one in progress without asking the
@@ -18,8 +29,6 @@ node number (recorded in WorkspaceCreated.options), so the same replies grow the
 
 The agent: replies come from `conv.ask` (aider with a model, or the context's reply source: a transcript, or
 any object with `next(stage, run, attempt, step) -> ScriptedReply`, such as a benchmark's stand-in agent).
-
-Nodes run one after another: the full run of node n finishes before node n+1 is drafted.
 """
 
 from __future__ import annotations
@@ -31,8 +40,8 @@ from .. import prompts
 from ..adopt import template_prompt
 from ..context import Context
 from ..conversation import Conversations
-from ..errors import InputError
-from ..events import EditApplied, Message, NodeCreated, RunFinished, RunRecorded
+from ..errors import BudgetExceeded, InputError
+from ..events import EditApplied, Message, NodeCreated, RunFinished, RunRecorded, RunStarted
 from ..notes import baseline_values, metric_rows, run_stats
 from ..readmodel import WorkspaceModel
 from ..results import code_files, flatten
@@ -66,16 +75,40 @@ def template_commit(ctx: Context) -> str:
     return ctx.ws.git("rev-list", "--max-parents=0", "HEAD").split()[0]
 
 
-def current_tree(ctx: Context) -> SearchTree:
-    return build_tree(WorkspaceModel.build(ctx.journal.events), ctx.objective)
+def current_tree(ctx: Context, hidden: set[int] | frozenset[int] = frozenset()) -> SearchTree:
+    """The tree from the journal; the nodes in `hidden` read as still running (no verdict, no score)."""
+    tree = build_tree(WorkspaceModel.build(ctx.journal.events), ctx.objective)
+    for n in hidden:
+        if n in tree.nodes:
+            node = tree.nodes[n]
+            node.status, node.score, node.feasible, node.metrics, node.reasons = "running", None, False, {}, []
+    return tree
+
+
+def in_flight_at(journal, node: int, parallel: int) -> set[int]:
+    """The nodes node `node` is chosen without seeing: the newest `parallel` nodes before it whose smoke run
+    passed (their full runs may still be going), by the journal, not by the clock."""
+    if parallel <= 0:
+        return set()
+    passed = sorted({f.run for f in journal.of(RunFinished, phase="smoke", status="ok", attempt=1)
+                     if f.run is not None and 0 < f.run < node and journal.last(NodeCreated, run=f.run) is not None
+                     and journal.last(NodeCreated, run=f.run).kind != "ablation"})
+    return set(passed[-parallel:])
 
 
 def search_seconds(journal) -> float:
-    """The nodes' own time so far: from each node's first NodeCreated to its verdict, summed."""
+    """The nodes' own time so far: the union of the spans from each node's first NodeCreated to its verdict."""
     first: dict[int, float] = {}
     for n in journal.of(NodeCreated):
-        first.setdefault(n.run, n.ts)
-    return sum(max(0.0, r.ts - first[r.run]) for r in journal.of(RunRecorded) if r.run in first)
+        if n.kind != "ablation":
+            first.setdefault(n.run, n.ts)
+    spans = sorted((first[r.run], r.ts) for r in journal.of(RunRecorded) if r.run in first)
+    total, reach = 0.0, float("-inf")
+    for a, b in spans:
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
 
 
 def plan_of(response: str) -> str:
@@ -95,19 +128,31 @@ def run_search(ctx: Context, conv: Conversations) -> str:
     baseline = baseline_metrics(ctx)
     files = experiment_files(ctx)
     ended = ""
-    for node in range(1, max_nodes + 1):
-        made = WorkspaceModel.build(j.events).nodes.get(node)
-        if made is None:
-            if s.wall_s is not None and search_seconds(j) >= s.wall_s:
-                ended = f"; stopped at its time limit of {s.wall_s:g} s"
-                j.append(Message(stage=STAGE, text=f"the search reached its time limit ({s.wall_s:g} s) before node {node}"))
+    flight = Flight(ctx, baseline)
+    try:
+        for node in range(1, max_nodes + 1):
+            made = WorkspaceModel.build(j.events).nodes.get(node)
+            hidden = in_flight_at(j, node, s.parallel or 0)
+            if made is None:
+                flight.land(keep=hidden)
+                if s.wall_s is not None and search_seconds(j) >= s.wall_s:
+                    ended = f"; stopped at its time limit of {s.wall_s:g} s"
+                    j.append(Message(stage=STAGE, text=f"the search reached its time limit ({s.wall_s:g} s) before node {node}"))
+                    break
+                made = _create(ctx, node, hidden)
+            if j.last(RunRecorded, run=node) is not None:
+                continue
+            flight.land(waiting=False)  # what has ended lands now (the views follow), in order
+            if _grow(ctx, conv, made, files, baseline, max_nodes, hidden, flight) == "done":
+                ended = "; the agent ended the search"
                 break
-            made = _create(ctx, node)
-        if j.last(RunRecorded, run=node) is not None:
-            continue
-        if _grow(ctx, conv, made, files, baseline, max_nodes) == "done":
-            ended = "; the agent ended the search"
-            break
+        flight.land()
+    except BudgetExceeded:  # no more model calls: the runs in flight cost none, so they land first
+        flight.land()
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM, a crash: their local runs end with us (resume runs them again)
+        flight.stop()
+        raise
     tree = current_tree(ctx)
     results = sum(1 for n in tree.search_nodes() if n.is_result)
     best = tree.best()
@@ -115,9 +160,43 @@ def run_search(ctx: Context, conv: Conversations) -> str:
     return f"{results} result(s) of {len(tree.search_nodes())} node(s){where}{ended}"
 
 
-def _create(ctx: Context, node: int) -> NodeCreated:
-    """Choose node `node`'s kind and parent (policy.choose), and journal it."""
-    tree = current_tree(ctx)
+class Flight:
+    """The nodes whose full runs are in flight (submitted in their own folders), landed oldest first."""
+
+    def __init__(self, ctx: Context, baseline: dict[str, Any]) -> None:
+        self.ctx, self.baseline = ctx, baseline
+        self.runs: dict[int, Any] = {}  # node -> execution.FullRun
+
+    def add(self, node: int, full) -> None:
+        self.runs[node] = full
+
+    def land(self, keep: set[int] | frozenset[int] = frozenset(), *, waiting: bool = True) -> None:
+        """Land every node in flight but those in `keep`, oldest first (waiting: False, only those whose runs
+        have ended, and none after one that has not)."""
+        for node in sorted(self.runs):
+            if node in keep:
+                continue
+            if not waiting and not self.runs[node].finished():
+                break
+            self._land(node, self.runs.pop(node))
+
+    def _land(self, node: int, full) -> None:
+        from ..execution import land_full
+
+        ctx = self.ctx
+        agg, _seeds = land_full(ctx, full)
+        code = ctx.journal.last(RunStarted, run=node, phase="full")
+        record_run(ctx, node, agg.status, 1, agg.reasons, agg.metrics, self.baseline, agg.evaluation,
+                   code=code.commit if code is not None and code.commit else ctx.ws.head())
+
+    def stop(self) -> None:
+        for full in self.runs.values():
+            full.stop()
+
+
+def _create(ctx: Context, node: int, hidden: set[int]) -> NodeCreated:
+    """Choose node `node`'s kind and parent (policy.choose) from what it may see, and journal it."""
+    tree = current_tree(ctx, hidden)
     choice = policy.choose(tree, ctx.search, policy.rng_for(ctx.search.seed, node))
     base = template_commit(ctx) if choice.parent == ROOT else tree.nodes[choice.parent].commit
     made = ctx.journal.append(NodeCreated(run=node, parent=choice.parent, kind=choice.kind, base_commit=base))
@@ -126,13 +205,19 @@ def _create(ctx: Context, node: int) -> NodeCreated:
 
 
 def _grow(ctx: Context, conv: Conversations, made: NodeCreated, files: list[str], baseline: dict[str, Any],
-          max_nodes: int) -> str:
-    """One node: its code from its parent, the agent's edit, the smoke and full runs, the verdict."""
-    from ..execution import execute, execute_full
+          max_nodes: int, hidden: set[int], flight: Flight) -> str:
+    """One node: its code from its parent, the agent's edit, the smoke run, and the full run, waited for here
+    or put in flight; the verdict (for a node in flight: when it lands)."""
+    from ..execution import execute, execute_full, submit_full
 
     j, ws, node = ctx.journal, ctx.ws, made.run
-    tree = current_tree(ctx)
-    if not j.of(EditApplied, stage=STAGE, run=node):  # else the tree is already at this node's edit (a resume)
+    tree = current_tree(ctx, hidden)
+    edit = j.last(EditApplied, stage=STAGE, run=node)
+    smoked = j.last(RunFinished, run=node, attempt=1, phase="smoke")
+    if edit is not None and smoked is not None and smoked.status == "ok" and (ctx.search.parallel or 0) > 0:
+        flight.add(node, submit_full(ctx, node, 1, code=edit.commit))  # a resume: its code is in its commit
+        return "in flight"
+    if edit is None:  # else the tree is already at this node's edit (a resume)
         if made.base_commit:
             checkout_code(ctx, made.base_commit)
         ws.commit(f"node {node}: {made.kind} from {'the template' if made.parent == ROOT else f'node {made.parent}'}")
@@ -152,6 +237,9 @@ def _grow(ctx: Context, conv: Conversations, made: NodeCreated, files: list[str]
     else:
         smoke = execute(ctx, node, 1, "smoke")
         status, reasons = smoke.status, smoke.reasons
+        if smoke.status == "ok" and (ctx.search.parallel or 0) > 0:
+            flight.add(node, submit_full(ctx, node, 1, code=outcome.edit.commit))
+            return "in flight"
         if smoke.status == "ok":
             full, _seeds = execute_full(ctx, node, 1)
             status, reasons, metrics, evaluation = full.status, full.reasons, full.metrics, full.evaluation

@@ -31,9 +31,11 @@ class SearchSetup:
 
 
 def resolve_search(template: Template, idea: Idea, idea_path: Path, limits: Limits, *, strategy: str | None,
-            max_nodes: int | None, wall_s: float | None, recorded: SearchSettings | None = None) -> SearchSetup:
+            max_nodes: int | None, wall_s: float | None, recorded: SearchSettings | None = None,
+            parallel: int | None = None) -> SearchSetup:
     """`--strategy` over the idea's `strategy` (default linear); the idea's `objective` over the template's
-    `[objective]`; `--max-nodes` and `--search-time` over the idea's `search` (or `recorded`, a replay's).
+    `[objective]`; `--max-nodes`, `--search-time` and `--parallel-nodes` over the idea's `search` (or
+    `recorded`, a replay's); nodes in flight default to the run's parallel_runs when it is above 1.
     InputError (exit 2): an idea objective the template's results cannot score; a tree without objective."""
     chosen = strategy or idea.strategy or "linear"
     objective = idea.objective or template.manifest.objective
@@ -42,10 +44,12 @@ def resolve_search(template: Template, idea: Idea, idea_path: Path, limits: Limi
         if problem is not None:
             raise InputError(idea_path, f"{problem} (template {template.manifest.name!r})")
     settings = recorded or idea.search or SearchSettings()
-    settings = settings.model_copy(update={k: v for k, v in dict(max_nodes=max_nodes, wall_s=wall_s).items()
-                                           if v is not None})
+    settings = settings.model_copy(update={k: v for k, v in dict(max_nodes=max_nodes, wall_s=wall_s,
+                                                                  parallel=parallel).items() if v is not None})
     if settings.max_nodes is None:
         settings = settings.model_copy(update={"max_nodes": limits.max_runs})
+    if settings.parallel is None:  # fixed now, so a resume or a replay elsewhere grows the same tree
+        settings = settings.model_copy(update={"parallel": limits.parallel_runs if limits.parallel_runs > 1 else 0})
     if chosen == "tree" and objective is None:
         raise InputError(idea_path, f"--strategy tree needs an objective: add [objective] (metric, goal) to "
                          f"{template.root / MANIFEST} or an \"objective\" to the idea")

@@ -90,6 +90,16 @@ class SearchTree:
         return depth
 
 
+def _code_of(run, made) -> str | None:
+    """A node's code: a search node's is its edit's commit (its result's commit may have been made while the
+    tree held another node's code: the notes and run folder landing alone); a linear run's or an ablation's is
+    its result's commit, else its last edit's."""
+    rec = run.recorded
+    if made is not None and made.kind != "ablation" and run.edits:
+        return run.edits[-1].commit or (rec.commit if rec is not None else None)
+    return (rec.commit if rec is not None else None) or run.code_commit
+
+
 def build_tree(model: WorkspaceModel, objective: Objective | None) -> SearchTree:
     """The tree of the workspace folded in `model`, each result scored under `objective`."""
     tree = SearchTree(objective=objective)
@@ -112,7 +122,7 @@ def build_tree(model: WorkspaceModel, objective: Objective | None) -> SearchTree
             status=status,
             score=score,
             feasible=score is not None and objective is not None and objective.feasible(metrics),
-            commit=(rec.commit if rec is not None else None) or run.code_commit,
+            commit=_code_of(run, made),
             base_commit=made.base_commit if made is not None else None,
             plan=made.plan if made is not None else "",
             reasons=list(run.reasons),

@@ -66,8 +66,9 @@ def feedback_prompt(ctx: Context, files: list[str], fin: RunFinished) -> str:
 
 
 def record_run(ctx: Context, run: int, status: str, attempts: int, reasons: list[str], metrics: dict, baseline: dict,
-            evaluation: str = "self-reported") -> RunRecorded:
-    """A run's final verdict, its notes section and its commit — once."""
+            evaluation: str = "self-reported", *, code: str | None = None) -> RunRecorded:
+    """A run's final verdict, its notes section and its commit — once. `code`: a tree node landing while the
+    working tree holds another node's code (its code's commit, for the notes): only the notes are committed."""
     j = ctx.journal
     done = j.last(RunRecorded, run=run)
     if done is not None:
@@ -76,11 +77,11 @@ def record_run(ctx: Context, run: int, status: str, attempts: int, reasons: list
     rec = RunRecorded(run=run, status=status, attempts=attempts, reasons=[] if status == "ok" else reasons,
                       metrics=metrics if status == "ok" else {}, evaluation=evaluation)
     if "notes.txt" in ctx.manifest.editable:
-        rec_for_notes = rec.model_copy(update={"commit": ctx.ws.head()})
+        rec_for_notes = rec.model_copy(update={"commit": code or ctx.ws.head()})
         section = run_section(rec_for_notes, edits, ctx.manifest.key_metrics, baseline, ctx.limits.max_attempts,
                               run_stats(j.events, run))
         problem = append_section(ctx.ws.root, "notes.txt", section)
         if problem:
             j.append(Message(level="warning", stage=STAGE, text=problem))
-    rec.commit = ctx.ws.commit(f"run {run}: {status} after {attempts} attempt(s)")
+    rec.commit = ctx.ws.commit(f"run {run}: {status} after {attempts} attempt(s)", paths=["notes.txt"] if code else None)
     return j.append(rec)
