@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --strategy tree: no new node after S seconds of nodes (default: no limit)")
     p.add_argument("--parallel-nodes", type=count, metavar="N",
                    help="with --strategy tree: nodes whose full runs go on while the agent drafts the next "
-                   "(default: the idea's search.parallel, else its parallel_runs when above 1, else 0)")
+                   "(default: the idea's search.parallel, else its parallel_runs or the --gpus slots when above 1, "
+                   "else 0)")
     _run_args(p)
 
     p = sub.add_parser("resume", help="continue a workspace after a crash or Ctrl-C",

@@ -209,7 +209,7 @@ def prepare(idea_path: Path, opts: RunOptions) -> tuple:
     opts.limit_sources = sources
     opts.search_setup = resolve_search(template, loaded.idea, idea_path, limits, strategy=opts.strategy,
                                        max_nodes=opts.max_nodes, wall_s=opts.search_time_s, recorded=opts.search,
-                                       parallel=opts.parallel_nodes)
+                                       parallel=opts.parallel_nodes, gpu_slots=len((opts.executor or {}).get("gpus") or []))
     if opts.search_setup.strategy == "tree" and not opts.transcript and loaded.tree_transcript_path:
         loaded = loaded.model_copy(update={"transcript_path": loaded.tree_transcript_path})
     model = None if opts.transcript else configured_model(opts)

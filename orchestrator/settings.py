@@ -100,5 +100,6 @@ class SearchSettings(BaseModel):
     explore_prob: float = Field(0.1, ge=0, le=1, description="chance of a fresh draft instead of improving the best")
     max_debug_depth: int = Field(3, ge=0, le=20, description="debug steps in a row, at most, on one line of nodes")
     parallel: int | None = Field(None, ge=0, le=64, description=(
-        "nodes whose full runs may go on while the agent drafts the next (None: the run's parallel_runs when it "
-        "is above 1, else 0: each node waits for the one before; resolved when the workspace is made)"))
+        "nodes whose full runs may go on while the agent drafts the next (None: the run's parallel_runs, else its "
+        "GPU slots (--gpus), when above 1, else 0: each node waits for the one before; resolved when the "
+        "workspace is made)"))

@@ -288,3 +288,23 @@ def test_the_nodes_hidden_from_a_choice_are_the_newest_that_passed_their_smoke_r
     assert in_flight_at(j, 3, 2) == {1}
     assert in_flight_at(j, 6, 1) == {5}
     assert in_flight_at(j, 6, 0) == set()
+
+
+def test_nodes_in_flight_default_to_the_runs_slots():
+    from orchestrator.search.options import resolve_search
+    from orchestrator.settings import Limits
+    from orchestrator.spec import Idea
+    from orchestrator.template import load_template
+
+    template = load_template(TINY)
+    idea = Idea.model_validate({k: v for k, v in json.loads(IDEA.read_text()).items() if k != "tree_transcript"})
+
+    def parallel(limits: Limits, **kw) -> int | None:
+        return resolve_search(template, idea, IDEA, limits, strategy=None, max_nodes=None, wall_s=None, **kw).settings.parallel
+
+    assert parallel(Limits()) == 0  # one slot, or the machine's cores for seeds: one node after another
+    assert parallel(Limits(parallel_runs=1)) == 0
+    assert parallel(Limits(parallel_runs=3)) == 3
+    assert parallel(Limits(), gpu_slots=2) == 2  # --gpus 0,1
+    assert parallel(Limits(), gpu_slots=1) == 0
+    assert parallel(Limits(parallel_runs=3), parallel=1) == 1  # --parallel-nodes 1

@@ -32,10 +32,10 @@ class SearchSetup:
 
 def resolve_search(template: Template, idea: Idea, idea_path: Path, limits: Limits, *, strategy: str | None,
             max_nodes: int | None, wall_s: float | None, recorded: SearchSettings | None = None,
-            parallel: int | None = None) -> SearchSetup:
+            parallel: int | None = None, gpu_slots: int = 0) -> SearchSetup:
     """`--strategy` over the idea's `strategy` (default linear); the idea's `objective` over the template's
     `[objective]`; `--max-nodes`, `--search-time` and `--parallel-nodes` over the idea's `search` (or
-    `recorded`, a replay's); nodes in flight default to the run's parallel_runs when it is above 1.
+    `recorded`, a replay's); nodes in flight default to the run's parallel_runs, else its GPU slots, when above 1.
     InputError (exit 2): an idea objective the template's results cannot score; a tree without objective."""
     chosen = strategy or idea.strategy or "linear"
     objective = idea.objective or template.manifest.objective
@@ -49,7 +49,8 @@ def resolve_search(template: Template, idea: Idea, idea_path: Path, limits: Limi
     if settings.max_nodes is None:
         settings = settings.model_copy(update={"max_nodes": limits.max_runs})
     if settings.parallel is None:  # fixed now, so a resume or a replay elsewhere grows the same tree
-        settings = settings.model_copy(update={"parallel": limits.parallel_runs if limits.parallel_runs > 1 else 0})
+        slots = limits.parallel_runs or gpu_slots
+        settings = settings.model_copy(update={"parallel": slots if slots > 1 else 0})
     if chosen == "tree" and objective is None:
         raise InputError(idea_path, f"--strategy tree needs an objective: add [objective] (metric, goal) to "
                          f"{template.root / MANIFEST} or an \"objective\" to the idea")
