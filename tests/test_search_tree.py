@@ -67,3 +67,31 @@ def test_a_linear_journal_reads_as_a_chain():
     tree = build_tree(WorkspaceModel.build(events), Objective(metric="m", goal="min"))
     assert [(n.node, n.parent, n.kind) for n in tree.search_nodes()] == [(1, 0, "draft"), (2, 1, "improve")]
     assert tree.best().node == 1 and [n.node for n in tree.best_path()] == [1]
+
+
+def test_an_ablation_that_no_longer_comes_out_reads_not_applicable_and_is_never_debugged():
+    """The tree takes each node's verdict from the read model: an ablation recorded failed with nothing run and a
+    'not applicable:' reason is 'not applicable' (the tree view needs no model to say so); one that ran and failed
+    stays failed, and neither is a search node the policy could debug or improve."""
+    from orchestrator.search.policy import choose, failed_leaves, rng_for
+    from orchestrator.search.render import tree_view
+    from orchestrator.settings import SearchSettings
+
+    na = "not applicable: the change of run 1 does not come out of run 2's code (patch does not apply)"
+    events = _events(
+        NodeCreated(run=1, parent=0, kind="draft"), RunRecorded(run=1, status="ok", attempts=1, metrics={"m": 2, "l0": 5}),
+        NodeCreated(run=2, parent=1, kind="improve"), RunRecorded(run=2, status="ok", attempts=1, metrics={"m": 3, "l0": 9}),
+        NodeCreated(run=3, parent=2, kind="ablation", ablates=1), RunRecorded(run=3, status="failed", attempts=0, reasons=[na]),
+        NodeCreated(run=4, parent=2, kind="ablation", ablates=2),
+        RunRecorded(run=4, status="failed", attempts=1, reasons=["smoke: exited with code 1"]),
+    )
+    tree = build_tree(WorkspaceModel.build(events), Objective(metric="m", goal="max"))
+    assert tree.nodes[3].status == "not applicable" and tree.nodes[3].reasons == [na]
+    assert tree.nodes[4].status == "failed"  # it ran: a failure, whatever an ablation is
+    assert [n.node for n in tree.search_nodes()] == [1, 2] and tree.best().node == 2
+    settings = SearchSettings(drafts=1, debug_prob=1.0, explore_prob=0.0)
+    assert failed_leaves(tree, settings) == []  # no ablation is a leaf to debug, failed or not
+    assert choose(tree, settings, rng_for(0, 5)).kind == "improve"
+    views = {v.node: v for v in tree_view(tree).walk()}
+    assert views[3].status == "not applicable" and views[3].reason.startswith("the change of run 1 does not come out")
+    assert views[4].status == "failed" and views[4].reason == "smoke: exited with code 1"

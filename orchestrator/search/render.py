@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..formatting import delta, fmt_num
-from ..readmodel import NOT_APPLICABLE, NOT_APPLICABLE_REASON, WorkspaceModel
+from ..readmodel import NOT_APPLICABLE, NOT_APPLICABLE_REASON
 from ..timeline import Timeline
 from .tree import SearchTree, TreeNode, build_tree
 
@@ -93,15 +93,12 @@ def _first_line(text: str, limit: int = PLAN_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _node_view(tree: SearchTree, n: TreeNode, best: int | None, path: set[int], depth: int,
-               model: WorkspaceModel | None) -> NodeView:
-    run = model.runs.get(n.node) if model is not None else None
-    status = run.status if run is not None and run.recorded else n.status
+def _node_view(tree: SearchTree, n: TreeNode, best: int | None, path: set[int], depth: int) -> NodeView:
     reason = "" if n.is_result else _first_line("; ".join(n.reasons), 120)
-    if status == NOT_APPLICABLE:  # the verdict says it already
+    if n.status == NOT_APPLICABLE:  # the verdict says it already
         reason = reason.removeprefix(NOT_APPLICABLE_REASON).strip()
     return NodeView(
-        node=n.node, parent=n.parent, kind=n.kind, status=status, score=n.score,
+        node=n.node, parent=n.parent, kind=n.kind, status=n.status, score=n.score,
         score_text="" if n.score is None else fmt_num(n.score),
         change=delta(n.score, tree.baseline_score) if n.score is not None else "",
         feasible=n.feasible,
@@ -110,9 +107,9 @@ def _node_view(tree: SearchTree, n: TreeNode, best: int | None, path: set[int], 
     )
 
 
-def tree_view(tree: SearchTree, model: WorkspaceModel | None = None) -> TreeView:
-    """The view model of a search tree; with the workspace's `model`, each node's status is its run's as every
-    view shows it (an ablation whose change no longer comes out reads "not applicable", not "failed")."""
+def tree_view(tree: SearchTree) -> TreeView:
+    """The view model of a search tree (each node's status is the read model's, as build_tree gives it: an ablation
+    whose change no longer comes out reads "not applicable", not "failed")."""
     best = tree.best()
     path = [n.node for n in tree.best_path()]
     on_path = set(path)
@@ -120,7 +117,7 @@ def tree_view(tree: SearchTree, model: WorkspaceModel | None = None) -> TreeView
 
     def view(n: TreeNode, depth: int) -> NodeView:
         seen.add(n.node)
-        v = _node_view(tree, n, best.node if best else None, on_path, depth, model)
+        v = _node_view(tree, n, best.node if best else None, on_path, depth)
         v.children = [view(tree.nodes[c], depth + 1) for c in sorted(n.children) if c not in seen]
         return v
 
@@ -150,7 +147,7 @@ def search_view(tl: Timeline) -> TreeView | None:
     """The tree of a workspace the search made (`node_created` events), None for a linear one."""
     if not tl.model.nodes:
         return None
-    return tree_view(build_tree(tl.model, tl.objective), tl.model)
+    return tree_view(build_tree(tl.model, tl.objective))
 
 
 def linear_best(tl: Timeline) -> str | None:

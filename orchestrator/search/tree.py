@@ -21,7 +21,8 @@ class TreeNode:
     node: int  # its run number
     parent: int  # 0: the template
     kind: str  # draft | improve | debug | ablation
-    status: str  # the run's verdict (RunRecorded.status), or "unfinished"
+    status: str  # the run's verdict as the read model gives it (RunView.status: "not applicable" for an ablation
+    #              whose change no longer comes out, never the "failed" it is recorded as), or "unfinished"
     score: float | None = None  # the objective's metric for a result; None otherwise
     feasible: bool = False  # a result whose metrics meet every constraint
     commit: str | None = None  # the node's code
@@ -112,7 +113,7 @@ def build_tree(model: WorkspaceModel, objective: Objective | None) -> SearchTree
         if made is None and not linear:
             continue  # a run outside the search (none today): not a node
         rec = run.recorded
-        status = rec.status if rec is not None else run.status
+        status = run.status  # the read model's verdict, not the raw RunRecorded.status (see TreeNode.status)
         metrics = dict(rec.metrics) if rec is not None and rec.status == "ok" else {}
         score = objective.score(metrics) if objective is not None and metrics else None
         tree.nodes[run.run] = TreeNode(
