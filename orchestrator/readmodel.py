@@ -338,6 +338,16 @@ class WorkspaceModel:
         """Each run's final verdict (the last one recorded), by run number."""
         return {n: r.recorded for n, r in sorted(self.runs.items()) if r.recorded is not None}
 
+    def ablation(self, run: int) -> NodeCreated | None:
+        """Run `run`'s NodeCreated when it is an ablation (the ablations stage's: the best node less one change,
+        never a search result nor a search failure), else None."""
+        node = self.nodes.get(run)
+        return node if node is not None and node.kind == "ablation" else None
+
+    def search_runs(self) -> list[RunView]:
+        """The search's runs (the experiments stage's), by number: every run but the ablations."""
+        return [r for r in self.run_list() if self.ablation(r.run) is None]
+
     # -- seeds (the seeds contract): every view computes its uncertainty from these, with stats.py ---
     @property
     def baseline(self) -> BaselineRecorded | None:

@@ -144,8 +144,7 @@ class Timeline:
 
     def ablation_node(self, run: int) -> NodeCreated | None:
         """The run's NodeCreated when it is an ablation (the best node less one change), else None."""
-        node = self.model.nodes.get(run)
-        return node if node is not None and node.kind == "ablation" else None
+        return self.model.ablation(run)
 
     @property
     def search_runs(self) -> list[RunView]:

@@ -226,3 +226,28 @@ def test_duplicate_names_stop_before_anything_is_made(tmp_path):
     assert cp.returncode == 2
     assert "several ideas are named fleet_a" in cp.stderr
     assert not sandbox.exists() or not _workspaces(sandbox)
+
+
+def test_the_live_view_counts_the_search_results_and_ablations_apart(tmp_path):
+    """A tree search's journal with its ablations (one ok, one whose change no longer comes out), read as the view
+    tails it: the results column counts the search's runs only, the ablations beside them, and the line for the
+    inapplicable one says so instead of FAILED."""
+    import io
+
+    from rich.console import Console
+    from test_search_views import ablated_events, journal_workspace
+
+    from orchestrator.fleet.view import FleetView, IdeaState
+
+    st = IdeaState(name="tree", ws=journal_workspace(tmp_path / "ws", *ablated_events()))
+    lines = st.poll_journal()
+    assert (st.results, st.runs) == (3, 5)  # runs 1-5: 3 ok, 1 failed, 1 degenerate; 6 and 7 (one ok) are ablations
+    assert st.ablations == 2
+    assert st.tally == "3/5 +2 ablation(s)"
+    assert [ln for ln in lines if ln.startswith("[tree] run 6:")] == [
+        "[tree] run 6: NOT APPLICABLE, nothing was run: the change of run 1 does not come out of run 4's code "
+        "(patch does not apply)"]
+    out = io.StringIO()
+    Console(file=out, width=200).print(FleetView([st], slots="cpu", stream=out, live=False).table())
+    (row,) = [ln for ln in out.getvalue().splitlines() if "│ tree " in ln]
+    assert "3/5 +2 ablation(s)" in row

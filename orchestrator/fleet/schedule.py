@@ -37,7 +37,8 @@ def _reap(st: IdeaState, view: FleetView) -> None:
     if rc not in (0, 130):
         log = st.ws / ".orchestrate" / "fleet.log"
         tail = " — " + " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:]) if log.exists() else ""
-    view.line(f"[{st.name}] {st.state}: {st.results} result(s) of {st.runs} run(s); workspace {st.ws}{tail}")
+    abl = f", {st.ablations} ablation(s)" if st.ablations else ""
+    view.line(f"[{st.name}] {st.state}: {st.results} result(s) of {st.runs} run(s){abl}; workspace {st.ws}{tail}")
 
 
 def drive_fleet(states: list[IdeaState], parallel: int, slots: str) -> int:

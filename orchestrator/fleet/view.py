@@ -34,13 +34,23 @@ class IdeaState:
 
     @property
     def runs(self) -> int:
-        """Runs with a final verdict."""
-        return len(self.model.recorded())
+        """The search's runs with a final verdict (ablations apart)."""
+        return sum(r.recorded is not None for r in self.model.search_runs())
 
     @property
     def results(self) -> int:
-        """Runs whose final verdict is ok."""
-        return sum(r.status == "ok" for r in self.model.recorded().values())
+        """The search's results: runs whose final verdict is ok (an ok ablation is no search result)."""
+        return sum(r.is_result for r in self.model.search_runs())
+
+    @property
+    def ablations(self) -> int:
+        """Ablation runs with a final verdict (ok, failed or not applicable alike)."""
+        return sum(r.recorded is not None and self.model.ablation(r.run) is not None for r in self.model.run_list())
+
+    @property
+    def tally(self) -> str:
+        """The table's results cell: "2/3", "2/3 +2 ablation(s)"."""
+        return f"{self.results}/{self.runs}" + (f" +{self.ablations} ablation(s)" if self.ablations else "")
 
     def poll_journal(self) -> list[str]:
         """Read what the idea's process appended since last time; returns lines worth printing."""
@@ -110,7 +120,7 @@ class FleetView:
             t.add_column(col)
         for i in self.ideas:
             run = f"{i.run} (job {i.job})" if i.job and i.state == "running" else i.run
-            t.add_row(i.name, i.ws.name, i.state, i.stage, run, i.verdict, f"{i.results}/{i.runs}", i.elapsed())
+            t.add_row(i.name, i.ws.name, i.state, i.stage, run, i.verdict, i.tally, i.elapsed())
         return t
 
     def __enter__(self) -> Self:
