@@ -53,6 +53,13 @@ def test_one_run_per_change_with_the_right_code_recorded_and_marked(tmp_path):
     assert "STEPS = 40" in (ws / "experiment.py").read_text()  # the tree ends at the best node's code
     done = next(e for e in events(ws, "stage_finished") if e["stage"] == "ablations")
     assert done["status"] == "done" and done["summary"] == "2 ablation(s) of run 2: 2 result(s)"
+    # MLflow's records (no server needed): each ablation's diff is against the best node's code, not the run before
+    from orchestrator.exporters.mlflow import KIND_TAG, records
+
+    recs = {r.key[0]: r for r in records(Workspace(ws))[2] if not r.key[1]}
+    assert recs["4"].tags[KIND_TAG] == recs["5"].tags[KIND_TAG] == "ablation"
+    changed = [ln for ln in recs["5"].texts["code/diff.patch"].splitlines() if ln.startswith(("-LR", "+LR", "-STEPS", "+STEPS"))]
+    assert changed == ["-STEPS = 40", "+STEPS = 20"], changed  # against run 2 (LR 0.1), not ablation run 4 (LR 0.05)
 
 
 def test_resume_neither_loses_nor_reruns_a_finished_ablation(tmp_path):

@@ -230,3 +230,32 @@ def test_links_and_hogs_the_agent_left_are_not_exported(workspace, tmp_path, mon
         for top in client.list_artifacts(run_id):
             names += [top.path] + ([a.path for a in client.list_artifacts(run_id, top.path)] if top.is_dir else [])
     assert names and not [n for n in names if n.endswith(("leak.png", "hard.png", "template.pdf"))], names
+
+
+@needs_mlflow
+def test_ablations_are_exported_apart_and_not_applicable_is_no_failure(tmp_path, monkeypatch):
+    """A tree search's journal with its ablations (test_search_views' hand-built one): each ablation is a run of
+    kind ablation naming the node it ablates and the change it takes out; the one whose change no longer comes out
+    is not FAILED; the workspace's results and runs count the search's runs only."""
+    from test_search_views import ablated_events, journal_workspace
+
+    ws = journal_workspace(tmp_path / "ws", *ablated_events())
+    monkeypatch.chdir(tmp_path)
+    done = export(Workspace(ws), tracking_uri=default_uri(tmp_path))
+    client = MlflowClient(tracking_uri=done.tracking_uri)
+    got = {key[0]: client.get_run(run_id) for key, run_id in done.runs.items() if not key[1]}
+    top = got["workspace"].data.metrics
+    assert (top["results"], top["runs"]) == (3, 5)  # runs 1-5 (3 ok); 6 and 7 are ablations, 7 ok
+    assert (top["ablations"], top["ablation_results"]) == (2, 1)
+    kinds = {run: r.data.tags[KIND_TAG] for run, r in got.items()}
+    assert kinds == {"workspace": "workspace", "0": "baseline", "1": "run", "2": "run", "3": "run", "4": "run", "5": "run",
+                     "6": "ablation", "7": "ablation"}
+    na, ok = got["6"], got["7"]
+    assert na.info.status == "KILLED" and na.data.tags["orchestrate.verdict"] == "not applicable"
+    assert (na.data.tags["orchestrate.ablation_of"], na.data.tags["orchestrate.ablates"]) == ("4", "1")
+    assert "does not come out of run 4's code" in na.data.tags["orchestrate.reasons"]
+    assert na.data.tags["mlflow.runName"] == "run_6 (ablation of run_4)"
+    assert ok.info.status == "FINISHED" and ok.data.metrics == {"m": 2.5, "l0": 7}
+    assert (ok.data.tags["orchestrate.ablation_of"], ok.data.tags["orchestrate.ablates"]) == ("4", "4")
+    assert got["2"].info.status == "FAILED" and got["2"].data.tags["orchestrate.node_kind"] == "draft"
+    assert got["4"].data.tags["orchestrate.parent"] == "1" and "orchestrate.ablates" not in got["4"].data.tags

@@ -5,7 +5,14 @@ The idea is an MLflow experiment (named after the idea). The workspace is one ML
 is a nested run (`run_0` the baseline, `run_N`): its metrics, its verdict and reasons, evaluated or
 self-reported, its code commit and diff, its results file and figures. A run with seeds has one nested
 run per seed under it, and its own metrics are the mean over its ok seeds (with `std/<metric>` and
-`n_seeds`). A run's MLflow status is FINISHED when it is a result, FAILED otherwise.
+`n_seeds`). A run's MLflow status is FINISHED when it is a result, FAILED otherwise (KILLED: it never got a
+verdict, or nothing was run for it).
+
+An ablation (the best node less one change of its path, made by the ablations stage) is a nested run of kind
+`ablation`, tagged with the node it ablates (`orchestrate.ablation_of`) and the change it takes out
+(`orchestrate.ablates`), its diff taken against that node's code; one whose change no longer comes out is
+KILLED with the verdict `not applicable` (nothing was run: not a failure). The workspace's `results` and `runs`
+count the search's runs only; `ablations` and `ablation_results` count the ablations apart.
 
 Idempotent: every MLflow run is tagged with the workspace's id and the run (and seed) it stands for, and
 found again by those tags; exporting again updates tags, changed metrics and artifacts in place.
@@ -28,7 +35,8 @@ from typing import Any
 
 from ..errors import InputError, OrchestratorError
 from ..events import RunFinished, RunStarted, _Event
-from ..readmodel import RunView, WorkspaceModel, workspace_created
+from ..readmodel import NOT_APPLICABLE, RunView, WorkspaceModel, workspace_created
+from ..search.tree import build_tree
 from ..values import finite
 from ..workspace import Workspace
 
@@ -191,9 +199,7 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
                        TAG + "title": _cut(str(head.idea.get("title", ""))),
                        TAG + "stages": ", ".join(f"{s.name} {s.status}" for s in model.stages.values()),
                        "mlflow.note.content": _cut(f"{head.idea.get('title', idea)}\n\n{head.idea.get('experiment', '')}")},
-                 metrics={"cost_usd": round(cost, 6), "tokens": float(tokens),
-                          "results": float(sum(1 for r in model.run_list() if r.is_result)),
-                          "runs": float(len(model.run_list()))},
+                 metrics={"cost_usd": round(cost, 6), "tokens": float(tokens), **_counts(model)},
                  texts={"idea.json": json.dumps(head.idea, indent=2, default=str)})
     for a in model.artifacts:
         p = ws.root / a.path
@@ -223,8 +229,10 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
                                     TAG + "evaluation": e.evaluation}))
 
     previous: str | None = None
+    tree = build_tree(model, None) if model.nodes else None  # structure only: each node's code
     for rv in model.run_list():
-        commit = rv.code_commit
+        node, ablation = model.nodes.get(rv.run), model.ablation(rv.run)
+        commit = tree.nodes[rv.run].commit if tree is not None and ablation is not None else rv.code_commit
         evaluation = model.evaluation(rv.run)
         attempt, phases = _seed_phases(rv)
         seeded = [p for p in phases if p.seed is not None and "/seed_" in p.out_dir]  # one seed: run_i itself
@@ -239,17 +247,27 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
             metrics = _numbers(rv.metrics)
         start, end = _times(events, rv.run)
         reasons = "; ".join(rv.reasons)
-        status = "FINISHED" if rv.is_result else ("KILLED" if rv.status in ("unfinished", "not run") else "FAILED")
-        tags = {**common, KIND_TAG: "run", RUN_TAG: str(rv.run), TAG + "verdict": rv.status,
-                TAG + "reasons": _cut(reasons), TAG + "evaluation": evaluation, TAG + "attempts": str(len(rv.attempts)),
-                "mlflow.note.content": _cut(f"run {rv.run}: {rv.status} ({evaluation})" + (f" — {reasons}" if reasons else ""))}
+        status = "FINISHED" if rv.is_result else ("KILLED" if rv.status in ("unfinished", "not run", NOT_APPLICABLE)
+                                                  else "FAILED")
+        what = f"run {rv.run}" + (f" (ablation of run {ablation.parent} without the change of run {ablation.ablates})"
+                                  if ablation is not None else "")
+        tags = {**common, KIND_TAG: "ablation" if ablation is not None else "run", RUN_TAG: str(rv.run),
+                TAG + "verdict": rv.status, TAG + "reasons": _cut(reasons), TAG + "evaluation": evaluation,
+                TAG + "attempts": str(len(rv.attempts)),
+                "mlflow.note.content": _cut(f"{what}: {rv.status} ({evaluation})" + (f" — {reasons}" if reasons else ""))}
+        if node is not None:  # a node of the search tree (or an ablation of its best node)
+            tags |= {TAG + "node_kind": node.kind, TAG + "parent": str(node.parent)}
+        if ablation is not None:
+            tags |= {TAG + "ablation_of": str(ablation.parent), TAG + "ablates": str(ablation.ablates)}
         if commit:
             tags["mlflow.source.git.commit"] = commit
             tags[TAG + "commit"] = commit
-        rec = Record(key=(str(rv.run), ""), name=f"run_{rv.run}", parent=top.key, status=status, start_ms=start,
+        name = f"run_{rv.run}" + (f" (ablation of run_{ablation.parent})" if ablation is not None else "")
+        against = (ablation.base_commit or previous) if ablation is not None else previous  # an ablation: its best node's code
+        rec = Record(key=(str(rv.run), ""), name=name, parent=top.key, status=status, start_ms=start,
                      end_ms=end, metrics=metrics, tags=tags,
                      files=_phase_files(ws, rv.run, attempt, phases[-1], results_file) if phases else {},
-                     texts={"code/diff.patch": _diff(ws, previous, commit, rv)})
+                     texts={"code/diff.patch": _diff(ws, against, commit, rv)})
         out.append(rec)
         for p in seeded:
             seed = str(p.seed)
@@ -260,9 +278,17 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
                 tags={**common, KIND_TAG: "seed", RUN_TAG: str(rv.run), SEED_TAG: seed, TAG + "verdict": p.status,
                       TAG + "reasons": _cut("; ".join(p.reasons)),
                       TAG + "evaluation": p.evaluation}))
-        if commit:
+        if commit and ablation is None:  # the next run starts from the search's code, never an ablation's
             previous = commit
     return idea, ws_id, out
+
+
+def _counts(model: WorkspaceModel) -> dict[str, float]:
+    """The workspace's run counts: the search's runs and results, the ablations apart (never search results)."""
+    search = model.search_runs()
+    ablations = [r for r in model.run_list() if model.ablation(r.run) is not None]
+    return {"results": float(sum(r.is_result for r in search)), "runs": float(len(search)),
+            "ablations": float(len(ablations)), "ablation_results": float(sum(r.is_result for r in ablations))}
 
 
 def _client(uri: str):
