@@ -96,6 +96,7 @@ def test_a_change_that_no_longer_comes_out_is_recorded_not_applicable(tmp_path):
     done = next(e for e in events(ws, "stage_finished") if e["stage"] == "ablations")
     assert done["summary"] == "2 ablation(s) of run 2: 1 result(s), 1 not applicable"
     _views_read_it_as_not_applicable(ws, tmp_path)
+    _the_paper_reads_it_as_not_applicable(ws)
 
 
 def _views_read_it_as_not_applicable(ws: Path, tmp_path: Path) -> None:
@@ -127,6 +128,34 @@ def _views_read_it_as_not_applicable(ws: Path, tmp_path: Path) -> None:
     html = render(ws, tmp_path / "r.html")
     run4 = html[html.index('<details class="run" id="run-4"'):html.index('<details class="run" id="run-5"')]
     assert '<span class="badge s-not-applicable">not applicable</span>' in run4 and "s-failed" not in run4
+
+
+def _the_paper_reads_it_as_not_applicable(ws_root: Path) -> None:
+    """results.tex and the integrity check over the real workspace: run 4 is kept apart as not applicable (never a
+    failed run), run 5 is an ablation (never a search result), and prose that says what run 4 is passes while prose
+    presenting it as a result is still caught, as not applicable."""
+    from orchestrator.paper import integrity
+    from orchestrator.paper import results_tex as paper_results
+    from orchestrator.paper import tex as texmod
+    from orchestrator.readmodel import WorkspaceModel
+
+    ws = Workspace(ws_root)
+    text, ok, bad = paper_results.generate(ws, [])
+    assert [(r.run, r.status, r.is_ablation) for r in bad] == [(4, "not applicable", True)]
+    assert [r.label for r in paper_results.search_results(ok)] == ["run1", "run2"]
+    assert "runs recorded ok: run1, run2; ablations (not search results): run5; run0 = baseline" in text
+    search = paper_results.search_paper(WorkspaceModel.build(ws.journal.events), None, ws.manifest.key_metrics)
+    assert [(a.run, a.status, a.applicable) for a in search.ablations] == [(4, "not applicable", False), (5, "ok", True)]
+    assert "step 1 (draft) & -- & not applicable & -- \\\\" in text[text.index("\\newcommand{\\ablationtable}"):]
+    tex = ("\\begin{document}\nRun 4 is not applicable: step 2 rewrote the line step 1 changed.\n"
+           "Without step 1, run 4 reaches \\result{run4}{eval.error}.\n\\end{document}\n")
+    rep = integrity.check(integrity.PaperInputs(text=texmod.source_text(tex, text), tex=tex, runs=ok, failed=bad,
+                                                results_tex=text))
+    presented = sorted(f.message for f in rep.findings if f.kind == "failed-run-presented")
+    assert presented == [
+        "\\result{run4}{eval.error}: run4 is not applicable, not a result",
+        "run 4 is not applicable, not a result, but is mentioned without saying so: "
+        "'Without step 1, run 4 reaches ??'"], presented
 
 
 def test_skipped_in_one_line_for_a_linear_run_not_asked_for_it(tmp_path):

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from .. import stats
 from ..paths import changed_files
+from ..readmodel import NOT_APPLICABLE
 from . import tex as texmod
 from .results_tex import RunData
 
@@ -83,7 +84,7 @@ class PaperInputs:
     results_tex: str | None = None
     bib: str | None = None
     runs: list[RunData] | None = None  # results (baseline included); None when unknown
-    failed: list[RunData] = field(default_factory=list)
+    failed: list[RunData] = field(default_factory=list)  # runs that are not results: failed, degenerate, not applicable
     extra_values: list[float] = field(default_factory=list)  # numbers the user wrote (the idea spec)
     figure_roots: list[Path] = field(default_factory=list)
     claims: ClaimInputs | None = None  # per-seed values and goals: comparative prose held to them (check_claims)
@@ -103,6 +104,8 @@ _REF_WORDS = re.compile(r"(?:Figure|Fig\.|Figures|Table|Tab\.|Tables|Section|Sec
                         r"Definition|level|Level|layer|Layer)\s*\(?$")
 _HEADING = re.compile(r"^\s*(?:\d+(?:\.\d+)*|[A-Z](?:\.\d+)*)\s+[A-Z]")
 _BRACKETS = re.compile(r"\[[\d,\s–\-]+\]")
+_SAID_NOT_RESULT = r"fail|degenerate|crash|not (?:a )?result|exclud|discard|reject|did not|never|no result|invalid"
+_SAID_NOT_APPLICABLE = _SAID_NOT_RESULT + r"|not applicable|inapplicable|no longer (?:comes out|applies)|nothing was run"
 
 
 def _references_cut(text: str) -> str:
@@ -214,8 +217,7 @@ def _check_numbers(p: PaperInputs, rep: IntegrityReport) -> None:
             start = (p.text or "").rfind(".", 0, m.start()) + 1
             end = (p.text or "").find(".", m.end())
             sentence = (p.text or "")[start:end if end != -1 else None]
-            if re.search(r"fail|degenerate|crash|not (?:a )?result|exclud|discard|reject|did not|never|no result|invalid",
-                         sentence, re.IGNORECASE):
+            if re.search(_SAID_NOT_APPLICABLE if r.status == NOT_APPLICABLE else _SAID_NOT_RESULT, sentence, re.IGNORECASE):
                 continue
             line = (p.text or "").count("\n", 0, m.start()) + 1
             rep.findings.append(Finding(

@@ -7,7 +7,9 @@ Every number comes from the journal (WorkspaceModel.seed_values: the RunFinished
 seeds, the baseline's BaselineRecorded events), never from run_0/ or run_i/ on disk, which a later run
 could have rewritten. Only runs recorded `ok` enter; `run0` is the template's baseline. Failed and
 degenerate runs are kept apart (`RunData.status`) so the integrity check can tell when the prose
-presents one of them as a result."""
+presents one of them as a result; an ablation whose change no longer comes out of the best node's code
+(readmodel.not_applicable) is kept apart as "not applicable", never as a failed run. Ablations are
+never search results: the results table and the counts leave them out, \ablationtable holds them."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pydantic import BaseModel, Field
 from .. import stats
 from ..objective import Objective
 from ..paths import readable, writable
-from ..readmodel import WorkspaceModel
+from ..readmodel import NOT_APPLICABLE, WorkspaceModel, not_applicable
 from ..results import flatten
 from ..search.tree import build_tree
 from . import tex as texmod
@@ -36,7 +38,7 @@ class RunData(BaseModel):
     check compares the prose against)."""
 
     run: int
-    status: str  # ok, failed, degenerate, ... ("ok" for the baseline)
+    status: str  # ok, failed, degenerate, ..., "not applicable" (an ablation with nothing run; "ok" for the baseline)
     values: dict[str, float | int] = Field(default_factory=dict)  # flattened numeric results (the mean over seeds)
     baseline: bool = False
     seeds: dict[str, list[float]] = Field(default_factory=dict)  # metric -> one value per ok seed ({}: values is one seed)
@@ -135,13 +137,18 @@ def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
             data_ = _load(ws.root, str(moved)) if moved.is_relative_to(ws.root) else None
             if data_ is not None:
                 values = _numeric(flatten(data_))
-        bad.append(RunData(run=run, status=rec.status if rec.status != "ok" else "failed", values=values))
+        bad.append(RunData(run=run, status=NOT_APPLICABLE if not_applicable(rec) else rec.status, values=values))
     tree = build_tree(model, None)  # structure only: each run's node kind, parent and what an ablation takes out
     for r in [*ok, *bad]:
         node = tree.nodes.get(r.run)
         if node is not None and not r.baseline:
             r.kind, r.parent, r.ablates = node.kind, node.parent, node.ablates
     return ok, bad
+
+
+def search_results(runs: list[RunData]) -> list[RunData]:
+    """The search's results among `runs` (collect_runs' first list): neither the baseline nor an ablation."""
+    return [r for r in runs if not r.baseline and not r.is_ablation]
 
 
 def references_of(runs: list[RunData]) -> dict[str, str]:
@@ -210,7 +217,8 @@ def results_tex(runs: list[RunData], key_metrics: list[str], figures: list[str],
         "% of its 95% t interval over the run's seeds; \\diff{<run>}{<metric>}: the difference from the baseline",
         "% with its 95% Welch interval. Claim a difference only when that interval excludes 0.",
         "% run0 is the template's baseline. Never type a number that is here.",
-        "% Runs: " + (", ".join(f"{r.label} ({r.title}, {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''})" for r in runs)
+        "% Runs: " + (", ".join(f"{r.label} ({r.title}{', ablation' if r.is_ablation else ''}, "
+                                f"{r.n_seeds} seed{'s' if r.n_seeds != 1 else ''})" for r in runs)
                       or "none"),
         "% Self-reported (not computed by the sealed evaluator): "
         + ("every number (the template has no evaluator)" if not evaluator else
@@ -330,8 +338,8 @@ def search_paper(model: WorkspaceModel, objective: Objective | None, key_metrics
     if best is None or metric is None:
         return None
     path = [PathStep(run=n.node, kind=n.kind, parent=n.parent, status=n.status, plan=n.plan) for n in tree.path_to(best.node)]
-    rows = [AblationRow(run=n.node, ablates=n.ablates, status=n.status, applicable=not n.reasons[:1] or
-                        not n.reasons[0].startswith("not applicable"), reason=(n.reasons or [""])[0])
+    rows = [AblationRow(run=n.node, ablates=n.ablates, status=n.status, reason=(n.reasons or [""])[0],
+                        applicable=not not_applicable(model.runs[n.node].recorded))
             for n in tree.ablations() if n.parent == best.node and n.ablates is not None]
     return SearchPaper(best=best.node, metric=metric, goal=objective.goal if objective is not None else (goals or {}).get(metric),
                        objective=objective.describe() if objective is not None else "", path=path, ablations=rows)
@@ -470,10 +478,13 @@ def _aspects(root: Path, figures: list[str]) -> dict[str, float]:
 def generate(ws, figures: list[str], objective: Objective | None = None) -> tuple[str, list[RunData], list[RunData]]:
     """Write latex/results.tex in the workspace; returns (its text, result runs, non-result runs)."""
     ok, bad = collect_runs(ws)
-    runs = ", ".join(r.label for r in ok if not r.baseline) or "none"
+    runs = ", ".join(r.label for r in search_results(ok)) or "none"
+    ablations = ", ".join(r.label for r in ok if r.is_ablation)
     search = search_paper(WorkspaceModel.build(ws.journal.events), objective, ws.manifest.key_metrics, dict(ws.manifest.goals))
     text = results_tex(ok, ws.manifest.key_metrics, figures, aspects=_aspects(ws.root, figures), evaluator=has_evaluator(ws),
-                       source=f"the journal's metrics of runs recorded ok: {runs}; run0 = baseline", search=search)
+                       source=f"the journal's metrics of runs recorded ok: {runs}"
+                              + (f"; ablations (not search results): {ablations}" if ablations else "") + "; run0 = baseline",
+                       search=search)
     (ws.root / "latex").mkdir(parents=True, exist_ok=True)
     writable(ws.root, "latex/results.tex").write_text(text)
     return text, ok, bad

@@ -129,7 +129,7 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
     search = paper_results.search_paper(WorkspaceModel.build(j.events), objective, ctx.manifest.key_metrics,
                                         dict(ctx.manifest.goals))
     j.append(Artifact(stage=STAGE, kind="results-tex", path="latex/results.tex",
-                      detail=f"{sum(1 for r in ok_runs if not r.baseline)} validated run(s), {len(figures)} figure(s)"))
+                      detail=f"{len(paper_results.search_results(ok_runs))} validated run(s), {len(figures)} figure(s)"))
     bib_path = latex / "references.bib"
     if not any(a.kind == "bibliography" for a in j.of(Artifact, stage=STAGE)):
         offered = add_to_bib(bib_path, idea_references(ctx.idea.extra))  # found by `orchestrate ideas`' novelty check
@@ -139,11 +139,12 @@ def run_stage(ctx: Context, conv: Conversations) -> str:
         j.append(Artifact(stage=STAGE, kind="bibliography", path="latex/references.bib",
                           detail=f"added: {', '.join(added)}" if added else "unchanged"))
     ws.commit("writeup: latex template, results.tex from validated runs, bibliography")
+    listed = {a.run for a in search.ablations} if search is not None else set()  # said of in the search's part
     context = prompts.render(
         "writeup_context", idea=ctx.idea, runs=[r.label for r in ok_runs if not r.is_ablation],
         framing=template_prompt(ctx.ws), ablation_runs=[r.label for r in ok_runs if r.is_ablation],
         search=search_context(search, ok_runs) if search is not None else None,
-        not_results=[f"run {r.run}: {r.status}" for r in bad_runs],
+        not_results=[f"run {r.run}: {r.status}" for r in bad_runs if r.run not in listed],
         figures=[paper_results.figure_name(f) for f in figures],
         bib=texmod.bib_entries(bib_path.read_text()),
         example=f"\\result{{{ok_runs[-1].label if ok_runs else 'run1'}}}{{{(ctx.manifest.key_metrics or ['metric'])[0]}}}",
