@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,8 @@ class Workspace:
     def commit(self, message: str, paths: list[str] | None = None) -> str:
         """Commit everything (ignored files aside; a new file over COMMIT_FILE_CAP_MB is ignored from now on), or
         only `paths` (a node's run folder and notes landing while the tree holds another node's code: the rest of
-        the tree stays as it is, uncommitted); returns the commit id (HEAD when nothing changed)."""
+        the tree stays as it is, uncommitted); returns the commit id (HEAD when nothing changed). Two git processes
+        (add, commit) when no file is over the cap and every path is there."""
         self._leave_out_large()
         if paths is None:
             self.git("add", "-A")
@@ -147,7 +149,7 @@ class Workspace:
                 self.git("--literal-pathspecs", "add", "-A", "--", *wanted)
             self.git("--literal-pathspecs", "commit", "-q", "--allow-empty", "-m", message,
                      *(["--only", "--", *wanted] if wanted else []))
-        return self.git("rev-parse", "HEAD").strip()
+        return self.head()
 
     def export(self, commit: str, dest: Path, *, skip=None) -> list[str]:
         """Write the files of `commit` (but those `skip(path)` names) into the new folder `dest`, through an index
@@ -171,23 +173,24 @@ class Workspace:
 
     def _leave_out_large(self) -> None:
         """Ignore every new or changed file over the cap before it is added (kept on disk: a resume's clean leaves
-        it; never hashed into the repository), and untrack one that was tracked while smaller."""
-        names = self.git("ls-files", "-z", "--others", "--exclude-standard").split("\0")
-        names += self.git("ls-files", "-z", "--modified").split("\0")
-        cap = COMMIT_FILE_CAP_MB * 1024 * 1024
-        big = []
-        for rel in filter(None, names):
-            try:
-                st = (self.root / rel).lstat()
-            except OSError:
-                continue
-            if st.st_size > cap:
-                big.append(rel)
+        it; never hashed into the repository), and untrack one that was tracked while smaller. Git is asked only
+        about the files over the cap on disk (`_over_cap`): none, the usual case, costs no git process."""
+        candidates = _over_cap(self.root, COMMIT_FILE_CAP_MB * 1024 * 1024)
+        if not candidates:
+            return
+        # untracked and not ignored, or tracked and changed: what `add -A` would hash (named, when git takes
+        # the names: not too many, none that it refuses, such as one inside a nested repository; else all)
+        ask = ("--literal-pathspecs", "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--")
+        try:
+            listed = self.git(*ask, *(candidates if len(candidates) <= 1000 else []))
+        except WorkspaceError:
+            listed = self.git(*ask)
+        big = sorted(set(filter(None, listed.split("\0"))) & set(candidates))
         if not big:
             return
-        tracked = [rel for rel in big if self.git("--literal-pathspecs", "ls-files", "--", rel).strip()]
+        tracked = set(filter(None, self.git("--literal-pathspecs", "ls-files", "-z", "--", *big).split("\0")))
         if tracked:
-            self.git("--literal-pathspecs", "rm", "-q", "--cached", "--", *tracked)
+            self.git("--literal-pathspecs", "rm", "-q", "--cached", "--", *sorted(tracked))
         ignore = self.root / ".gitignore"
         try:
             text = safe_path(self.root, ".gitignore").read_text() if ignore.is_file() else ""
@@ -207,7 +210,8 @@ class Workspace:
         return self.git("rev-list", "--max-parents=0", "HEAD").split()[0]
 
     def head(self) -> str:
-        return self.git("rev-parse", "HEAD").strip()
+        """HEAD's commit id, read from `.git` as git reads it (`read_head`); git rev-parse where that declines."""
+        return read_head(self.root / ".git") or self.git("rev-parse", "HEAD").strip()
 
     def reset_to(self, commit: str) -> None:
         """Put the tree back exactly at `commit` (untracked, non-ignored files removed)."""
@@ -298,6 +302,83 @@ class Workspace:
                 return None
             fcntl.flock(fh, fcntl.LOCK_UN)
             return None
+
+
+def _over_cap(root: Path, cap: int) -> list[str]:
+    """Regular files under `root` larger than `cap` bytes (lstat: a link is never followed), relative paths;
+    every folder but those named `.git`, which git never adds (a nested repository's files are not its own)."""
+    out: list[str] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.name == ".git":
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size > cap:
+                        out.append(os.path.relpath(entry.path, root))
+                except OSError:
+                    continue
+    return sorted(out)
+
+
+_HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+_BRANCH = re.compile(r"refs/heads/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def read_head(git_dir: Path) -> str | None:
+    """The commit HEAD names when it is a branch (`ref: refs/heads/<name>`) whose id is in its loose ref file or
+    in packed-refs, read without a git process; None for anything else (a detached or unborn HEAD, a link
+    anywhere on the way, a reftable or worktree repository, a malformed file): the caller then asks git."""
+    def text(rel: str) -> str | None:
+        try:
+            fd = os.open(git_dir / rel, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return os.read(fd, 1 << 20).decode("utf-8", "replace")
+        finally:
+            os.close(fd)
+
+    try:
+        if not stat.S_ISDIR(os.lstat(git_dir).st_mode) or any(
+                os.path.lexists(git_dir / rel) for rel in ("commondir", "reftable")):
+            return None
+    except OSError:
+        return None
+    head = text("HEAD")
+    if head is None or not head.startswith("ref: ") or not head.endswith("\n"):
+        return None
+    ref = head[5:-1]
+    if not _BRANCH.fullmatch(ref) or ".." in ref or any(p.startswith(".") or p.endswith(".lock") for p in ref.split("/")):
+        return None
+    parts = ref.split("/")
+    for i in range(1, len(parts)):  # refs, refs/heads, ...: plain folders, never links
+        try:
+            if not stat.S_ISDIR(os.lstat(git_dir.joinpath(*parts[:i])).st_mode):
+                return None
+        except OSError:
+            return None
+    if os.path.lexists(git_dir / ref):
+        loose = text(ref)
+        if loose is None or not loose.endswith("\n") or not _HEX.fullmatch(loose[:-1]):
+            return None
+        return loose[:-1]
+    packed = text("packed-refs")
+    for line in (packed or "").splitlines():
+        if line.endswith(" " + ref):
+            commit = line[: -len(ref) - 1]
+            return commit if _HEX.fullmatch(commit) else None
+    return None
 
 
 def git_argv(*args: str) -> list[str]:
