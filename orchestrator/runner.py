@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import select
 import shlex
 import signal
 import subprocess
@@ -331,13 +332,11 @@ def _watch(spec: RunSpec, proc: subprocess.Popen, box: _Contained, token: str, s
     max_procs = limits.max_processes if limits else None
     written_cap = limits.max_written_mb * 1024 * 1024 if limits else None
     next_du = 0.0
+    ended = _ender(proc)
     try:
         while True:
-            try:
-                proc.wait(timeout=_POLL_S)
+            if ended(_POLL_S):
                 break
-            except subprocess.TimeoutExpired:
-                pass
             now = time.monotonic()
             pids = set(tree_pids(token)) | (cg.pids() if cg else set())
             rss = sum(_rss_kb(p) for p in pids if not (box.reaper and p == proc.pid))
@@ -371,7 +370,39 @@ def _watch(spec: RunSpec, proc: subprocess.Popen, box: _Contained, token: str, s
             cg.remove()
         _kill_all(proc.pid, token)
         raise
+    finally:
+        ended(None)
     return killed, peak_kb
+
+
+def _ender(proc: subprocess.Popen):
+    """`ended(timeout)`: True once `proc` has ended (reaped), waiting up to `timeout` s for it; `ended(None)`
+    lets go of what it holds. Woken by the process's pidfd the moment it ends (Popen.wait with a timeout
+    sleeps in steps of up to 50 ms: each run's end noticed that much later); Popen.wait where there is none."""
+    try:
+        fd: int | None = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or already reaped
+        fd = None
+
+    def ended(timeout: float | None) -> bool:
+        nonlocal fd
+        if timeout is None:
+            if fd is not None:
+                os.close(fd)
+                fd = None
+            return proc.returncode is not None
+        if fd is None:
+            try:
+                proc.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        if select.select([fd], [], [], timeout)[0]:
+            proc.wait()
+            return True
+        return False
+
+    return ended
 
 
 def _classify(spec: RunSpec, proc: subprocess.Popen, box: _Contained, killed: str | None,
