@@ -1,15 +1,18 @@
 """The read model of a workspace: its runs, attempts, phases and stages, folded once from the journal's
 events. Every reader builds on it: the timeline (`show`, `report`), the paper's results, the progress
 and fleet views, replay and resume. `WorkspaceModel.apply` takes one event at a time, so a view that
-tails a journal keeps one up to date as events arrive."""
+tails a journal keeps one up to date as events arrive; `live(journal)` does that for the orchestrator's
+own journal (one fold per appended event, not a rebuild per question)."""
 
 from __future__ import annotations
 
 import math
 import re
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import WorkspaceError
 from .events import (
@@ -28,6 +31,9 @@ from .events import (
     StageStarted,
     WorkspaceCreated,
 )
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 EXPERIMENT_PHASES = ("smoke", "full")  # the phases of a numbered run; plot, latex and chktex belong to stages
 STAGE_OF_PHASE = {"plot": "plots", "latex": "compile", "chktex": "compile"}
@@ -524,6 +530,30 @@ class WorkspaceModel:
         elif isinstance(e, Artifact):
             self.artifacts.append(e)
             self.stage(e.stage).artifacts.append(e)
+
+
+_LIVE: weakref.WeakKeyDictionary[Journal, tuple[list[Event], int, Event | None, WorkspaceModel]] = \
+    weakref.WeakKeyDictionary()
+_LIVE_LOCK = threading.Lock()
+
+
+def live(journal: Journal) -> WorkspaceModel:
+    """The model of the journal's events as they are now, kept from call to call: each call folds only the events
+    appended since the last one (WorkspaceModel.apply), where WorkspaceModel.build folds the whole journal again
+    (what a search that asks after every step pays once per event per step). One model shared by every caller
+    of the same journal: read it, never change it. Folded anew when the journal's list of events is not the one
+    it folded (replaced, or cut shorter)."""
+    with _LIVE_LOCK:
+        events = journal.events
+        kept = _LIVE.get(journal)
+        if kept is None or kept[0] is not events or len(events) < kept[1] or (
+                kept[1] and events[kept[1] - 1] is not kept[2]):
+            kept = (events, 0, None, WorkspaceModel())
+        _, seen, _, model = kept
+        for e in events[seen:]:
+            model.apply(e)
+        _LIVE[journal] = (events, len(events), events[-1] if events else None, model)
+        return model
 
 
 def key_evaluation(key: str, metrics: dict[str, Any], evaluation: str) -> str:
