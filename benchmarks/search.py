@@ -16,6 +16,7 @@ Figures:
   runs sleep 1 s (targets < 0.25 s, >= 0.9): from the journal, over the search's time (the baseline's verdict
   to the last node's), the overhead is the time in which no experiment ran and the agent (aider's edit path)
   was not answering, per node; the utilisation is the experiments' summed wall time over slots x that time.
+  The overhead is also split by the two journal events each idle moment lies between (where to look).
 
     .venv/bin/python benchmarks/search.py [--quick] [--seeds 10] [--nodes 10,20,40] [--strategies linear,tree]
                                           [--no-timing | --timing-only] [--sleep-s 1]
@@ -146,6 +147,7 @@ class Search:
     kinds: dict[str, int] = field(default_factory=dict)
     cpu_s: float = 0.0  # the orchestrator's own CPU time (aider's edit path included)
     child_cpu_s: float = 0.0  # its children's: git, and the experiments (which mostly sleep)
+    idle_by_step: dict[str, float] = field(default_factory=dict)  # idle_s by the journal events it lies between
 
     def best_after(self, n: int) -> float | None:
         """The best score among the first n nodes (None: none of them is a result)."""
@@ -193,6 +195,7 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
     begin = max((e.ts for e in j.of(BaselineRecorded)), default=ctx.journal.events[0].ts)
     end = max((e.ts for e in j.of(RunRecorded)), default=begin)
     working = [(e.ts - e.wall_s, e.ts) for e in finished] + [(e.ts - e.latency_s, e.ts) for e in j.of(Exchange)]
+    idle_by_step = idle_between(j.events, working, begin, end)
     kinds: dict[str, int] = {}
     for n in search:
         kinds[n.kind] = kinds.get(n.kind, 0) + 1
@@ -202,7 +205,7 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
         wall_s=wall, busy_s=sum(e.wall_s for e in finished), span_s=end - begin,
         idle_s=(end - begin) - covered(working, begin, end),
         agent_s=sum(e.latency_s for e in j.of(Exchange)), slots=slots, workspace=ctx.ws.root if keep else None,
-        replies=agent.replies, kinds=kinds, cpu_s=cpu[0], child_cpu_s=cpu[1],
+        replies=agent.replies, kinds=kinds, cpu_s=cpu[0], child_cpu_s=cpu[1], idle_by_step=idle_by_step,
     )
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
@@ -235,6 +238,33 @@ def covered(intervals: list[tuple[float, float]], begin: float, end: float) -> f
             total += b - max(a, reach)
             reach = b
     return total
+
+
+def uncovered(intervals: list[tuple[float, float]], begin: float, end: float) -> list[tuple[float, float]]:
+    """The parts of [begin, end] that no interval covers."""
+    out, reach = [], begin
+    for a, b in sorted((max(a, begin), min(b, end)) for a, b in intervals):
+        if a > reach:
+            out.append((reach, a))
+        reach = max(reach, b)
+    return out + ([(reach, end)] if reach < end else [])
+
+
+def idle_between(events: list, working: list[tuple[float, float]], begin: float, end: float) -> dict[str, float]:
+    """The idle time (no experiment, no agent) by the two journal events it lies between (`a -> b`: the
+    orchestrator's work after appending a and before appending b), largest first."""
+    def name(e) -> str:
+        phase = getattr(e, "phase", None)
+        return e.type + (f"/{phase}" if phase else "")
+
+    marks = sorted((e.ts, name(e)) for e in events if begin <= e.ts <= end)
+    out: dict[str, float] = {}
+    for a, b in uncovered(working, begin, end):
+        for (t0, n0), (t1, n1) in zip(marks, marks[1:]):
+            part = min(b, t1) - max(a, t0)
+            if part > 0:
+                out[f"{n0} -> {n1}"] = out.get(f"{n0} -> {n1}", 0.0) + part
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def _tree_options(opts, nodes: int, seed: int) -> None:
@@ -294,7 +324,9 @@ def timing(strategy: str, nodes: int, sleep_s: float, work: Path, slots: int = 2
     return (f"{strategy}: {s.nodes} nodes of {sleep_s:g} s full runs, {s.slots} slot(s): search {s.span_s:.1f} s, "
             f"experiments {s.busy_s:.1f} s, agent {s.agent_s:.1f} s; overhead per node {overhead:.3f} s "
             f"(target < 0.25 s); utilisation of {s.slots} slot(s) {util:.2f}" + (" (target >= 0.9)" if s.slots > 1 else "")
-            + f"; CPU per node: orchestrator {s.cpu_s / s.nodes:.3f} s, children {s.child_cpu_s / s.nodes:.3f} s")
+            + f"; CPU per node: orchestrator {s.cpu_s / s.nodes:.3f} s, children {s.child_cpu_s / s.nodes:.3f} s"
+            + "\n  overhead per node by the journal events it lies between: "
+            + ", ".join(f"{k} {v / s.nodes * 1000:.0f} ms" for k, v in list(s.idle_by_step.items())[:6]))
 
 
 def main() -> None:

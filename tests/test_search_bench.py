@@ -101,6 +101,11 @@ def test_the_timing_counts_overlapping_work_once(linear):
     assert bench.covered([(-1, 1), (9, 12)], 0, 10) == 2
     s = linear[0]  # one slot: the experiments and the agent take turns, the rest is the orchestrator's
     assert 0 < s.idle_s < s.span_s and s.busy_s + s.agent_s + s.idle_s == pytest.approx(s.span_s, abs=0.05)
+    assert bench.uncovered([(0, 2), (1, 3), (5, 6)], 0, 10) == [(3, 5), (6, 10)]
+    # the idle time, split by the journal events it lies between, adds up to the whole
+    assert sum(s.idle_by_step.values()) == pytest.approx(s.idle_s, abs=1e-6)
+    parts = list(s.idle_by_step.values())
+    assert all(" -> " in k for k in s.idle_by_step) and parts == sorted(parts, reverse=True)
 
 
 @pytest.fixture(scope="module")
