@@ -308,7 +308,8 @@ def _over_cap(root: Path, cap: int) -> list[str]:
     """Regular files under `root` larger than `cap` bytes (lstat: a link is never followed), relative paths;
     every folder but those named `.git`, which git never adds (a nested repository's files are not its own)."""
     out: list[str] = []
-    stack = [root]
+    top = os.fspath(root)
+    stack = [top]
     while stack:
         folder = stack.pop()
         try:
@@ -321,9 +322,9 @@ def _over_cap(root: Path, cap: int) -> list[str]:
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
+                        stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size > cap:
-                        out.append(os.path.relpath(entry.path, root))
+                        out.append(entry.path[len(top) + 1:])
                 except OSError:
                     continue
     return sorted(out)
