@@ -135,9 +135,11 @@ class Journal:
         ]
 
     def last(self, kind: type[E], **match: object) -> E | None:
-        """The latest event of one type whose fields equal `match`, or None."""
-        found = self.of(kind, **match)
-        return found[-1] if found else None
+        """The latest event of one type whose fields equal `match`, or None (read from the end)."""
+        for e in reversed(self.events):
+            if isinstance(e, kind) and all(getattr(e, k) == v for k, v in match.items()):
+                return e
+        return None
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
