@@ -175,17 +175,18 @@ class Workspace:
         """Ignore every new or changed file over the cap before it is added (kept on disk: a resume's clean leaves
         it; never hashed into the repository), and untrack one that was tracked while smaller. Git is asked only
         about the files over the cap on disk (`_over_cap`): none, the usual case, costs no git process."""
-        candidates = _over_cap(self.root, COMMIT_FILE_CAP_MB * 1024 * 1024)
-        if not candidates:
+        cap = COMMIT_FILE_CAP_MB * 1024 * 1024
+        candidates = _over_cap(self.root, cap)
+        if candidates == []:
             return
         # untracked and not ignored, or tracked and changed: what `add -A` would hash (named, when git takes
         # the names: not too many, none that it refuses, such as one inside a nested repository; else all)
         ask = ("--literal-pathspecs", "ls-files", "-z", "--others", "--modified", "--exclude-standard", "--")
         try:
-            listed = self.git(*ask, *(candidates if len(candidates) <= 1000 else []))
+            listed = self.git(*ask, *(candidates if candidates and len(candidates) <= 1000 else []))
         except WorkspaceError:
             listed = self.git(*ask)
-        big = sorted(set(filter(None, listed.split("\0"))) & set(candidates))
+        big = sorted(rel for rel in set(filter(None, listed.split("\0"))) if _size(self.root / rel) > cap)
         if not big:
             return
         tracked = set(filter(None, self.git("--literal-pathspecs", "ls-files", "-z", "--", *big).split("\0")))
@@ -304,12 +305,17 @@ class Workspace:
             return None
 
 
-def _over_cap(root: Path, cap: int) -> list[str]:
+_WALK_LIMIT = 5_000  # entries: past this many the walk stops (~25 ms) and git lists the candidates (skipping ignored folders)
+
+
+def _over_cap(root: Path, cap: int) -> list[str] | None:
     """Regular files under `root` larger than `cap` bytes (lstat: a link is never followed), relative paths;
-    every folder but those named `.git`, which git never adds (a nested repository's files are not its own)."""
+    every folder but those named `.git`, which git never adds (a nested repository's files are not its own).
+    None: more than _WALK_LIMIT entries (a cache or data folder, ignored or not), not walked to the end."""
     out: list[str] = []
     top = os.fspath(root)
     stack = [top]
+    seen = 0
     while stack:
         folder = stack.pop()
         try:
@@ -318,6 +324,9 @@ def _over_cap(root: Path, cap: int) -> list[str]:
             continue
         with entries:
             for entry in entries:
+                seen += 1
+                if seen > _WALK_LIMIT:
+                    return None
                 if entry.name == ".git":
                     continue
                 try:
@@ -328,6 +337,13 @@ def _over_cap(root: Path, cap: int) -> list[str]:
                 except OSError:
                     continue
     return sorted(out)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except OSError:
+        return 0
 
 
 _HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")

@@ -49,8 +49,10 @@ def test_a_commit_with_nothing_over_the_cap_runs_git_twice_and_returns_head(ws, 
     assert "run_1/final_info.json" in _git(ws.root, "ls-files").split()
 
 
-def test_files_over_the_cap_stay_out_of_the_history(ws, monkeypatch):
+@pytest.mark.parametrize("walk_limit", [workspace_mod._WALK_LIMIT, 3], ids=["walked", "listed-by-git"])
+def test_files_over_the_cap_stay_out_of_the_history(ws, monkeypatch, walk_limit):
     monkeypatch.setattr(workspace_mod, "COMMIT_FILE_CAP_MB", 1)
+    monkeypatch.setattr(workspace_mod, "_WALK_LIMIT", walk_limit)  # 3: a workspace too big to walk, git lists
     root = ws.root
     (root / "grows.npy").write_bytes(bytes(10))
     (root / "kept.npy").write_bytes(bytes(10))
