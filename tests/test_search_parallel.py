@@ -308,3 +308,18 @@ def test_nodes_in_flight_default_to_the_runs_slots():
     assert parallel(Limits(), gpu_slots=2) == 2  # --gpus 0,1
     assert parallel(Limits(), gpu_slots=1) == 0
     assert parallel(Limits(parallel_runs=3), parallel=1) == 1  # --parallel-nodes 1
+
+
+def test_a_nodes_exported_diff_is_against_its_parents_code(tmp_path):
+    """In MLflow (the records the export writes), node 5 improves node 1 while node 4 was the run before it."""
+    from orchestrator.exporters.mlflow import records
+    from orchestrator.workspace import Workspace
+
+    assert run_cli("run", _idea(tmp_path), "--sandbox", tmp_path / "sb", "--parallel-nodes", "1",
+                   "--stages", "experiments") == 0
+    _idea_name, _ws_id, recs = records(Workspace(only_workspace(tmp_path / "sb")))
+    diff = {r.key[0]: r.texts.get("code/diff.patch", "") for r in recs if not r.key[1]}
+    assert "-LR = 0.1\n+LR = 0.2" in diff["5"] and "\n-STEPS" not in diff["5"]  # not against node 4 (STEPS = 40)
+    assert "-STEPS = 20\n+STEPS = 40" in diff["4"] and "\n-LR" not in diff["4"]
+    assert "run_" not in diff["5"] and "notes.txt" not in diff["5"]  # the code only
+    assert "-LR = 0.05\n+LR = 0.1" in diff["1"]  # a draft: against the template

@@ -5,8 +5,9 @@ The idea is an MLflow experiment (named after the idea). The workspace is one ML
 is a nested run (`run_0` the baseline, `run_N`): its metrics, its verdict and reasons, evaluated or
 self-reported, its code commit and diff, its results file and figures. A run with seeds has one nested
 run per seed under it, and its own metrics are the mean over its ok seeds (with `std/<metric>` and
-`n_seeds`). A run's MLflow status is FINISHED when it is a result, FAILED otherwise (KILLED: it never got a
-verdict, or nothing was run for it).
+`n_seeds`). A search tree's node's diff is against the code it started from (its parent's, the template's
+for a draft), not the run before it by number. A run's MLflow status is FINISHED when it is a result,
+FAILED otherwise (KILLED: it never got a verdict, or nothing was run for it).
 
 An ablation (the best node less one change of its path, made by the ablations stage) is a nested run of kind
 `ablation`, tagged with the node it ablates (`orchestrate.ablation_of`) and the change it takes out
@@ -36,6 +37,7 @@ from typing import Any
 from ..errors import InputError, OrchestratorError
 from ..events import RunFinished, RunStarted, _Event
 from ..readmodel import NOT_APPLICABLE, RunView, WorkspaceModel, workspace_created
+from ..results import code_files
 from ..search.tree import build_tree
 from ..values import finite
 from ..workspace import Workspace
@@ -124,14 +126,15 @@ def _times(events: list[_Event], run: int) -> tuple[int | None, int | None]:
 
 
 def _diff(ws: Workspace, old: str | None, new: str | None, rv: RunView) -> str:
-    """The run's change to the code against the previous run's: from git, else the journal's edit diffs."""
+    """The run's change to the code (the manifest's code files: not the notes, nor the run folders landed
+    between) against the code it started from: from git, else the journal's edit diffs."""
     if new and (ws.root / ".git").exists():
         try:
             if old is None:
                 roots = ws.git("rev-list", "--max-parents=0", new, check=False).split()
                 old = roots[0] if roots else None
             if old:
-                return ws.diff(old, new)
+                return ws.diff(old, new, *code_files(ws.manifest))
         except Exception:  # a workspace whose repository is broken: the recorded edits still say it
             pass
     return "\n".join(e.diff.rstrip("\n") for e in rv.edits if e.diff)
@@ -232,7 +235,7 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
     tree = build_tree(model, None) if model.nodes else None  # structure only: each node's code
     for rv in model.run_list():
         node, ablation = model.nodes.get(rv.run), model.ablation(rv.run)
-        commit = tree.nodes[rv.run].commit if tree is not None and ablation is not None else rv.code_commit
+        commit = tree.nodes[rv.run].commit if tree is not None and node is not None else rv.code_commit  # a node's own code
         evaluation = model.evaluation(rv.run)
         attempt, phases = _seed_phases(rv)
         seeded = [p for p in phases if p.seed is not None and "/seed_" in p.out_dir]  # one seed: run_i itself
@@ -263,7 +266,9 @@ def records(ws: Workspace) -> tuple[str, str, list[Record]]:
             tags["mlflow.source.git.commit"] = commit
             tags[TAG + "commit"] = commit
         name = f"run_{rv.run}" + (f" (ablation of run_{ablation.parent})" if ablation is not None else "")
-        against = (ablation.base_commit or previous) if ablation is not None else previous  # an ablation: its best node's code
+        # a tree node against the code it started from (its parent's, the template's for a draft; an ablation's: its
+        # best node's), a linear run against the run before it
+        against = (node.base_commit or previous) if node is not None else previous
         rec = Record(key=(str(rv.run), ""), name=name, parent=top.key, status=status, start_ms=start,
                      end_ms=end, metrics=metrics, tags=tags,
                      files=_phase_files(ws, rv.run, attempt, phases[-1], results_file) if phases else {},
