@@ -1,0 +1,141 @@
+"""`--strategy tree` with nodes in flight on the real local Slurm cluster (`scripts/slurm-cluster start`: one node,
+two CPUs, so two one-CPU jobs at once): each node's smoke and full run is a job; a node's full job runs in the
+node's own folder while the agent drafts the next node; a killed orchestrator, resumed, re-attaches to the node's
+job still running instead of submitting it again.
+
+The tiny tree transcript of tests/test_search_parallel.py, with node 3's full run longer (SLEEP_S) and noting each
+time it starts (its job id, cwd and workspace variables) in a file under the test's folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, events, only_workspace
+from test_search_parallel import ONE, TRANSCRIPT, TWO, _idea, _once, _shape
+from test_slurm import _sacct, _squeue_state, cluster
+
+SLEEP_S = 8  # node 3's full run: still going while node 4 is drafted and smoke-run (jobs take a second to start)
+
+
+def _transcript(tmp_path: Path, starts: Path) -> Path:
+    lines = TRANSCRIPT.read_text().splitlines()
+    third = json.loads(lines[3])
+    assert third["run"] == 3 and "    time.sleep(2)\n" in third["response"]
+    probe = ("    import json as _j\n"
+             f"    open({str(starts)!r}, 'a').write(_j.dumps({{'job': os.environ.get('SLURM_JOB_ID'), "
+             "'cwd': os.getcwd(), 'ws': os.environ.get('ORCHESTRATE_WORKSPACE'), "
+             "'job_ws': os.environ.get('ORCHESTRATE_JOB_WORKSPACE')}) + '\\n')\n"
+             f"    time.sleep({SLEEP_S})\n")
+    third["response"] = third["response"].replace("    time.sleep(2)\n", probe)
+    lines[3] = json.dumps(third)
+    out = tmp_path / "slurm_tree.transcript.jsonl"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _cmd(idea: Path, sandbox: Path, parallel: int) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.cli", "run", str(idea), "--executor", "slurm", "--sandbox", str(sandbox),
+            "--parallel-nodes", str(parallel), "--stages", "experiments"]
+
+
+def _run(args: list[str], env: dict | None = None, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=False, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _ts(ws: Path, kind: str, run: int, phase: str | None = None) -> float:
+    return next(e["ts"] for e in events(ws, kind) if e["run"] == run and (phase is None or e["phase"] == phase))
+
+
+def _job_span(job_id: str) -> tuple[float, float]:
+    """When Slurm started and ended the job (whole seconds, from accounting)."""
+    os.environ["SLURM_TIME_FORMAT"] = "%s"
+    try:
+        (row,) = _sacct("-j", job_id, "-o", "Start,End")
+    finally:
+        os.environ.pop("SLURM_TIME_FORMAT")
+    return float(row[0]), float(row[1])
+
+
+def _jobs(ws: Path) -> dict[tuple[int, str], str]:
+    """(node, phase) -> its one job id, from the journal."""
+    out: dict[tuple[int, str], str] = {}
+    for e in events(ws, "run_started"):
+        assert e["job_id"], e
+        assert (e["run"], e["phase"]) not in out, ("submitted twice", e)
+        out[(e["run"], e["phase"])] = e["job_id"]
+    return out
+
+
+def _landed_as_jobs(ws: Path, starts: Path) -> dict[tuple[int, str], str]:
+    """Every run was one job named after the workspace (its node folder is named after it), completed; the
+    results are in the workspace, the node folders gone; node 3 ran once, in its own folder, as its job."""
+    jobs = _jobs(ws)
+    assert {n for n, phase in jobs if phase == "full"} == {1, 3, 4, 5}
+    for (node, phase), job_id in jobs.items():
+        rows = _sacct("--name", f"orch:{ws.name}:run_{node}:attempt_1:{phase}", "-o", "JobID,State")
+        assert rows == [[job_id, "COMPLETED"]], (node, phase, rows)
+    assert all((ws / f"run_{n}" / "final_info.json").is_file() for n in (1, 3, 4, 5))
+    assert not any((ws / ".orchestrate" / "nodes").glob("run_*"))
+    ran = [json.loads(line) for line in starts.read_text().splitlines()]
+    assert ran == [{"job": jobs[(3, "full")], "cwd": str(ws / ".orchestrate" / "nodes" / "run_3" / ws.name),
+                    "ws": None, "job_ws": str(ws)}], ran
+    # the full runs' verdicts carry their jobs
+    for e in events(ws, "run_finished"):
+        assert e["job"]["job_id"] == jobs[(e["run"], e["phase"])] and e["job"]["state"] == "COMPLETED", e
+    return jobs
+
+
+@cluster
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_nodes_in_flight_are_slurm_jobs_running_while_the_next_is_drafted(tmp_path, parallel):
+    starts = tmp_path / "node3_starts.jsonl"
+    idea = _idea(tmp_path, transcript=_transcript(tmp_path, starts))
+    cp = _run(_cmd(idea, tmp_path / "sb", parallel))
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    ws = only_workspace(tmp_path / "sb")
+    assert events(ws, "workspace_created")[0]["executor"]["name"] == "slurm"
+    assert _shape(ws) == (ONE if parallel == 1 else TWO)
+    _once(ws)
+    jobs = _landed_as_jobs(ws, starts)
+    # node 3's full job was in flight while the agent answered for node 4, and it ran on the cluster's other
+    # slot while node 4's smoke job ran
+    exchange4 = _ts(ws, "exchange", 4)
+    assert _ts(ws, "run_started", 3, "full") < exchange4 < _ts(ws, "run_finished", 3, "full")
+    start3, end3 = _job_span(jobs[(3, "full")])
+    start4, end4 = _job_span(jobs[(4, "smoke")])
+    assert exchange4 < end3 and start3 <= end4 and start4 <= end3, (start3, end3, start4, end4)
+    if parallel == 2:  # node 1's full run too: node 4 was chosen seeing neither
+        assert _ts(ws, "run_started", 1, "full") < exchange4 < _ts(ws, "run_finished", 1, "full")
+
+
+@cluster
+def test_a_killed_search_resumed_reattaches_to_the_nodes_job_still_running(tmp_path):
+    starts = tmp_path / "node3_starts.jsonl"
+    idea = _idea(tmp_path, transcript=_transcript(tmp_path, starts))
+    sandbox = tmp_path / "sb"
+    # killed (SIGKILL) once node 4's reply is recorded: node 3's full job has just been submitted
+    cp = _run(_cmd(idea, sandbox, 1), env={"ORCHESTRATE_FAULT": "after:exchange:4"})
+    assert cp.returncode == -9, cp.stdout + cp.stderr
+    ws = only_workspace(sandbox)
+    (started,) = [e for e in events(ws, "run_started") if e["phase"] == "full" and e["run"] == 3]
+    assert not [e for e in events(ws, "run_finished") if e["phase"] == "full" and e["run"] == 3]
+    job_id = started["job_id"]
+    deadline = time.monotonic() + 60
+    while _squeue_state(job_id) != "RUNNING":  # the job outlives the orchestrator; resumed while it runs
+        assert _squeue_state(job_id) == "PENDING" and time.monotonic() < deadline, _squeue_state(job_id)
+        time.sleep(0.2)
+    assert (ws / ".orchestrate" / "nodes" / "run_3" / ws.name).is_dir()
+    res = _run([sys.executable, "-m", "orchestrator.cli", "resume", str(ws)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _shape(ws) == ONE
+    _once(ws)
+    jobs = _landed_as_jobs(ws, starts)  # node 3's job is the one submitted before the kill, and it ran once
+    assert jobs[(3, "full")] == job_id
+    assert len(list((ws / ".orchestrate/runs/run_3/attempt_1/full/slurm").glob("*_submitted.pkl"))) == 1
