@@ -559,8 +559,8 @@ class FullRun:
     folder: Path | None = None  # the tree node's own folder (None: the workspace)
 
     def finished(self) -> bool:
-        """Every seed's process has ended (a local run's; a Slurm job's end is known by waiting for it)."""
-        return all(p.handle is not None and p.handle.future is not None and p.handle.future.done() for p in self.pending)
+        """Every seed's run has ended (a local run's thread; a Slurm job's result is there)."""
+        return all(p.handle is not None and p.handle.done() for p in self.pending)
 
     def stop(self) -> None:
         _stop_all(self.pending)

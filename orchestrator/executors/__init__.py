@@ -11,6 +11,7 @@ subprocess here; `gpus` leases a GPU slot for it; `slurm` submits a job (executo
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -28,6 +29,13 @@ class Handle:
     job_id: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     future: Future | None = None  # local runs: the thread that runs it
+    ended: Callable[[], bool] | None = None  # runs without a thread here (a Slurm job): whether its end is known
+
+    def done(self) -> bool:
+        """Whether the run has ended, so that waiting for it returns at once (a tree node in flight lands then)."""
+        if self.future is not None:
+            return self.future.done()
+        return self.ended() if self.ended is not None else False
 
 
 class Executor(Protocol):

@@ -111,6 +111,7 @@ class SlurmRecord(runner.RunRecord):
     job_state: str | None = None
     node: str | None = None
     job_signal: str | None = None  # USR2 (time limit near, or preemption) or TERM (scancel ...) if Slurm ended the run
+    job_restarts: int = 0  # how often Slurm had requeued the job before the start that ran this record's run
     submitted_at: float | None = None  # wall clock: submit, job start on the node, result seen here
     started_at: float | None = None
     finished_at: float | None = None
@@ -119,7 +120,7 @@ class SlurmRecord(runner.RunRecord):
     def _job(self) -> SlurmRecord:
         """What the journal keeps of the job (RunFinished.job)."""
         self.job = {k: v for k, v in (("job_id", self.job_id), ("state", self.job_state), ("node", self.node),
-                                      ("signal", self.job_signal)) if v}
+                                      ("signal", self.job_signal), ("restarts", self.job_restarts)) if v}
         return self
 
 
@@ -156,7 +157,8 @@ def run_job(spec_data: dict[str, Any]) -> dict[str, Any]:
         signal.signal(sig, on_signal)
     rec = runner.run(spec, stop=stop)
     return {**rec.model_dump(), "containment": ["slurm-job", *rec.containment], "node": socket.gethostname(),
-            "started_at": started, "job_signal": got[0] if got else None, "job_elapsed_s": round(time.time() - started, 3)}
+            "started_at": started, "job_signal": got[0] if got else None, "job_elapsed_s": round(time.time() - started, 3),
+            "job_restarts": env_names.slurm_restart_count()}
 
 
 def signal_delay_s(time_min: int) -> int:
@@ -177,6 +179,11 @@ def _submitit():
         raise InputError(None, "--executor slurm needs submitit: pip install 'orchestrator[slurm]' "
                                "(or pip install submitit)") from None
     return submitit
+
+
+def _result_file(log_dir: Path | str, job_id: str) -> Path:
+    """Where submitit leaves the job's return value (the run's record), in the run's log folder."""
+    return _submitit().SlurmJob(folder=Path(log_dir) / "slurm", job_id=job_id).paths.result_pickle
 
 
 def slurm_available() -> bool:
@@ -254,11 +261,13 @@ class SlurmExecutor:
             msg = " ".join(str(exc).split())[-400:]
             raise SubmitError(f"Slurm refused the job for {spec.key} ({self._summary()}): {msg}") from None
         (folder / f"{job.job_id}.submitted_at").write_text(f"{submitted:.6f}\n")
-        return Handle(spec=spec, job_id=str(job.job_id), stop=stop or threading.Event())
+        return self.attach(spec, str(job.job_id), stop=stop)
 
     def attach(self, spec: runner.RunSpec, job_id: str, *, stop: threading.Event | None = None) -> Handle:
-        """A job submitted before the orchestrator stopped: followed, never submitted twice."""
-        return Handle(spec=spec, job_id=job_id, stop=stop or threading.Event())
+        """A job submitted before the orchestrator stopped: followed, never submitted twice. The handle is
+        done once the job's result is there (`wait` then returns at once, or follows a requeued job on)."""
+        result = _result_file(spec.log_dir, job_id)
+        return Handle(spec=spec, job_id=job_id, stop=stop or threading.Event(), ended=result.exists)
 
     def _summary(self) -> str:
         c = self.config.model_dump(exclude_defaults=True, include={"partition", "time", "cpus", "mem", "gpus", "gres",
@@ -290,15 +299,15 @@ class SlurmExecutor:
         assert handle.job_id is not None
         job_id, stop, spec = handle.job_id, handle.stop, handle.spec
         argv, cwd, log_dir, timeout_s = spec.argv, spec.cwd, spec.log_dir, spec.timeout_s
-        submitit = _submitit()
         folder = Path(log_dir) / "slurm"
-        result_file = submitit.SlurmJob(folder=folder, job_id=job_id).paths.result_pickle
+        result_file = _result_file(log_dir, job_id)
         t0 = time.monotonic()
+        stale: int | None = None  # the mtime of a result from an earlier start of a requeued job: not this one's
         while True:
             state = nodes = None
             next_check = 0.0
             final_seen: float | None = None
-            while not result_file.exists():
+            while not self._fresh(result_file, stale):
                 if stop is not None and stop.is_set():
                     self.cancel(job_id)
                     return self._record(job_id, argv, cwd, log_dir, "interrupted", "the orchestrator was interrupted",
@@ -316,19 +325,41 @@ class SlurmExecutor:
                 time.sleep(self.config.poll_s)
             value: Any = None
             trace = ""
-            if result_file.exists():
+            if self._fresh(result_file, stale):
+                mtime = result_file.stat().st_mtime_ns
                 outcome, value = self._load_result(result_file)
                 if outcome != "success" or not isinstance(value, dict):
                     trace, value = str(value), None
+                if self.config.requeue and self._requeued_since(job_id, value):
+                    stale = mtime  # Slurm requeued the job after this start ended: follow its next start
+                    continue
             if value is not None and value.get("job_signal") is None and value.get("exit_code") == 0:
                 return self._completed(job_id, folder, value)  # the run ended on its own: the usual case
             state, code, nodes = self._settled_state(job_id, state)
             if state not in FINAL_STATES and self.config.requeue and state in ("PENDING", "REQUEUED", "RUNNING"):
-                result_file.unlink(missing_ok=True)  # Slurm runs it again: follow the new run
+                stale = result_file.stat().st_mtime_ns if result_file.exists() else None  # Slurm runs it again
                 continue
             if value is not None and state in ("COMPLETED", "FAILED", None) and value.get("job_signal") is None:
                 return self._completed(job_id, folder, value)  # the run failed by itself: judged like a local run
             return self._failure(job_id, argv, cwd, log_dir, state, code, nodes, trace, timeout_s, t0, value)
+
+    @staticmethod
+    def _fresh(result_file: Path, stale: int | None) -> bool:
+        """A result is there, and not the one of an earlier start (a requeued job writes it again)."""
+        try:
+            return result_file.stat().st_mtime_ns != stale
+        except FileNotFoundError:
+            return False
+
+    def _requeued_since(self, job_id: str, value: dict[str, Any] | None) -> bool:
+        """Whether the controller has restarted the job more often than the start that returned `value` had been
+        (its SLURM_RESTART_COUNT): that start's result is not the job's last. Read from the controller, not
+        accounting (which lags): `scontrol show job`, known until the job is purged (MinJobAge)."""
+        res = runner.tool(["scontrol", "-o", "show", "job", job_id], timeout_s=30)
+        m = re.search(r"\bRestarts=(\d+)", res.stdout) if res.exit_code == 0 else None
+        if m is None:
+            return False
+        return int(m.group(1)) > int((value or {}).get("job_restarts") or 0)
 
     def _completed(self, job_id: str, folder: Path, value: dict[str, Any]) -> SlurmRecord:
         fields = {k: v for k, v in value.items() if k in SlurmRecord.model_fields}
