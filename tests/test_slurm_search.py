@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, events, only_workspace
-from test_search_parallel import ONE, TRANSCRIPT, TWO, _idea, _once, _shape
+from test_search_parallel import ONE, TRANSCRIPT, TWO, _idea, _once, _probe_transcript, _shape
 from test_slurm import _sacct, _squeue_state, cluster
 
 SLEEP_S = 8  # node 3's full run: still going while node 4 is drafted and smoke-run (jobs take a second to start)
@@ -181,6 +181,37 @@ def test_a_nodes_job_requeued_by_slurm_starts_its_run_afresh_in_the_nodes_folder
     assert jobs[(3, "full")] == job_id
     (fin,) = [e for e in events(ws, "run_finished") if (e["run"], e["phase"]) == (3, "full")]
     assert fin["status"] == "ok" and fin["job"]["restarts"] == 1, fin
+
+
+@cluster
+@pytest.mark.parametrize("isolation", ["none", "bwrap"])
+def test_a_nodes_job_in_its_own_folder_reaches_nothing_of_the_workspace(tmp_path, isolation):
+    """The node's folder as its job's cwd, under bubblewrap on the node: the probe of test_search_parallel, which
+    finds the workspace by the variable a job gets (ORCHESTRATE_JOB_WORKSPACE). Without namespaces it does reach
+    the workspace (so the bwrap case can fail)."""
+    from orchestrator.sandbox import bwrap_available
+
+    if isolation == "bwrap" and not bwrap_available():
+        pytest.skip("bubblewrap cannot make namespaces here")
+    transcript = _probe_transcript(tmp_path, "a" if isolation == "bwrap" else "r")
+    text = transcript.read_text()
+    assert "ORCHESTRATE_WORKSPACE" in text
+    transcript.write_text(text.replace("ORCHESTRATE_WORKSPACE", "ORCHESTRATE_JOB_WORKSPACE"))
+    idea = _idea(tmp_path, transcript=transcript, isolation=isolation)
+    cp = _run([*_cmd(idea, tmp_path / "sb", 1), "--max-nodes", "1"])
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    ws = only_workspace(tmp_path / "sb")
+    seen = json.loads((ws / "run_1" / "probe.json").read_text())
+    assert seen["cwd"] == str(ws / ".orchestrate" / "nodes" / "run_1" / ws.name)
+    (fin,) = [e for e in events(ws, "run_finished") if e["phase"] == "full"]
+    assert fin["status"] == "ok" and "slurm-job" in fin["containment"], fin
+    if isolation == "none":
+        assert seen["journal"] and seen["git"] and seen["seed"] and seen["wrote"], seen
+    else:
+        assert "bwrap" in " ".join(fin["containment"]), fin
+        assert not [k for k in ("journal", "git", "seed", "earlier", "harness") if seen[k]], seen
+        assert not (ws / "planted.txt").exists()  # its write went to the sandbox's own tmpfs, if anywhere
+    assert not any((ws / ".orchestrate" / "nodes").glob("run_*"))
 
 
 @cluster
