@@ -7,7 +7,7 @@ run:
 
 test:
 	scripts/setup --test
-	ORCHESTRATE_SAE_PYTHON=$$(.venv/bin/python -m orchestrator.pyenv templates/sae) .venv/bin/python -m pytest -q -ra
+	ORCHESTRATE_SAE_PYTHON=$$(.venv/bin/python -m orchestrator.pyenv templates/sae) .venv/bin/python -m pytest -q -ra --durations=30
 
 lint:
 	.venv/bin/ruff check orchestrator tests benchmarks
