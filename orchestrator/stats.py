@@ -11,6 +11,8 @@ Edge cases, decided once:
 - any NaN or infinite value: status "non-finite", every statistic None. A diverged seed is part of
   the result; dropping it would pick the seeds that worked.
 - n = 1: status "single-seed": the mean is the value, no standard deviation, no interval.
+- n > 1 seeds that all agree exactly (a setting, a count): the mean is that value and the spread is 0,
+  not a float mean of 0.8, 0.8, 0.8 (0.8000000000000002) with a 1e-16 "interval" a paper would print.
 - a difference where either side is not "ok" takes that side's status and has no interval and no
   p-value; it is never significant.
 - both sides with zero spread (the seeds changed nothing): status "no-variance", no p-value, not
@@ -94,6 +96,9 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summar
     mean = float(arr.mean())
     if n == 1:
         return Summary(n=1, status="single-seed", mean=mean)
+    if bool(np.all(arr == arr[0])):  # seeds that agree exactly: that value, no spread (see the module's docstring)
+        v = float(arr[0])
+        return Summary(n=n, status="ok", mean=v, std=0.0, se=0.0, df=n - 1, ci_low=v, ci_high=v)
     from scipy import stats as sps  # here: scipy.stats takes most of a second to import
 
     std = float(arr.std(ddof=1))

@@ -172,3 +172,14 @@ def test_a_run_against_another_by_label():
     assert against(SEEDS, "run2", "run0", "core.mse") is None and against(SEEDS, "run9", "run0", "core.l0") is None
     table = summaries(SEEDS)
     assert table["run3"]["core.l0"].status == "single-seed" and table["run0"]["core.l0"].n == 3
+
+
+def test_seeds_that_agree_give_the_value_itself_with_no_spread():
+    # three seeds of a setting (config.syn_p_child = 0.8): a float mean is 0.8000000000000002 and its
+    # rounding-noise interval printed as "0.8000000000000002 ± 0.0000000000000003" in the hsae paper
+    s = summarize([0.8, 0.8, 0.8])
+    assert s.status == "ok" and s.mean == 0.8 and s.std == 0.0 and s.half_width == 0.0
+    assert format_summary(s) == "0.8 ± 0"
+    assert format_summary(summarize([0.003] * 3)) == "0.003 ± 0"
+    d = compare([0.8, 0.8, 0.8], [0.8, 0.8, 0.8])
+    assert d.status == "no-variance" and d.diff == 0.0 and not d.significant
