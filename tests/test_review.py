@@ -92,6 +92,25 @@ def test_a_failed_run_mentioned_as_failed_is_not_a_finding():
     assert rep.findings == []
 
 
+def test_a_failed_run_in_a_table_read_column_by_column_is_not_a_finding():
+    # pdftotext gives the paper's \\searchpathtable column by column: the failed step's "Run 2" and its
+    # "not a result (failed)" are far apart, with "core.explained_variance", "vs." and decimals between them;
+    # none of those full stops ends the sentence. A real sentence that presents run 2 is still found.
+    bad = [RunData(run=2, status="failed", values={})]
+    table = ("the experiment reported itself.\nStep\n\nNode\n\nKind\n\n1\n2\n\nRun 2\nRun 3\n\n"
+             "draft from the template\ndebug from step 1\n\ncore.explained_variance\n\n\u2206 vs. previous\n\n"
+             "not a result (failed)\n0.9148 \u00b1 0.0018\n\n\u2013\n\u2013\n\nLevel-wise sparsity. Run 3 has more.\n")
+    runs = [RunData(run=3, status="ok", values={"core.explained_variance": 0.9148, "pm": 0.0018})]
+
+    def presented(text):
+        rep = integrity.check(PaperInputs(text=text, runs=runs, failed=bad))
+        return [f.message.split(": ", 1)[1] for f in rep.findings if f.kind == "failed-run-presented"]
+
+    assert presented(table) == []
+    assert presented(table + "Our best variant is run 2. It reaches 0.9148 on the features.\n") == [
+        "'Our best variant is run 2'"]
+
+
 def test_bare_pdf_text_skips_run_checks_with_a_note():
     rep = integrity.check(PaperInputs(text="An error of 0.1234 and Figure ?? and (?).\n"))
     assert rep.numbers_checked == 0

@@ -214,9 +214,7 @@ def _check_numbers(p: PaperInputs, rep: IntegrityReport) -> None:
         if r.run in ok_runs:
             continue
         for m in re.finditer(rf"\b[Rr]un[ _~]?{r.run}\b", _references_cut(p.text or "")):
-            start = (p.text or "").rfind(".", 0, m.start()) + 1
-            end = (p.text or "").find(".", m.end())
-            sentence = (p.text or "")[start:end if end != -1 else None]
+            sentence = _sentence_around(p.text or "", m.start(), m.end())
             if re.search(_SAID_NOT_APPLICABLE if r.status == NOT_APPLICABLE else _SAID_NOT_RESULT, sentence, re.IGNORECASE):
                 continue
             line = (p.text or "").count("\n", 0, m.start()) + 1
@@ -224,6 +222,19 @@ def _check_numbers(p: PaperInputs, rep: IntegrityReport) -> None:
                 kind="failed-run-presented", severity="warning", where=f"text line {line}",
                 message=f"run {r.run} is {r.status}, not a result, but is mentioned without saying so: "
                         f"{' '.join(sentence.split())[:160]!r}"))
+
+
+# A sentence ends at a full stop followed by white space and then not by a lower-case letter: not inside
+# 0.9148 or core.explained_variance, not at "vs. previous" or "et al. show" (a table's cells, which
+# pdftotext gives column by column, then stay one span with the verdict printed beside them).
+_SENTENCE_END = re.compile(r"\.(?=\s+[^\sa-z]|\s*$)")
+
+
+def _sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence of `text` that holds text[start:end]."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, start)]
+    after = _SENTENCE_END.search(text, end)
+    return text[ends[-1] if ends else 0:after.start() if after is not None else None]
 
 
 def _macro_numbers(results_tex: str | None) -> list[tuple[float, str]]:
