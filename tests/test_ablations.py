@@ -276,3 +276,36 @@ def test_the_tree_strategy_ablates_its_best_path_by_default(tmp_path):
     assert "LR = 0.2" in without_steps and "STEPS = 20" in without_steps
     assert _show(ws, full[8]["commit"]) == _show(ws, recorded[4]["commit"])  # node 5 less its own change: node 4's code
     assert recorded[7]["status"] == recorded[8]["status"] == "ok"
+
+
+def test_a_debugged_step_is_compared_with_the_baseline_and_a_failed_ablation_names_its_run(tmp_path):
+    """A tree whose best path starts with a failed draft (2) that a debug node (3) fixed: the path table gives
+    run 3's difference from the baseline (no ancestor is a result), not "--"; taking the fix out crashes, and the
+    ablation table names that run as not a result. Under seed 0 node 3 must debug node 2: no result yet."""
+    from orchestrator.paper import results_tex as paper_results
+    from orchestrator.paper import tex as texmod
+
+    broken = exp(1, 1, "Broken.\n\n" + blk("LR = 0.05", "LR = 0.1\nBROKEN = undefined_name"))
+    broken_too = exp(2, 1, "More steps.\n\n" + blk("STEPS = 20", "STEPS = 40\nBROKEN = undefined_name"))
+    fixed = exp(3, 1, "Fix node 2.\n\n" + blk("STEPS = 40\nBROKEN = undefined_name", "STEPS = 40"))
+    done = exp(4, 1, "Done.\n\n```json\n{\"orchestrate\": \"done\", \"reason\": \"one result\"}\n```\n")
+    idea = make_idea(tmp_path, [broken, broken_too, fixed, done], max_runs=4)
+    assert run_cli("run", idea, "--sandbox", tmp_path / "sb", "--strategy", "tree", "--stages",
+                   "experiments,ablations") == 0
+    ws_root = only_workspace(tmp_path / "sb")
+    nodes = {e["run"]: (e["parent"], e["kind"]) for e in events(ws_root, "node_created")}
+    assert {n: nodes[n] for n in (1, 2, 3)} == {1: (0, "draft"), 2: (0, "draft"), 3: (2, "debug")}
+    recorded = {e["run"]: e["status"] for e in events(ws_root, "run_recorded")}
+    assert (recorded[2], recorded[3]) == ("failed", "ok")
+    abl = {e["ablates"]: e["run"] for e in events(ws_root, "node_created") if e["kind"] == "ablation"}
+    assert recorded[abl[3]] == "failed"  # node 3's fix taken out: the crash again
+    text, ok, _bad = paper_results.generate(Workspace(ws_root), [])
+    path = text[text.index("\\newcommand{\\searchpathtable}"):text.index("\\newcommand{\\ablationtable}")]
+    assert "1 & Run 2 & draft from the template & not a result (failed) & --" in path
+    assert "2 & Run 3 & debug from step 1 & \\result{run3}{eval.error} & \\stepdiff{run3}{eval.error}" in path
+    assert "from the baseline when none is" in path
+    steps = texmod.setresults(text, "stepdiff")
+    assert steps[("run3", "eval.error")] == texmod.setresults(text, "diff")[("run3", "eval.error")]  # = vs run 0
+    assert paper_results.references_of(ok)["run3"] == "run0"
+    table = text[text.index("\\newcommand{\\ablationtable}"):]
+    assert f"step 2 (debug) & Run {abl[3]} & not a result (failed) & --" in table

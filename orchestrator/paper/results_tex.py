@@ -46,6 +46,8 @@ class RunData(BaseModel):
     kind: str = ""  # its search node's kind: draft, improve, debug or ablation ("" for the baseline)
     parent: int | None = None  # the node it was made from (0: the template; an ablation's: the best node)
     ablates: int | None = None  # an ablation: the node whose change it takes out of the best node
+    reference: int | None = None  # what its \\stepdiff compares it with: its nearest ancestor that is a result (0: the
+    #                               baseline, when none is: a draft, or a debug of a failed draft); an ablation's best node
 
     @property
     def is_ablation(self) -> bool:
@@ -139,10 +141,12 @@ def collect_runs(ws) -> tuple[list[RunData], list[RunData]]:
                 values = _numeric(flatten(data_))
         bad.append(RunData(run=run, status=NOT_APPLICABLE if not_applicable(rec) else rec.status, values=values))
     tree = build_tree(model, None)  # structure only: each run's node kind, parent and what an ablation takes out
+    results = {r.run for r in ok}
     for r in [*ok, *bad]:
         node = tree.nodes.get(r.run)
         if node is not None and not r.baseline:
             r.kind, r.parent, r.ablates = node.kind, node.parent, node.ablates
+            r.reference = node.parent if node.kind == "ablation" else _result_ancestor(tree, r.run, results)
     return ok, bad
 
 
@@ -151,11 +155,23 @@ def search_results(runs: list[RunData]) -> list[RunData]:
     return [r for r in runs if not r.baseline and not r.is_ablation]
 
 
+def _result_ancestor(tree, run: int, results: set[int]) -> int:
+    """The nearest ancestor of node `run` that is a result; 0 (the baseline) when none is."""
+    node, seen = tree.nodes[run].parent, {run}
+    while node in tree.nodes and node not in seen:
+        if node in results:
+            return node
+        seen.add(node)
+        node = tree.nodes[node].parent
+    return 0
+
+
 def references_of(runs: list[RunData]) -> dict[str, str]:
     """Run label -> the label of the run its \\stepdiff is taken against: an ablation's best node, a search
-    node's parent when that is a result (run0, the baseline, for a draft)."""
+    node's nearest ancestor that is a result (run0, the baseline, for a draft or when no ancestor is one)."""
     have = {r.run for r in runs}
-    return {r.label: f"run{r.parent}" for r in runs if not r.baseline and r.parent is not None and r.parent in have}
+    return {r.label: f"run{r.reference}" for r in runs
+            if not r.baseline and r.reference is not None and r.reference in have}
 
 
 def format_value(v: float) -> str:
@@ -396,8 +412,9 @@ def search_tables(runs: list[RunData], keys: list[str], seeds: dict[str, dict[st
         "\\centering\\small",
         f"\\caption{{The path of the search to its best node, run {search.best}"
         + (f" (objective: {escape_tt(search.objective)})" if search.objective else "")
-        + f": each step, the kind of step that made it, {name}{goal} over its seeds, and its difference from the step "
-          "before (from the baseline for the first) with its 95\\% Welch interval. \\resultsprovenance}",
+        + f": each step, the kind of step that made it, {name}{goal} over its seeds, and its difference from the "
+          "nearest step before it that is a result (from the baseline when none is) with its 95\\% Welch interval. "
+          "\\resultsprovenance}",
         "\\label{tab:path}",
         "\\begin{tabular}{rllrr}",
         "\\toprule",
@@ -419,7 +436,7 @@ def search_tables(runs: list[RunData], keys: list[str], seeds: dict[str, dict[st
         elif a.run in have:
             arows.append(f"{what} & Run {a.run} & {value(a.run)} & {step(a.run)} \\\\")
         else:
-            arows.append(f"{what} & -- & not a result ({escape_tt(a.status)}) & -- \\\\")
+            arows.append(f"{what} & Run {a.run} & not a result ({escape_tt(a.status)}) & -- \\\\")
     out += [
         "\\newcommand{\\ablationtable}{%",
         "\\begin{table}[t]",
