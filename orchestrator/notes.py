@@ -131,7 +131,10 @@ def run_section(rec: RunRecorded, edits: list[EditApplied], keys: list[str], bas
             lines.append(f"  {r['key']}: {r['baseline']} -> {r['value']}{extra}{src}")
     else:
         lines.append("Not a result; it enters no table, plot or paper. Why:")
-        lines += [f"  - {r}" for r in rec.reasons] or ["  - no reason recorded"]
+        # a reason may span lines (aider's SEARCH/REPLACE error): its later lines indented, so none reads as a
+        # section of its own ("## SearchReplaceNoExactMatch: ...") or as an edit block
+        lines += [f"  - {first}" + "".join(f"\n    {ln}" for ln in rest if ln.strip())
+                  for first, *rest in (r.strip().splitlines() or [""] for r in rec.reasons)] or ["  - no reason recorded"]
     return "\n".join(lines) + "\n"
 
 

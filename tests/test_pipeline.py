@@ -272,3 +272,23 @@ def test_full_disk_stops_cleanly_and_resume_finishes(tmp_path):
     before = events(ws)  # the journal is whole records only
     assert before and cli_subprocess("resume", ws).returncode == 0
     assert [(r["run"], r["status"]) for r in events(ws, "run_recorded")] == [(1, "ok"), (2, "ok")]
+
+
+def test_a_reason_over_several_lines_stays_inside_its_runs_notes_section(tmp_path):
+    # a tree node whose edit does not apply is failed with aider's SEARCH/REPLACE error as its reason, many
+    # lines long; one of them began "## SearchReplaceNoExactMatch", a section of its own in notes.txt
+    missing = exp(1, 1, "Plan.\n\n" + blk("NO_SUCH_LINE = 1", "NO_SUCH_LINE = 2"))
+    works = exp(2, 1, "Plan.\n\n" + blk("LR = 0.05", "LR = 0.1"))
+    done = exp(3, 1, "Done.\n\n" + DONE)
+    idea = make_idea(tmp_path, [missing, works, done], max_runs=3)
+    assert run_cli("run", idea, "--sandbox", tmp_path / "sb", "--strategy", "tree") == 0
+    ws = only_workspace(tmp_path / "sb")
+    rec = {e["run"]: e for e in events(ws, "run_recorded")}
+    assert rec[1]["status"] == "failed" and any("\n" in r for r in rec[1]["reasons"])
+    notes = (ws / "notes.txt").read_text()
+    assert [ln for ln in notes.splitlines() if ln.startswith("#") and not ln.startswith("# ")] == [
+        "## Run 1: FAILED", "## Run 2: OK"]
+    section = notes[notes.index("## Run 1: FAILED"):notes.index("## Run 2: OK")]
+    assert "  - edit not applied: " in section and "    NO_SUCH_LINE = 1" in section
+    assert not [ln for ln in section.splitlines()[1:] if ln.strip() and not ln.startswith(("  ", "Attempts", "What",
+                                                                                           "Code", "Not a result"))]
