@@ -395,3 +395,23 @@ def test_replay_of_a_tree_transcript_grows_its_tree(tmp_path):
     tr = FIXTURES / "tiny_tree.transcript.jsonl"
     assert run_cli("replay", tr, "--idea-file", idea, "--sandbox", tmp_path / "r") == 0
     _check_tree(only_workspace(tmp_path / "r"))
+
+
+def test_the_hsae_idea_pins_the_search_its_tree_transcript_was_written_for():
+    """The transcript's node 4 improves node 3; with a node in flight node 3 is hidden when node 4 is chosen, so
+    node 4 improves node 1, whose code lacks the line the scripted edit changes (it fails: edit not applied) and
+    the scripted paper no longer fits. The idea pins 0 nodes in flight, so --parallel 2 or --gpus keep the
+    transcript's tree; --parallel-nodes still wins."""
+    from orchestrator.search.options import resolve_search
+    from orchestrator.settings import Limits
+    from orchestrator.spec import load_idea
+    from orchestrator.template import load_template
+
+    loaded = load_idea(ROOT / "ideas" / "hsae.json")
+    template = load_template(ROOT / "templates" / "sae")
+
+    def parallel(**kw):
+        return resolve_search(template, loaded.idea, loaded.path, Limits(parallel_runs=2), strategy="tree",
+                              max_nodes=None, wall_s=None, **kw).settings.parallel
+
+    assert parallel() == 0 and parallel(parallel=1) == 1
