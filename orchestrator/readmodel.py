@@ -76,10 +76,22 @@ class PhaseView:
     job_id: str | None = None  # the Slurm job it was submitted as
     seed: int | None = None  # which seed of the run (None: a run from before seeds)
     evaluation: str = "self-reported"
+    started_ts: float | None = None  # when it started (its RunStarted; a node in flight is journaled when it lands)
 
     @property
     def finished(self) -> bool:
         return self.status != "unfinished"
+
+
+def busy_seconds(phases: list[PhaseView]) -> float:
+    """The clock time in which at least one of `phases` ran: the union of their spans, so seeds (or nodes) that
+    ran side by side count once; a phase with no known start adds its own wall time."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted((p.started_ts, p.started_ts + p.wall_s) for p in phases if p.started_ts is not None):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total + sum(p.wall_s for p in phases if p.started_ts is None)
 
 
 @dataclass
@@ -151,7 +163,7 @@ class AttemptView:
 
     @property
     def wall_s(self) -> float:
-        return sum(p.wall_s for p in self.phases)
+        return busy_seconds(self.phases)
 
     @property
     def exit_code(self) -> int | None:
@@ -222,7 +234,7 @@ class RunView:
 
     @property
     def wall_s(self) -> float:
-        return sum(a.wall_s for a in self.attempts)
+        return busy_seconds([p for a in self.attempts for p in a.phases])
 
     @property
     def added(self) -> int:
@@ -494,7 +506,7 @@ class WorkspaceModel:
                 # a redo after a crash replaces it
                 av.phases = [p for p in av.phases if (p.phase, p.seed) != (e.phase, e.seed)]
                 av.phases.append(PhaseView(phase=e.phase, out_dir=e.out_dir, status="unfinished", commit=None,
-                                           job_id=e.job_id, seed=e.seed))
+                                           job_id=e.job_id, seed=e.seed, started_ts=e.ts or None))
                 av.phases.sort(key=_phase_order)
         elif isinstance(e, RunFinished):
             self._jobs.pop((e.run, e.attempt, e.phase, e.seed), None)
@@ -502,12 +514,13 @@ class WorkspaceModel:
                 self.stage(STAGE_OF_PHASE.get(e.phase, self.current_stage or e.phase)).executions.append(e)
             else:
                 av = self._attempt(e.run, e.attempt)
+                began = next((p.started_ts for p in av.phases if (p.phase, p.seed) == (e.phase, e.seed)), None)
                 av.phases = [p for p in av.phases if (p.phase, p.seed) != (e.phase, e.seed)]
                 av.phases.append(PhaseView(
                     phase=e.phase, out_dir=e.out_dir, status=e.status, reasons=list(e.reasons), exit_code=e.exit_code,
                     wall_s=e.wall_s, peak_rss_mb=e.peak_rss_mb, metrics=dict(e.metrics),
                     feedback=e.feedback.model_dump(exclude_defaults=True),
-                    log_dir=e.log_dir, commit=e.commit, seed=e.seed, evaluation=e.evaluation,
+                    log_dir=e.log_dir, commit=e.commit, seed=e.seed, evaluation=e.evaluation, started_ts=began,
                 ))
                 av.phases.sort(key=_phase_order)
         elif getattr(e, "type", None) == "run_aggregated":  # the seeds contract's verdict over a full run's seeds

@@ -17,7 +17,7 @@ from .events import STAGES, Artifact, ExchangeFailed, Message, NodeCreated, Work
 from .formatting import delta, fmt_num
 from .objective import Objective
 from .paths import readable
-from .readmodel import NOT_APPLICABLE, RunView, StageView, WorkspaceModel
+from .readmodel import NOT_APPLICABLE, RunView, StageView, WorkspaceModel, busy_seconds
 from .results import flatten
 from .search.tree import build_tree
 from .template import BASELINE_RUN
@@ -220,8 +220,9 @@ class Timeline:
 
     @property
     def run_wall_s(self) -> float | None:
-        """Time spent running experiments (all phases, all attempts); None for an import."""
-        return None if self.imported else sum(r.wall_s for r in self.runs)
+        """Clock time in which an experiment ran (all phases, all attempts; seeds and nodes in flight that ran side
+        by side count once, readmodel.busy_seconds); None for an import."""
+        return None if self.imported else busy_seconds([p for r in self.runs for a in r.attempts for p in a.phases])
 
     def metric_rows(self, runs: list[RunView] | None = None, reference: int = 0) -> list[MetricRow]:
         """Key metrics: the baseline's and each of `runs`' (default: the search's results; runs that are not

@@ -27,7 +27,7 @@ from orchestrator.notes import metric_rows, run_section, run_stats
 from orchestrator.paper import integrity
 from orchestrator.paper import results_tex as paper_results
 from orchestrator.paper import tex as texmod
-from orchestrator.readmodel import WorkspaceModel
+from orchestrator.readmodel import PhaseView, WorkspaceModel, busy_seconds
 from orchestrator.report import render
 from orchestrator.show import overview, run_detail
 from orchestrator.stages.review import workspace_inputs
@@ -255,3 +255,29 @@ def test_log_and_source_readers_never_follow_a_link_out_of_the_workspace(tmp_pat
     assert source_context(root / "latex", str(secret), 1) == ""  # nor a file outside the sources
     assert log_tail(root, str(root / "logs"), "stdout.txt") == "trained"
     assert log_tail(root, str(root / "logs"), "stderr.txt") is None
+
+
+def test_a_runs_wall_time_counts_seeds_that_ran_side_by_side_once():
+    # the hsae tree run's show said run 1 took 4m08s (its three seeds' times added) while it ran 1m33s, and
+    # its totals "wall 13m49s (experiments 19m48s)": more time in experiments than on the clock
+    def started(seed, ts):
+        return RunStarted(run=1, attempt=1, phase="full" if seed is not None else "smoke", seed=seed, ts=ts,
+                          out_dir="run_1" if seed is not None else ".smoke/run_1_attempt_1")
+
+    def finished(seed, ts, wall):
+        return RunFinished(run=1, attempt=1, phase="full" if seed is not None else "smoke", seed=seed, ts=ts,
+                           out_dir="run_1", status="ok", wall_s=wall)
+
+    events = [started(None, 100.0), finished(None, 106.0, 6.0),  # the smoke run, then three seeds together
+              started(0, 110.0), started(1, 110.0), started(2, 110.0),
+              finished(0, 197.0, 87.0), finished(1, 196.0, 85.5), finished(2, 180.0, 69.5)]
+    # a node in flight: the finish is journaled when it lands, long after; its span is from its start
+    events += [RunStarted(run=2, attempt=1, phase="full", seed=0, ts=150.0, out_dir="run_2"),
+               RunFinished(run=2, attempt=1, phase="full", seed=0, ts=400.0, out_dir="run_2", status="ok", wall_s=60.0)]
+    model = WorkspaceModel.build(events)
+    run1 = model.runs[1]
+    assert run1.attempts[0].wall_s == run1.wall_s == 6.0 + 87.0
+    assert model.runs[2].wall_s == 60.0
+    every = [p for r in (model.runs[1], model.runs[2]) for p in r.attempts[0].phases]
+    assert busy_seconds(every) == 6.0 + (210.0 - 110.0)  # run 2 (150..210) overlaps run 1's seeds (110..197)
+    assert busy_seconds([PhaseView(phase="full", out_dir="x", status="ok", wall_s=5.0)]) == 5.0  # no start known
