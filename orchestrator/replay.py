@@ -154,14 +154,21 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
     idea_file, transcript, recorded, recorded_edits, _scratch, recorded_seeds = _source(source, idea_file, idea_name)
     if idea_name is None and not Path(source).is_dir() and Path(idea_file).name == "ideas.json":
         idea_name = load_transcript(transcript).header.idea  # the transcript names its idea in the list
-    opts = RunOptions(transcript=transcript, sandbox=sandbox, python=python, stages=stages or ["experiments"],
-                      idea_name=None if Path(source).is_dir() else idea_name)
     recorded_nodes: dict[int, NodeCreated] = {}
+    if Path(source).is_dir():
+        recorded_nodes = WorkspaceModel.build(Workspace(Path(source)).journal.events).nodes
+    ablations = {n for n, made in recorded_nodes.items() if made.kind == "ablation"}
+    if stages is None:  # the stages that make runs: the experiments, and the ablations when the recording has them
+        stages = ["experiments", *(["ablations"] if ablations else [])]
+    if "ablations" not in stages:  # ablation runs not asked for are not missed
+        recorded = {r: v for r, v in recorded.items() if r not in ablations}
+        recorded_seeds = {k: v for k, v in recorded_seeds.items() if k[0] not in ablations}
+        recorded_nodes = {n: v for n, v in recorded_nodes.items() if n not in ablations}
+    opts = RunOptions(transcript=transcript, sandbox=sandbox, python=python, stages=stages,
+                      idea_name=None if Path(source).is_dir() else idea_name)
     if Path(source).is_dir():  # the same strategy, objective and search seed: the same tree
-        src_ws = Workspace(Path(source))
-        search = recorded_search(workspace_created(src_ws.journal.events, source).options)
+        search = recorded_search(workspace_created(Workspace(Path(source)).journal.events, source).options)
         opts.strategy, opts.search = search.strategy, search.settings if search.strategy == "tree" else None
-        recorded_nodes = WorkspaceModel.build(src_ws.journal.events).nodes
     elif _is_tree_transcript(Path(idea_file), Path(source)):  # the idea's tree_transcript: a tree search
         opts.strategy = "tree"
     ctx, stages = start(idea_file, opts, log=lambda s: print(s, flush=True))
@@ -191,7 +198,9 @@ def replay(source: Path, *, idea_file: Path | None = None, sandbox: Path = Path(
         if n is not None and (n.files != e.files or bool(n.failed) != bool(e.failed)):
             report.divergences.append(f"{e.stage} run {e.run} attempt {e.attempt}: the edit now touches {n.files or 'nothing'} "
                                       f"(recorded: {e.files or 'nothing'})")
-    _print(report, replayed, bool(recorded))
+    keys = list(dict.fromkeys([*(ctx.objective.read_keys() if ctx.objective is not None else []),
+                               *ctx.manifest.key_metrics]))
+    _print(report, replayed, bool(recorded), keys)
     (ctx.ws.state / "replay.json").write_text(report.model_dump_json(indent=2))
     if report.divergences:
         return 1
@@ -222,8 +231,10 @@ def tree_divergences(recorded: dict[int, NodeCreated], replayed: dict[int, NodeC
     return out
 
 
-def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recording: bool) -> None:
-    console = Console()
+def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recording: bool, keys: list[str]) -> None:
+    """The key metrics' deltas (the objective's and the template's key_metrics) and every metric that moved;
+    replay.json has them all. Wide enough to read when the output is a file, not a terminal."""
+    console = Console() if Console().is_terminal else Console(width=140)
     table = Table(title="recorded vs replayed" if have_recording else "replayed runs", show_lines=False)
     for col in ("run", "seed", "metric", "recorded", "replayed", "abs diff", "rel diff", ""):
         table.add_column(col, justify="right" if col not in ("metric", "") else "left", no_wrap=col == "metric")
@@ -231,8 +242,9 @@ def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recordin
     def f(v: Any) -> str:
         return fmt_num(v, digits=6, missing="-")
 
+    shown = [d for d in report.deltas if d.metric in keys or not d.ok] if keys else report.deltas
     if have_recording:
-        for d in report.deltas:
+        for d in shown:
             table.add_row(str(d.run), "mean" if d.seed is None else str(d.seed), d.metric, f(d.recorded), f(d.replayed),
                           f(d.abs_diff),
                           "-" if d.rel_diff is None else f"{d.rel_diff:.2%}", "ok" if d.ok else "MOVED")
@@ -241,6 +253,9 @@ def _print(report: ReplayReport, replayed: dict[int, RunRecorded], have_recordin
             for k, v in sorted(r.metrics.items())[:12]:
                 table.add_row(str(run), "mean", k, "-", f(v), "-", "-", r.status)
     console.print(table)
+    if have_recording and len(shown) < len(report.deltas):
+        console.print(f"{len(report.deltas) - len(shown)} other metric value(s) compared, each within tolerance "
+                      "(every one is in .orchestrate/replay.json)")
     if report.divergences:
         console.print(f"[bold red]{len(report.divergences)} divergence(s):[/]")
         for d in report.divergences:

@@ -230,6 +230,32 @@ def test_replay_grows_the_same_tree(tmp_path):
     assert {d["run"] for d in report["deltas"] if d["metric"] == "eval.error"} == {1, 3, 4, 5}
 
 
+def test_replay_of_a_tree_with_ablations_runs_them_too_and_a_narrower_replay_does_not_miss_them(tmp_path, capsys):
+    # the hsae tree workspace's replay ran only the experiments stage and named its three ablation runs (and
+    # their seeds and nodes) "not reached by the replay": 9 divergences, exit 1, for a tree it regrew exactly
+    from orchestrator.cli import main
+
+    assert run_cli("run", IDEA, "--sandbox", tmp_path / "sb", "--stages", "experiments,ablations") == 0
+    ws = only_workspace(tmp_path / "sb")
+    ablations = sorted(e["run"] for e in events(ws, "node_created") if e["kind"] == "ablation")
+    assert ablations
+    capsys.readouterr()
+    assert main(["replay", str(ws), "--sandbox", str(tmp_path / "all")]) == 0  # no --stages: the ablations too
+    out = capsys.readouterr().out
+    again = only_workspace(tmp_path / "all")
+    report = json.loads((again / ".orchestrate" / "replay.json").read_text())
+    assert report["divergences"] == [], report["divergences"]
+    ran = {e["run"] for e in events(ws, "run_recorded") if e["run"] in ablations and e["status"] == "ok"}
+    assert ran and ran <= {d["run"] for d in report["deltas"]}
+    assert {e["run"]: e["status"] for e in events(again, "run_recorded") if e["run"] in ablations} == {
+        e["run"]: e["status"] for e in events(ws, "run_recorded") if e["run"] in ablations}
+    assert sorted(e["run"] for e in events(again, "node_created") if e["kind"] == "ablation") == ablations
+    assert "replay reproduced every run within tolerance" in out and "eval.error" in out
+    assert main(["replay", str(ws), "--sandbox", str(tmp_path / "exp"), "--stages", "experiments"]) == 0
+    narrow = json.loads((only_workspace(tmp_path / "exp") / ".orchestrate" / "replay.json").read_text())
+    assert narrow["divergences"] == [] and not set(ablations) & {d["run"] for d in narrow["deltas"]}
+
+
 def test_tree_divergences_name_a_moved_node():
     from orchestrator.events import NodeCreated
     from orchestrator.replay import tree_divergences

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--python",
                         help="the experiment's interpreter (default: an environment built from the template's requirements.txt)")
     parser.add_argument("--stages", type=name_list, metavar="LIST",
-                        help="comma-separated stages to replay (default: experiments)")
+                        help="comma-separated stages to replay (default: experiments, and ablations when the workspace "
+                        "has ablation runs)")
 
 
 def main(args: argparse.Namespace) -> int:
