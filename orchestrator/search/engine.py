@@ -43,7 +43,7 @@ from ..conversation import Conversations
 from ..errors import BudgetExceeded, InputError
 from ..events import EditApplied, Message, NodeCreated, RunFinished, RunRecorded, RunStarted
 from ..notes import baseline_values, metric_rows, run_stats
-from ..readmodel import WorkspaceModel
+from ..readmodel import live
 from ..results import code_files, flatten
 from ..stages.experiment_steps import STAGE, baseline_metrics, check_texts, experiment_files, record_run
 from . import policy
@@ -77,7 +77,7 @@ def template_commit(ctx: Context) -> str:
 
 def current_tree(ctx: Context, hidden: set[int] | frozenset[int] = frozenset()) -> SearchTree:
     """The tree from the journal; the nodes in `hidden` read as still running (no verdict, no score)."""
-    tree = build_tree(WorkspaceModel.build(ctx.journal.events), ctx.objective)
+    tree = build_tree(live(ctx.journal), ctx.objective)
     for n in hidden:
         if n in tree.nodes:
             node = tree.nodes[n]
@@ -131,7 +131,7 @@ def run_search(ctx: Context, conv: Conversations) -> str:
     flight = Flight(ctx, baseline)
     try:
         for node in range(1, max_nodes + 1):
-            made = WorkspaceModel.build(j.events).nodes.get(node)
+            made = live(j).nodes.get(node)
             hidden = in_flight_at(j, node, s.parallel or 0)
             if made is None:
                 flight.land(keep=hidden)
@@ -224,7 +224,7 @@ def _grow(ctx: Context, conv: Conversations, made: NodeCreated, files: list[str]
     conv.sessions.pop(STAGE, None)  # a fresh chat per node: its prompt carries what it needs to know
     outcome = conv.ask(STAGE, _prompt(ctx, tree, made, files, baseline, max_nodes), files=files, run=node, attempt=1)
     plan = plan_of(outcome.response)
-    if plan and not WorkspaceModel.build(j.events).nodes[node].plan:
+    if plan and not live(j).nodes[node].plan:
         j.append(made.model_copy(update={"plan": plan, "seq": 0, "ts": 0.0}))
     if outcome.done and any(n.is_result for n in tree.search_nodes()):
         j.append(Message(stage=STAGE, text=f"the agent ended the search at node {node}"))
