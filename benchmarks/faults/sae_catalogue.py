@@ -191,8 +191,9 @@ def _pipeline_run(ctx: Context, run: int, base_metrics: dict, *, smoke_only: boo
 
 
 def run_attack(attack: Attack, workdir: Path, *, isolation: str, cache_dir: Path, python: str,
-               smoke_only: bool = False) -> Outcome:
-    """Make a sae workspace, run the attack through the orchestrator, and check what it achieved."""
+               smoke_only: bool = False, seeds: int | None = None) -> Outcome:
+    """Make a sae workspace, run the attack through the orchestrator, and check what it achieved (`seeds`: a
+    full run's seeds, and the baseline seeds evaluated; None: the template's)."""
     slug = attack.file.replace("_", "-")
     base = workdir / slug
     if base.exists():
@@ -211,7 +212,7 @@ def run_attack(attack: Attack, workdir: Path, *, isolation: str, cache_dir: Path
     os.environ["FAULT_TARGET"] = str(marker if attack.file == "git_hook" else target)
     try:
         return _run(attack, base, outside, target, target_sha, marker, isolation=isolation, cache_dir=cache_dir,
-                    python=python, smoke_only=smoke_only)
+                    python=python, smoke_only=smoke_only, seeds=seeds)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -222,12 +223,12 @@ def run_attack(attack: Attack, workdir: Path, *, isolation: str, cache_dir: Path
 
 
 def _run(attack: Attack, base: Path, outside: Path, target: Path, target_sha: str, marker: Path, *,
-         isolation: str, cache_dir: Path, python: str, smoke_only: bool) -> Outcome:
+         isolation: str, cache_dir: Path, python: str, smoke_only: bool, seeds: int | None = None) -> Outcome:
     template = load_template(SAE)
     t = template.manifest.timeouts
     runs = 2 if attack.earlier else 1
     limits = Limits().merged(full_timeout_s=min(t.full_s, 600), smoke_timeout_s=t.smoke_s, max_runs=runs,
-                             max_attempts=1, isolation=isolation)
+                             max_attempts=1, isolation=isolation, seeds=seeds)
     idea = Idea(name=f"sae-{attack.file.replace('_', '-')}", title=attack.name, template="sae",
                 experiment=(ATTACKS / f"{attack.file}.py").read_text().split('"""')[1].strip())
     loaded = LoadedIdea(idea=idea, path=base / "idea.json", transcript_path=None)
