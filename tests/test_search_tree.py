@@ -95,3 +95,13 @@ def test_an_ablation_that_no_longer_comes_out_reads_not_applicable_and_is_never_
     views = {v.node: v for v in tree_view(tree).walk()}
     assert views[3].status == "not applicable" and views[3].reason.startswith("the change of run 1 does not come out")
     assert views[4].status == "failed" and views[4].reason == "smoke: exited with code 1"
+
+
+def test_the_node_whose_reply_ended_the_search_is_not_a_node_of_it():
+    """A node is journaled before the agent answers; when its reply ends the search nothing is run for it."""
+    from orchestrator.search.tree import SearchTree, TreeNode
+
+    t = SearchTree(objective=Objective(metric="m", goal="min"))
+    t.nodes[1] = TreeNode(node=1, parent=0, kind="draft", status="ok", score=1.0, feasible=True)
+    t.nodes[2] = TreeNode(node=2, parent=1, kind="improve", status="not run")
+    assert [n.node for n in t.search_nodes()] == [1] and t.best().node == 1

@@ -46,8 +46,9 @@ class SearchTree:
 
     # -- queries -----------------------------------------------------------------------------------
     def search_nodes(self) -> list[TreeNode]:
-        """The nodes the search made (ablations aside), by number."""
-        return [n for _, n in sorted(self.nodes.items()) if n.kind != "ablation"]
+        """The nodes the search made (ablations aside), by number; not the one whose reply ended the search (it
+        was journaled before the agent answered, and nothing was run for it)."""
+        return [n for _, n in sorted(self.nodes.items()) if n.kind != "ablation" and n.status != "not run"]
 
     def ablations(self) -> list[TreeNode]:
         return [n for _, n in sorted(self.nodes.items()) if n.kind == "ablation"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import prompts
 from ..context import Context
-from ..events import EditApplied, Message, RunFinished, RunRecorded
+from ..events import EditApplied, Message, NodeCreated, RunFinished, RunRecorded
 from ..notes import append_section, run_section, run_stats
 
 STAGE = "experiments"
@@ -78,7 +78,9 @@ def record_run(ctx: Context, run: int, status: str, attempts: int, reasons: list
                       metrics=metrics if status == "ok" else {}, evaluation=evaluation)
     if "notes.txt" in ctx.manifest.editable:
         rec_for_notes = rec.model_copy(update={"commit": code or ctx.ws.head()})
-        section = run_section(rec_for_notes, edits, ctx.manifest.key_metrics, baseline, ctx.limits.max_attempts,
+        tree_node = j.last(NodeCreated, run=run) is not None  # a search node gets one attempt: a failure is debugged as a child
+        section = run_section(rec_for_notes, edits, ctx.manifest.key_metrics, baseline,
+                              1 if tree_node else ctx.limits.max_attempts,
                               run_stats(j.events, run))
         problem = append_section(ctx.ws.root, "notes.txt", section)
         if problem:
