@@ -11,11 +11,13 @@ So the strategies differ only in which code each node starts from.
 Figures:
 - the best objective reached after N = 10, 20, 40 nodes, tree vs linear, mean ± sd over 10 seeds (the best
   among a search's first N nodes: one search of 40 nodes per seed and strategy; linear: one attempt per run,
-  so a node is one agent edit in both);
+  so a node is one agent edit in both; the tree's nodes one after another, so each node may build on every
+  node before it);
 - the scheduler's overhead per node and the utilisation of 2 slots, on one search of 10 nodes whose full
-  runs sleep 1 s (targets < 0.25 s, >= 0.9): from the journal, over the search's time (the baseline's verdict
-  to the last node's), the overhead is the time in which no experiment ran and the agent (aider's edit path)
-  was not answering, per node; the utilisation is the experiments' summed wall time over slots x that time.
+  runs sleep 1 s, the tree with 2 nodes in flight (targets < 0.25 s, >= 0.9): from the journal, over the
+  search's time (the baseline's verdict to the last node's), the overhead is the time in which no
+  experiment ran and the agent (aider's edit path) was not answering, per node; the utilisation is the
+  experiments' summed wall time over slots x that time.
   The overhead is also split by the two journal events each idle moment lies between (where to look).
 
     .venv/bin/python benchmarks/search.py [--quick] [--seeds 10] [--nodes 10,20,40] [--strategies linear,tree]
@@ -160,8 +162,9 @@ class Search:
 
 
 def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: float = 0.0, slots: int = 2,
-               keep: bool = False) -> Search:
-    """One search of `nodes` nodes by `strategy` (linear | tree) with the stand-in agent of `seed`."""
+               keep: bool = False, parallel: int | None = None) -> Search:
+    """One search of `nodes` nodes by `strategy` (linear | tree) with the stand-in agent of `seed`; a tree's nodes
+    in flight: `parallel` (None: its default, the `slots`)."""
     from orchestrator.events import BaselineRecorded, Exchange, RunFinished, RunRecorded
     from orchestrator.pipeline import RunOptions, execute, start
     from orchestrator.readmodel import WorkspaceModel
@@ -175,7 +178,7 @@ def run_search(strategy: str, seed: int, nodes: int, work: Path, *, sleep_s: flo
     if strategy == "linear":
         opts.max_attempts = 1  # a node is one agent edit, as in the tree
     else:
-        _tree_options(opts, nodes, seed)
+        _tree_options(opts, nodes, seed, parallel)
     ctx, stages = start(idea, opts, log=lambda s: None)
     agent = StandInAgent(seed, lambda: (ctx.ws.root / "experiment.py").read_text())
     ctx.transcript = agent  # type: ignore[assignment]  # the transcript protocol: next(stage, run, attempt, step)
@@ -267,8 +270,8 @@ def idle_between(events: list, working: list[tuple[float, float]], begin: float,
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
-def _tree_options(opts, nodes: int, seed: int) -> None:
-    """`--strategy tree --max-nodes N`, the policy's random choices drawn from `seed` too."""
+def _tree_options(opts, nodes: int, seed: int, parallel: int | None = None) -> None:
+    """`--strategy tree --max-nodes N [--parallel-nodes P]`, the policy's random choices drawn from `seed` too."""
     from orchestrator.pipeline import RunOptions
 
     if "strategy" not in RunOptions.__dataclass_fields__:
@@ -276,7 +279,7 @@ def _tree_options(opts, nodes: int, seed: int) -> None:
     from orchestrator.settings import SearchSettings
 
     opts.strategy, opts.max_nodes = "tree", nodes
-    opts.search = SearchSettings(max_nodes=nodes, seed=seed)
+    opts.search = SearchSettings(max_nodes=nodes, seed=seed, parallel=parallel)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -292,7 +295,8 @@ def sweep(strategies: list[str], seeds: list[int], ns: list[int], work: Path, lo
     for strategy in strategies:
         for seed in seeds:
             t = time.perf_counter()
-            s = run_search(strategy, seed, max(ns), work / f"{strategy}-{seed}")
+            # one node after another: what a node can build on, per node (nodes in flight see less: timing())
+            s = run_search(strategy, seed, max(ns), work / f"{strategy}-{seed}", parallel=0)
             out[strategy].append(s)
             best = s.best_after(max(ns))
             log(f"  {strategy} seed {seed}: best {'none' if best is None else f'{best:.3f}'}, {s.nodes} nodes, "
