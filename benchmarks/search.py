@@ -235,12 +235,9 @@ def _cpu() -> tuple[float, float]:
 
 def covered(intervals: list[tuple[float, float]], begin: float, end: float) -> float:
     """How much of [begin, end] the intervals cover (their union's length)."""
-    total, reach = 0.0, begin
-    for a, b in sorted((max(a, begin), min(b, end)) for a, b in intervals):
-        if b > reach:
-            total += b - max(a, reach)
-            reach = b
-    return total
+    from orchestrator.readmodel import union_seconds
+
+    return union_seconds((max(a, begin), min(b, end)) for a, b in intervals)
 
 
 def uncovered(intervals: list[tuple[float, float]], begin: float, end: float) -> list[tuple[float, float]]:

@@ -83,15 +83,23 @@ class PhaseView:
         return self.status != "unfinished"
 
 
+def union_seconds(spans) -> float:
+    """How long at least one of the (start, end) spans lasts: spans that overlap count once (an empty one, end
+    not past its start, adds nothing)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        lo = max(start, reach)
+        if end > lo:
+            total += end - lo
+        reach = max(reach, end)
+    return total
+
+
 def busy_seconds(phases: list[PhaseView]) -> float:
     """The clock time in which at least one of `phases` ran: the union of their spans, so seeds (or nodes) that
     ran side by side count once; a phase with no known start adds its own wall time."""
-    total, reach = 0.0, float("-inf")
-    for start, end in sorted((p.started_ts, p.started_ts + p.wall_s) for p in phases if p.started_ts is not None):
-        if end > reach:
-            total += end - max(start, reach)
-            reach = end
-    return total + sum(p.wall_s for p in phases if p.started_ts is None)
+    return (union_seconds((p.started_ts, p.started_ts + p.wall_s) for p in phases if p.started_ts is not None)
+            + sum(p.wall_s for p in phases if p.started_ts is None))
 
 
 @dataclass

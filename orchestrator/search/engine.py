@@ -43,7 +43,7 @@ from ..conversation import Conversations
 from ..errors import BudgetExceeded, InputError
 from ..events import EditApplied, Message, NodeCreated, RunFinished, RunRecorded, RunStarted
 from ..notes import baseline_values, metric_rows, run_stats
-from ..readmodel import live
+from ..readmodel import live, union_seconds
 from ..results import code_files, flatten
 from ..stages.experiment_steps import STAGE, baseline_metrics, check_texts, experiment_files, record_run
 from . import policy
@@ -102,13 +102,7 @@ def search_seconds(journal) -> float:
     for n in journal.of(NodeCreated):
         if n.kind != "ablation":
             first.setdefault(n.run, n.ts)
-    spans = sorted((first[r.run], r.ts) for r in journal.of(RunRecorded) if r.run in first)
-    total, reach = 0.0, float("-inf")
-    for a, b in spans:
-        if b > reach:
-            total += b - max(a, reach)
-            reach = b
-    return total
+    return union_seconds((first[r.run], r.ts) for r in journal.of(RunRecorded) if r.run in first)
 
 
 def plan_of(response: str) -> str:
