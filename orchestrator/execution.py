@@ -59,10 +59,11 @@ def _prepare_key(ctx: Context) -> str:
     return h.hexdigest()[:16]
 
 
-def experiment_env(ctx: Context, *, smoke: bool) -> dict[str, str]:
-    """The child's environment: ours without secrets, plus the run's switches and its workspace's own home."""
+def experiment_env(ctx: Context, *, smoke: bool, home: Path | None = None) -> dict[str, str]:
+    """The child's environment: ours without secrets, plus the run's switches and its own home (the workspace's,
+    or `home`: a tree node's, beside its folder)."""
     env = runner.scrub_env(os.environ)
-    home = ctx.ws.root / sandbox.HOME_DIR
+    home = home or ctx.ws.root / sandbox.HOME_DIR
     home.mkdir(parents=True, exist_ok=True)
     env.update({
         names.CACHE_DIR: str(data_dir(ctx)), names.WORKSPACE: str(ctx.ws.root),
@@ -113,15 +114,17 @@ def make_node_folder(ctx: Context, run: int, commit: str) -> Path:
     remove_node_folder(ctx, run)
     cwd.parent.mkdir(parents=True)
     ws.export(commit, cwd, skip=_run_output)
-    for rel in ws.protected_hashes():
-        dst = cwd / rel
-        if dst.exists() or dst.is_symlink():
-            _remove(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ws.state / "pristine" / rel, dst)
-        dst.chmod(0o444)
-    (cwd.parent / "home").mkdir()
+    protected = list(ws.protected_hashes())
+    ws.restore_protected(protected, cwd)
+    for rel in protected:
+        (cwd / rel).chmod(0o444)
+    node_home(cwd).mkdir()
     return cwd
+
+
+def node_home(cwd: Path) -> Path:
+    """A tree node's run's home: beside its folder, inside the node's own `.orchestrate/nodes/run_<n>/`."""
+    return cwd.parent / "home"
 
 
 def _run_output(rel: str) -> bool:
@@ -143,11 +146,9 @@ def node_spec(ctx: Context, argv: list[str], *, cwd: Path, log_dir: Path, timeou
     """A run in a tree node's own folder: that folder and its home are all it may write; its protected files
     and the data cache are read-only, and nothing of the workspace (its record, its yardstick, earlier runs,
     the orchestrator's state) is bound under bwrap."""
-    home = cwd.parent / "home"
-    env = {**env, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "MPLCONFIGDIR": str(home / ".mpl")}
     protected = [cwd / rel for rel in ctx.ws.protected_hashes() if (cwd / rel).exists()]
     return RunSpec(argv=argv, cwd=cwd, log_dir=log_dir, timeout_s=timeout_s, env=env, limits=ctx.limits,
-                   isolation=ctx.isolation, writable=[home], read_only=[*protected, data_dir(ctx)],
+                   isolation=ctx.isolation, writable=[node_home(cwd)], read_only=[*protected, data_dir(ctx)],
                    watch_dir=cwd.parent, key=key, out_dir=out_dir)
 
 
@@ -418,7 +419,7 @@ def _prepare_seed(ctx: Context, run: int, attempt: int, phase: str, seed: int | 
     ws, m = ctx.ws, ctx.manifest
     smoke = phase == "smoke"
     log_dir = ws.attempt_dir(run, attempt) / (phase if seed is None or len(siblings) == 0 else f"{phase}_seed_{seed}")
-    env = experiment_env(ctx, smoke=smoke)
+    env = experiment_env(ctx, smoke=smoke, home=node_home(folder) if folder is not None else None)
     plan = seed_plan(ctx)
     if plan.env and seed is not None:
         env[plan.env] = str(seed)

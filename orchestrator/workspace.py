@@ -116,10 +116,12 @@ class Workspace:
                 changed.append(rel)
         return changed
 
-    def restore_protected(self, rels: list[str]) -> None:
+    def restore_protected(self, rels: list[str], root: Path | None = None) -> None:
+        """Put the protected files `rels` back from the pristine copy (in the workspace, or in `root`: a tree
+        node's own folder)."""
         for rel in rels:
             src = self.state / "pristine" / rel
-            dst = self.root / rel
+            dst = (root or self.root) / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             if dst.is_dir() and not dst.is_symlink():
                 shutil.rmtree(dst)
