@@ -90,9 +90,9 @@ def in_flight_at(journal, node: int, parallel: int) -> set[int]:
     passed (their full runs may still be going), by the journal, not by the clock."""
     if parallel <= 0:
         return set()
+    search = {n.run for n in journal.of(NodeCreated) if n.kind != "ablation"}
     passed = sorted({f.run for f in journal.of(RunFinished, phase="smoke", status="ok", attempt=1)
-                     if f.run is not None and 0 < f.run < node and journal.last(NodeCreated, run=f.run) is not None
-                     and journal.last(NodeCreated, run=f.run).kind != "ablation"})
+                     if f.run in search and 0 < f.run < node})
     return set(passed[-parallel:])
 
 
@@ -206,12 +206,8 @@ def _grow(ctx: Context, conv: Conversations, made: NodeCreated, files: list[str]
 
     j, ws, node = ctx.journal, ctx.ws, made.run
     tree = current_tree(ctx, hidden)
-    edit = j.last(EditApplied, stage=STAGE, run=node)
-    smoked = j.last(RunFinished, run=node, attempt=1, phase="smoke")
-    if edit is not None and smoked is not None and smoked.status == "ok" and (ctx.search.parallel or 0) > 0:
-        flight.add(node, submit_full(ctx, node, 1, code=edit.commit))  # a resume: its code is in its commit
-        return "in flight"
-    if edit is None:  # else the tree is already at this node's edit (a resume)
+    # a resume: the exchange and the smoke run come back from the journal, the edit untouched in its commit
+    if j.last(EditApplied, stage=STAGE, run=node) is None:  # else the tree is already at this node's edit
         if made.base_commit:
             checkout_code(ctx, made.base_commit)
         ws.commit(f"node {node}: {made.kind} from {'the template' if made.parent == ROOT else f'node {made.parent}'}")
